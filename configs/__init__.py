@@ -1,0 +1,1 @@
+"""YAML defaults per method / dataset / generator, and suites (installed as invbench.configs)."""

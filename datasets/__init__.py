@@ -1,0 +1,1 @@
+"""Dataset plugins, installed as ``invbench.datasets`` (one module per dataset)."""

@@ -1,0 +1,193 @@
+"""Configuration: dataclass defaults, YAML files under ``configs/``, ``--set key=value`` overrides.
+
+Every component (method, dataset, generator, evaluation) declares its hyper-parameters as a
+dataclass with defaults. ``configs/<kind>s/<name>.yaml`` may override those defaults; the
+command line overrides both. Unknown keys and values of the wrong type are errors that name
+the key, the file it came from and the valid keys. The resolved configuration is hashed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from invbench.errors import UsageError
+
+C = TypeVar("C")
+
+CONFIG_PACKAGE = "invbench.configs"
+
+
+def config_file(kind: str, name: str) -> Path | None:
+    """The YAML defaults file of a component, if the suite ships one."""
+    try:
+        path = resources.files(CONFIG_PACKAGE).joinpath(f"{kind}s", f"{name}.yaml")
+    except ModuleNotFoundError:  # pragma: no cover - broken install
+        return None
+    return Path(str(path)) if path.is_file() else None
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML ({e}). Fix the file's syntax.") from e
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}. Check the path.") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of key: value, got {type(data).__name__}.")
+    return data
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Convert ``value`` (a YAML value or a command-line string) to the field type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and (
+            value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        ):
+            return None
+        last: UsageError | None = None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(value, a, key, source)
+            except UsageError as e:
+                last = e
+        assert last is not None
+        raise last
+    bad = UsageError(
+        f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}. "
+        f"Fix the value, e.g. --set {key}=<{_type_name(tp)}>."
+    )
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        for c in choices:
+            if value == c or (isinstance(value, str) and str(c) == value):
+                return c
+        raise bad
+    if origin in (tuple, list):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise bad
+        (inner, *_) = typing.get_args(tp) or (str,)
+        return tuple(coerce(v, inner, key, source) for v in items)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if not math.isfinite(out):
+            raise UsageError(f"{source}: '{key}' must be a finite number, got {value!r}.")
+        return out
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    return value
+
+
+def build(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:
+    """Instantiate dataclass ``cls`` from its defaults and ``layers`` of (source, overrides)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for source, layer in layers:
+        for key, raw in layer.items():
+            if key not in fields:
+                import difflib
+
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise UsageError(
+                    f"{source}: unknown key '{key}'.{hint} Valid keys: {', '.join(fields)}."
+                )
+            values[key] = coerce(raw, hints[key], key, source)
+    cfg = cls(**values)
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ValueError as e:
+            raise UsageError(f"invalid configuration: {e}") from e
+    return cfg
+
+
+def resolve(cls: type[C], kind: str, name: str, overrides: dict[str, str] | None = None) -> C:
+    """Dataclass defaults <- ``configs/<kind>s/<name>.yaml`` <- command-line overrides."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    path = config_file(kind, name)
+    if path is not None:
+        layers.append((str(path), load_yaml(path)))
+    if overrides:
+        layers.append(("--set", overrides))
+    return build(cls, *layers)
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """Content hash of a JSON-serialisable object (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    """Split ``--set`` items into per-component overrides.
+
+    ``key=value`` goes to whichever component declares ``key`` (resolved later);
+    ``method.key=value``, ``dataset.key=...``, ``generator.key=...``, ``eval.key=...`` are explicit.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set expects key=value, got '{item}'. Example: --set steps=200.")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise UsageError(f"--set expects key=value, got '{item}'.")
+        scope, _, bare = key.rpartition(".")
+        out.setdefault(scope, {})[bare] = value
+    return out

@@ -1,0 +1,107 @@
+"""``dcgan``: the DCGAN of Radford et al. (2016) scaled to small images, as Creswell inverts.
+
+z (N(0, I)) -> linear projection to a 4x4 map -> [ConvT 4x4 stride 2, BN, ReLU] x (log2(r) - 3)
+-> ConvT to the image channels -> tanh. The first layer is a plain ``nn.Linear`` named ``fc`` so
+closed-form direction methods (SeFa, steerability) can read its weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from invbench.generators.base import GanTraining, Generator
+from invbench.registry import GENERATORS
+
+
+def _n_up(resolution: int) -> int:
+    n = int(math.log2(resolution)) - 2
+    if n < 1 or 4 * 2**n != resolution:
+        raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+    return n
+
+
+class DCGANDecoder(nn.Module):
+    def __init__(self, z_dim: int, channels: int, resolution: int, ngf: int) -> None:
+        super().__init__()
+        n_up = _n_up(resolution)
+        ch = ngf * 2 ** (n_up - 1)
+        self.top = ch
+        self.fc = nn.Linear(z_dim, ch * 16)
+        layers: list[nn.Module] = [nn.BatchNorm2d(ch), nn.ReLU(inplace=True)]
+        for _ in range(n_up - 1):
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2),
+                nn.ReLU(inplace=True),
+            ]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.fc(z).view(len(z), self.top, 4, 4))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Strided convolutions down to 4x4, then a linear logit; ``features`` exposes the trunk."""
+
+    def __init__(self, channels: int, resolution: int, ndf: int, norm: str = "batch") -> None:
+        super().__init__()
+        n_down = _n_up(resolution)
+        layers: list[nn.Module] = []
+        ch_in, ch = channels, ndf
+        for i in range(n_down):
+            layers.append(nn.Conv2d(ch_in, ch, 4, 2, 1, bias=(norm == "none" or i == 0)))
+            if i > 0 and norm == "batch":
+                layers.append(nn.BatchNorm2d(ch))
+            elif i > 0 and norm == "layer":
+                layers.append(nn.GroupNorm(1, ch))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            ch_in, ch = ch, ch * 2
+        self.trunk = nn.Sequential(*layers, nn.Flatten())
+        self.feature_dim = ch_in * 16
+        self.logit = nn.Linear(self.feature_dim, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logit(self.trunk(x)).squeeze(1)
+
+
+@GENERATORS.register("dcgan")
+class DCGAN(Generator):
+    """Non-saturating GAN loss, Adam(2e-4, 0.5), BatchNorm in G and D."""
+
+    @dataclass
+    class Config(GanTraining):
+        z_dim: int = 32
+        ngf: int = 16
+        ndf: int = 16
+        loss: Literal["ns", "wgan-gp"] = "ns"
+        d_norm: Literal["batch", "layer", "none"] = "batch"
+        instance_noise: float = 0.0  # initial std of noise added to D's inputs, decays to 0
+        n_critic: int = 1
+        gp_weight: float = 10.0
+
+        def validate(self) -> None:
+            if self.z_dim < 1 or self.ngf < 1 or self.ndf < 1:
+                raise ValueError("z_dim, ngf and ndf must be positive")
+            if self.steps < 1 or self.batch_size < 1:
+                raise ValueError("steps and batch_size must be positive")
+
+    def __init__(self, cfg: Config, channels: int, resolution: int) -> None:
+        super().__init__(cfg, channels, resolution)
+        self.net = DCGANDecoder(cfg.z_dim, channels, resolution, cfg.ngf)
+
+    def synthesize(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
+        self.check_space(space)
+        return self.net(latent)
+
+    def make_discriminator(self) -> nn.Module:
+        return DCGANDiscriminator(self.channels, self.resolution, self.cfg.ndf, self.cfg.d_norm)

@@ -1,0 +1,113 @@
+"""The ``Inverter`` interface: every inversion method is a plugin behind it.
+
+Life cycle, driven by the runner (``invbench.runner``):
+
+    inv = Method(cfg, generator, device)   # generator is None for methods that own theirs
+    inv.fit(ctx)                           # may train an encoder, a flow, a whole GAN; cached
+    latents = inv.invert(images)           # images in [-1, 1], NCHW -> Latents(tensor, space)
+    recon = inv.decode(latents)            # back to images in [-1, 1]
+
+A method that trains something returns it from ``state_dict()`` and accepts it back in
+``load_state_dict()``; the runner caches it by the content hash of (method, its config,
+generator, dataset, seed) so ``fit`` runs once. ``sample(n)`` returns latents drawn from the
+model's prior in the method's latent space: the runner uses them for the random-sample tracks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from invbench.data import Splits
+from invbench.generators.base import Generator
+
+
+@dataclass
+class Latents:
+    """A batch of latent codes and the name of the space they live in (z, w, w+, y)."""
+
+    tensor: torch.Tensor
+    space: str
+
+    def __len__(self) -> int:
+        return len(self.tensor)
+
+    def __getitem__(self, idx: Any) -> Latents:
+        return Latents(self.tensor[idx], self.space)
+
+    @staticmethod
+    def cat(parts: list[Latents]) -> Latents:
+        return Latents(torch.cat([p.tensor for p in parts]), parts[0].space)
+
+
+@dataclass
+class FitContext:
+    """Everything ``fit`` may use: the training split, where to run, and a seed."""
+
+    splits: Splits
+    dataset: str
+    device: torch.device
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Inverter:
+    """Base class of inversion methods. Subclasses declare ``Config`` (a dataclass)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    #: True for methods that train their own generator (InvGAN, LIA, BiGAN).
+    owns_generator: ClassVar[bool] = False
+    #: True when ``fit`` trains something worth caching.
+    trains: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        cfg: Any,
+        generator: Generator | None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.generator = generator
+        self.device = torch.device(device)
+        self.seed = seed
+
+    # -- the interface -----------------------------------------------------------------------
+    def fit(self, ctx: FitContext) -> None:
+        """Train whatever the method needs. Methods that train nothing keep this empty."""
+
+    def invert(self, images: torch.Tensor) -> Latents:
+        raise NotImplementedError
+
+    def decode(self, latents: Latents) -> torch.Tensor:
+        assert self.generator is not None
+        with torch.no_grad():
+            return self.generator.synthesize(latents.tensor.to(self.device), latents.space)
+
+    @property
+    def space(self) -> str:
+        return str(getattr(self.cfg, "space", "z"))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Latents:
+        """Latents drawn from the prior, expressed in this method's latent space."""
+        assert self.generator is not None
+        with torch.no_grad():
+            return Latents(self.generator.sample_latent(n, self.space, generator), self.space)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+    # -- helpers the runner uses ---------------------------------------------------------------
+    def warmup(self, images: torch.Tensor) -> None:
+        """One small call before timing, so lazy initialisation is not billed per image."""
+        self.invert(images[:2])
+
+    def flavor(self) -> dict[str, str]:
+        """Anything that changes what the numbers mean (e.g. the perceptual network used)."""
+        return {}

@@ -1,0 +1,1 @@
+"""Inversion method plugins, installed as ``invbench.methods`` (one module per method family)."""

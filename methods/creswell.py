@@ -1,0 +1,31 @@
+"""``creswell``: latent optimisation of Creswell & Bharath, "Inverting the Generator of a GAN".
+
+Algorithm 1: start from z ~ p(z) and descend the reconstruction loss by gradient on z.
+The objective is eq. 5, L(z, x) = BCE(G(z), x) - beta * (1/d) sum_i log N(z_i; 0, 1), with the
+pixel BCE of eq. 1 on targets mapped to [0, 1] (``loss: bce``) or a pixel L2 (``loss: l2``).
+RMSprop with learning rate 0.01 and beta = 0.01 as in §V. Batches are inverted at once with a
+sum of per-image losses (§II-A), so every latent is independent of its batch-mates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from invbench.inverter import Inverter, Latents
+from invbench.latent_opt import OptimConfig, OptimisationInverter
+from invbench.registry import METHODS
+
+
+@METHODS.register("creswell")
+class Creswell(OptimisationInverter, Inverter):
+    @dataclass
+    class Config(OptimConfig):
+        """The shared optimisation options; the paper's values are in configs/methods/creswell.yaml."""
+
+    def invert(self, images: torch.Tensor) -> Latents:
+        return Latents(self.optimise_batch(images), self.cfg.space)
+
+    def warmup(self, images: torch.Tensor) -> None:
+        pass  # every step is the same work; nothing lazy to pay for before timing
