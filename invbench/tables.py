@@ -1,8 +1,9 @@
-"""Result records -> tables (CSV, Markdown, LaTeX booktabs).
+"""Result records -> tables (CSV, Markdown, LaTeX booktabs) and gate references (JSON).
 
-Records with the same (method, dataset, generator, space) and configuration apart from the
-seed are grouped; each metric shows mean ± standard deviation over seeds (± is omitted for a
-single seed). The best value of each metric column is bold; headers carry ↑ / ↓.
+Records with the same configuration apart from the seed form one row; each metric shows
+mean ± standard deviation over seeds (± is omitted for a single seed). The best value of each
+metric column is bold; headers carry ↑ / ↓; distribution metrics name their flavor (feature
+network, N, reference split) in a footnote, and FIDs at small N are flagged as biased.
 """
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ from typing import Any
 
 import pandas as pd
 
+from invbench.config import stable_hash
 from invbench.errors import UsageError
 from invbench.metrics import INFO, higher_better
 
 KEYS = ["method", "dataset", "generator", "space"]
 DEFAULT_ORDER = list(INFO)
+GROUPS = [
+    ("Reconstruction", ("mse", "mae", "psnr", "ssim", "lpips")),
+    ("Distribution", ("fid", "kid", "swd")),
+    ("Latent", ("latent_mse", "recovery")),
+    ("Cost", ("sec_per_image", "fit_seconds")),
+]
 
 
 def load_records(results: Path) -> list[dict[str, Any]]:
@@ -40,48 +48,57 @@ def load_records(results: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _setting(rec: dict[str, Any]) -> str:
+def setting_id(rec: dict[str, Any]) -> str:
     """A short id of everything in the configuration except the seed."""
-    from invbench.config import stable_hash
-
     cfg = dict(rec.get("config", {}))
     cfg.pop("seed", None)
     return stable_hash(cfg, 8)
 
 
 def frame(
-    records: list[dict[str, Any]], metrics: list[str] | None = None
+    records: list[dict[str, Any]],
+    metrics: list[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """One row per (method, dataset, generator, space, setting): mean and std over seeds."""
+    """One row per setting: mean, std and number of seeds of every metric."""
     if not records:
         raise UsageError("no result records found. Run `invbench run ...` first.")
     rows = []
     for rec in records:
         row = {k: rec.get(k, "") for k in KEYS}
-        row["setting"] = _setting(rec)
+        row["setting"] = setting_id(rec)
+        row["label"] = (labels or {}).get(row["setting"], rec.get("method", ""))
         row["seed"] = rec.get("seed", 0)
-        row.update(rec["metrics"])
+        row.update({k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))})
         rows.append(row)
     df = pd.DataFrame(rows)
-    present = [m for m in df.columns if m not in KEYS + ["setting", "seed"]]
+    skip = set(KEYS) | {"setting", "seed", "label"}
+    present = [m for m in df.columns if m not in skip]
     order = [m for m in (metrics or DEFAULT_ORDER) if m in present]
-    order += [m for m in present if m not in order and metrics is None]
-    groups = df.groupby(KEYS + ["setting"], sort=False)
+    if metrics is None:
+        order += sorted(m for m in present if m not in order)
+    groups = df.groupby(["label", *KEYS, "setting"], sort=False)
     mean = groups[order].mean()
     std = groups[order].std(ddof=1)
     n = groups.size().rename("seeds")
     out = mean.join(std, rsuffix="_std").join(n).reset_index()
-    return out.drop(columns=["setting"]), order
+    if labels:
+        rank = {lab: i for i, lab in enumerate(dict.fromkeys(labels.values()))}
+        out = out.sort_values("label", key=lambda s: s.map(rank), kind="stable").reset_index(
+            drop=True
+        )
+    return out, order
 
 
-def _best(df: pd.DataFrame, metric: str) -> float | None:
-    col = df[metric].dropna()
-    if col.empty:
-        return None
-    return float(col.max() if higher_better(metric) else col.min())
+def flavors(records: list[dict[str, Any]]) -> dict[str, str]:
+    out: dict[str, set[str]] = {}
+    for rec in records:
+        for k, v in (rec.get("metric_flavors") or {}).items():
+            out.setdefault(k, set()).add(str(v))
+    return {k: " | ".join(sorted(v)) for k, v in out.items()}
 
 
-def _fmt(metric: str, v: float) -> str:
+def _fmt(metric: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     info = INFO.get(metric.split("@")[0])
@@ -94,9 +111,11 @@ def _cell(df: pd.DataFrame, i: int, metric: str) -> tuple[str, bool]:
     text = _fmt(metric, v)
     if df.at[i, "seeds"] > 1 and not (isinstance(s, float) and math.isnan(s)):
         text += f" ± {_fmt(metric, s)}"
-    best = _best(df, metric)
-    is_best = best is not None and not math.isnan(v) and math.isclose(v, best, rel_tol=1e-12)
-    return text, is_best
+    col = df[metric].dropna()
+    if len(col) < 2 or isinstance(v, float) and math.isnan(v):
+        return text, False
+    best = col.max() if higher_better(metric) else col.min()
+    return text, math.isclose(float(v), float(best), rel_tol=1e-12)
 
 
 def arrow(metric: str, latex: bool = False) -> str:
@@ -106,19 +125,45 @@ def arrow(metric: str, latex: bool = False) -> str:
     return "↑" if up else "↓"
 
 
+def _group_of(metric: str) -> str:
+    for name, prefixes in GROUPS:
+        if metric.split("@")[0].startswith(prefixes):
+            return name
+    return "Other"
+
+
+def footnotes(records: list[dict[str, Any]], order: list[str]) -> list[str]:
+    notes = []
+    for k, v in flavors(records).items():
+        if k in order:
+            notes.append(f"{k}: {v}")
+    small = [m for m in order if m.startswith(("fid", "kid")) and "@" in m]
+    if small:
+        notes.append(
+            f"{', '.join(small)}: computed on few samples; FID is biased upwards at small N, "
+            "compare only numbers of the same N."
+        )
+    return notes
+
+
 def render(
     records: list[dict[str, Any]],
     fmt: str = "md",
     metrics: list[str] | None = None,
     title: str | None = None,
-    footnotes: list[str] | None = None,
+    notes: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+    command: str | None = None,
 ) -> str:
-    df, order = frame(records, metrics)
-    label_cols = [k for k in KEYS if df[k].nunique() > 1 or k in ("method",)] + ["seeds"]
+    df, order = frame(records, metrics, labels)
+    label_cols = ["label"] if labels else [k for k in KEYS if df[k].nunique() > 1 or k == "method"]
+    label_cols.append("seeds")
+    all_notes = footnotes(records, order) + list(notes or [])
     if fmt == "csv":
-        cols = KEYS + ["seeds"] + [c for m in order for c in (m, f"{m}_std")]
+        cols = ["label", *KEYS, "setting", "seeds"] + [c for m in order for c in (m, f"{m}_std")]
         return df[cols].to_csv(index=False, float_format="%.6g")
-    notes = list(footnotes or [])
+    if fmt == "json":
+        return json.dumps(reference(df, order, flavors(records)), indent=1) + "\n"
     if fmt == "md":
         head = label_cols + [f"{m} {arrow(m)}" for m in order]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
@@ -129,30 +174,87 @@ def render(
                 cells.append(f"**{text}**" if best else text)
             lines.append("| " + " | ".join(cells) + " |")
         out = ([f"### {title}", ""] if title else []) + lines
-        if notes:
-            out += [""] + [f"- {n}" for n in notes]
+        if all_notes:
+            out += [""] + [f"- {n}" for n in all_notes]
+        if command:
+            out += ["", f"Regenerate: `{command}`"]
         return "\n".join(out) + "\n"
     if fmt == "latex":
+        return _latex(df, order, label_cols, all_notes, title, command)
+    raise UsageError(f"unknown table format '{fmt}'. Use csv, md, latex or json.")
 
-        def esc(s: str) -> str:
-            return str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
-        head = [esc(k) for k in label_cols] + [f"{esc(m)} {arrow(m, True)}" for m in order]
-        lines = [
-            r"\begin{tabular}{" + "l" * len(label_cols) + "r" * len(order) + "}",
-            r"\toprule",
-            " & ".join(head) + r" \\",
-            r"\midrule",
-        ]
-        for i in df.index:
-            cells = [esc(df.at[i, k]) for k in label_cols]
-            for m in order:
-                text, best = _cell(df, i, m)
-                text = text.replace("±", r"$\pm$")
-                cells.append(rf"\textbf{{{text}}}" if best else text)
-            lines.append(" & ".join(cells) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}"]
-        if notes:
-            lines += ["% " + n for n in notes]
-        return "\n".join(lines) + "\n"
-    raise UsageError(f"unknown table format '{fmt}'. Use csv, md or latex.")
+def _esc(s: Any) -> str:
+    return (
+        str(s)
+        .replace("\\", r"\textbackslash{}")
+        .replace("_", r"\_")
+        .replace("%", r"\%")
+        .replace("&", r"\&")
+        .replace("#", r"\#")
+    )
+
+
+def _latex(
+    df: pd.DataFrame,
+    order: list[str],
+    label_cols: list[str],
+    notes: list[str],
+    title: str | None,
+    command: str | None,
+) -> str:
+    n_lab = len(label_cols)
+    lines = []
+    if title:
+        lines.append(f"% {title}")
+    if command:
+        lines.append(f"% Regenerate: {command}")
+    lines += [r"\begin{tabular}{" + "l" * n_lab + "r" * len(order) + "}", r"\toprule"]
+    # grouped header: one \multicolumn per run of metrics in the same group
+    spans: list[tuple[str, int, int]] = []
+    for j, m in enumerate(order):
+        g = _group_of(m)
+        if spans and spans[-1][0] == g:
+            spans[-1] = (g, spans[-1][1], j)
+        else:
+            spans.append((g, j, j))
+    if len(spans) > 1 or (spans and spans[0][0] != "Other"):
+        top = [""] * n_lab
+        rules = []
+        for g, a, b in spans:
+            top.append(rf"\multicolumn{{{b - a + 1}}}{{c}}{{{g}}}")
+            rules.append(rf"\cmidrule(lr){{{n_lab + a + 1}-{n_lab + b + 1}}}")
+        lines.append(" & ".join(top) + r" \\")
+        lines.append(" ".join(rules))
+    head = [_esc(k) for k in label_cols] + [f"{_esc(m)} {arrow(m, True)}" for m in order]
+    lines += [" & ".join(head) + r" \\", r"\midrule"]
+    for i in df.index:
+        cells = [_esc(df.at[i, k]) for k in label_cols]
+        for m in order:
+            text, best = _cell(df, i, m)
+            text = text.replace("±", r"$\pm$").replace("–", "--")
+            cells.append(rf"\textbf{{{text}}}" if best else text)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += ["% " + n for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def reference(df: pd.DataFrame, order: list[str], flav: dict[str, str]) -> dict[str, Any]:
+    """The gate's reference: per row and metric, mean, seed spread, n and flavor."""
+    rows = []
+    for i in df.index:
+        row = {k: str(df.at[i, k]) for k in ["label", *KEYS, "setting"]}
+        row["seeds"] = int(df.at[i, "seeds"])
+        row["metrics"] = {}
+        for m in order:
+            v, s = df.at[i, m], df.at[i, f"{m}_std"]
+            if isinstance(v, float) and math.isnan(v):
+                continue
+            row["metrics"][m] = {
+                "mean": float(v),
+                "std": None if (isinstance(s, float) and math.isnan(s)) else float(s),
+                "flavor": flav.get(m),
+            }
+        rows.append(row)
+    return {"format": "invbench-reference/1", "rows": rows}

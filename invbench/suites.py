@@ -1,0 +1,199 @@
+"""Suites: a grid of runs declared in ``configs/suites/<name>.yaml``, run resumably, rendered.
+
+    description: "..."
+    seeds: [0, 1, 2]
+    runs:                      # each entry is one `invbench run` without --seed
+      - {label: "encoder init", method: lia, dataset: digits, sets: ["refine_init=encoder"]}
+      - {label: "MSE optimisation", method: creswell, generator: dcgan, sets: ["loss=l2"]}
+    table:
+      metrics: [mse, ssim, psnr, fid_test_rec]
+    claims:                    # a paper's finding, checked against the measured means
+      - {text: "encoder init beats random init", better: "encoder init", worse: "random init", metric: mse}
+
+A cell (run entry x seed) whose record already exists (same configuration hash) is skipped, so a
+killed suite resumes where it stopped; records are written atomically, so no cell is half done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from invbench.config import load_yaml, stable_hash
+from invbench.errors import UsageError
+from invbench.metrics import higher_better
+from invbench.progress import log
+
+SUITE_KEYS = {"description", "seeds", "runs", "table", "claims", "notes"}
+RUN_KEYS = {"label", "method", "dataset", "generator", "sets"}
+
+
+@dataclass
+class SuiteRun:
+    label: str
+    method: str
+    dataset: str = "digits"
+    generator: str | None = None
+    sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str
+    seeds: list[int]
+    runs: list[SuiteRun]
+    metrics: list[str] | None
+    claims: list[dict[str, Any]]
+    notes: list[str]
+
+
+def suite_dir() -> Path:
+    return Path(str(resources.files("invbench.configs").joinpath("suites")))
+
+
+def names() -> list[str]:
+    d = suite_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def load(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = suite_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        import difflib
+
+        known = names()
+        close = difflib.get_close_matches(name_or_path, known, n=1, cutoff=0.4)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"unknown suite '{name_or_path}'.{hint} Known suites: {', '.join(known)}.")
+    data = load_yaml(path)
+    bad = set(data) - SUITE_KEYS
+    if bad:
+        raise UsageError(
+            f"{path}: unknown key(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(SUITE_KEYS))}."
+        )
+    runs_raw = data.get("runs")
+    if not isinstance(runs_raw, list) or not runs_raw:
+        raise UsageError(f"{path}: 'runs' must be a non-empty list of run entries.")
+    runs = []
+    for i, entry in enumerate(runs_raw):
+        if not isinstance(entry, dict) or "method" not in entry:
+            raise UsageError(f"{path}: runs[{i}] must be a mapping with at least 'method'.")
+        extra = set(entry) - RUN_KEYS
+        if extra:
+            raise UsageError(
+                f"{path}: runs[{i}] has unknown key(s) {', '.join(sorted(extra))}; valid: {', '.join(sorted(RUN_KEYS))}."
+            )
+        sets = entry.get("sets") or []
+        if not isinstance(sets, list) or not all(isinstance(s, str) and "=" in s for s in sets):
+            raise UsageError(f"{path}: runs[{i}].sets must be a list of 'key=value' strings.")
+        runs.append(
+            SuiteRun(
+                label=str(entry.get("label") or entry["method"]),
+                method=str(entry["method"]),
+                dataset=str(entry.get("dataset", "digits")),
+                generator=entry.get("generator"),
+                sets=list(sets),
+            )
+        )
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"{path}: run labels must be unique, got {labels}.")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise UsageError(f"{path}: 'seeds' must be a list of integers.")
+    table = data.get("table") or {}
+    return Suite(
+        name=path.stem,
+        path=path,
+        description=str(data.get("description", "")),
+        seeds=seeds,
+        runs=runs,
+        metrics=table.get("metrics"),
+        claims=list(data.get("claims") or []),
+        notes=list(data.get("notes") or []),
+    )
+
+
+def _spec(run: SuiteRun, seed: int, out: Path, device: str):
+    from invbench.runner import RunSpec
+
+    return RunSpec(
+        method=run.method,
+        dataset=run.dataset,
+        generator=run.generator,
+        sets=list(run.sets),
+        seed=seed,
+        device=device,
+        out=out,
+    )
+
+
+def cells(suite: Suite, out: Path, device: str = "cpu"):
+    """Every (run entry, seed) with its record path; resolving validates the whole grid first."""
+    from invbench.runner import record_name, resolve
+
+    out_cells = []
+    for run in suite.runs:
+        for seed in suite.seeds:
+            spec = _spec(run, seed, out, device)
+            res = resolve(spec)
+            chash = res.hash()
+            out_cells.append((run, seed, spec, out / f"{record_name(res, chash)}.json"))
+    return out_cells
+
+
+def run_suite(suite: Suite, out: Path, device: str = "cpu") -> tuple[int, int]:
+    """Run the missing cells; return (cells run now, cells already done)."""
+    from invbench.runner import run
+
+    todo = cells(suite, out, device)
+    done = sum(1 for *_, path in todo if path.is_file())
+    ran = 0
+    for i, (entry, seed, spec, path) in enumerate(todo, 1):
+        if path.is_file():
+            continue
+        log(f"suite {suite.name}: cell {i}/{len(todo)} — {entry.label}, seed {seed}")
+        run(spec)
+        ran += 1
+    return ran, done
+
+
+def labels_by_setting(suite: Suite, out: Path) -> dict[str, str]:
+    """Map each cell's setting id (configuration minus seed) to its run label."""
+    import json
+
+    from invbench.tables import setting_id
+
+    mapping = {}
+    for entry, _seed, _spec, path in cells(suite, out):
+        if path.is_file():
+            rec = json.loads(path.read_text())
+            mapping[setting_id(rec)] = entry.label
+    return mapping
+
+
+def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[str]:
+    """One line per claim: held / did not hold / not measured, with the numbers."""
+    lines = []
+    for c in suite.claims:
+        text, metric = c.get("text", ""), c.get("metric", "")
+        better, worse = c.get("better"), c.get("worse")
+        a = means.get(better, {}).get(metric)
+        b = means.get(worse, {}).get(metric)
+        if a is None or b is None:
+            lines.append(f"{text}: not measured ({metric} missing for {better!r} or {worse!r})")
+            continue
+        held = a > b if higher_better(metric) else a < b
+        verdict = "HELD" if held else "DID NOT HOLD"
+        lines.append(f"{text}: {verdict} ({metric}: {better} {a:.4g} vs {worse} {b:.4g})")
+    return lines
+
+
+def suite_hash(suite: Suite) -> str:
+    return stable_hash({"runs": [r.__dict__ for r in suite.runs], "seeds": suite.seeds})
