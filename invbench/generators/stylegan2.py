@@ -1,0 +1,541 @@
+"""``stylegan2``: a pretrained StyleGAN2 generator (Karras et al. 2020, config F) from a checkpoint.
+
+Reads the checkpoint format of rosinality's stylegan2-pytorch (the format most inversion code
+uses): a ``torch.save`` dict whose ``g_ema`` entry is the generator's state dict, with keys
+``style.N.weight`` (mapping network), ``input.input``, ``conv1.conv.weight``,
+``convs.N.conv.modulation.weight``, ``to_rgbs.N.…``, ``noises.noise_N`` and optionally
+``latent_avg`` (the official mean w, kept by ``convert_weight.py``). The architecture — output
+size, style dimension, mapping depth and the channels of every resolution — is read from the
+state dict's shapes, so 256² and 1024² checkpoints (and any channel multiplier) load alike.
+
+The network is a clean re-implementation of the same layers in plain torch (no custom CUDA op):
+``upfirdn2d`` is zero-insertion upsampling, padding, a 2-D FIR filter and strided
+downsampling; the fused leaky ReLU is ``leaky_relu(x + b, 0.2) * sqrt(2)``.
+
+Latent spaces: ``z`` (N(0, I), 512-d), ``w`` = mapping(z), ``w+`` (one w per style input,
+``n_latent`` = 2 log2(size) - 2 rows). Truncation ``w' = w_avg + psi (w - w_avg)`` (StyleGAN,
+Karras et al. 2019, eq. 3 of §B) applies when latents are *drawn* (z -> w), never to latents an
+inverter passes in. Noise inputs are the checkpoint's fixed ``noises.noise_N`` buffers by default
+(``noise_mode: const``), so ``synthesize`` is deterministic and inversion errors are reproducible.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` (``argparse.Namespace`` allowed, as
+rosinality's training checkpoints store their ``args``); a file that needs arbitrary code to
+unpickle is refused unless ``allow_pickle: true`` is set. This generator never trains:
+``pretrained = True`` tells ``invbench.generators.train.obtain`` to load it instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from invbench.errors import DataError, UsageError
+from invbench.generators.base import Generator
+from invbench.registry import GENERATORS
+
+SQRT2 = math.sqrt(2.0)
+
+
+# -- upfirdn2d and the fused leaky ReLU, in plain torch ------------------------------------------
+def make_kernel(k: list[float] | torch.Tensor) -> torch.Tensor:
+    """A separable 1-D FIR kernel -> its normalised 2-D outer product (sums to 1)."""
+    k = torch.as_tensor(k, dtype=torch.float32)
+    if k.ndim == 1:
+        k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad (negative pads crop), convolve with ``kernel``, decimate.
+
+    The same operation as NVIDIA's ``upfirdn_2d`` (true convolution: the kernel is flipped),
+    with ``pad = (before, after)`` applied to both spatial axes as in stylegan2-pytorch.
+    """
+    b, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(b, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(b, c, h * up, w * up)
+    p0, p1 = pad
+    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    if p0 < 0 or p1 < 0:
+        hh, ww = x.shape[-2:]
+        x = x[:, :, max(-p0, 0) : hh - max(-p1, 0), max(-p0, 0) : ww - max(-p1, 0)]
+    kh, kw = kernel.shape
+    weight = torch.flip(kernel, [0, 1]).to(x).view(1, 1, kh, kw).expand(c, 1, kh, kw)
+    x = F.conv2d(x, weight, groups=c)
+    return x[:, :, ::down, ::down] if down > 1 else x
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Bias, leaky ReLU (slope 0.2) and the sqrt(2) gain that keeps activations' scale."""
+    if bias is not None:
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+    return F.leaky_relu(x, 0.2) * SQRT2
+
+
+# -- layers: parameter names and shapes follow stylegan2-pytorch's ``g_ema`` state dict ----------
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalised learning rate: weight ~ N(0, 1/lr_mul), scaled at run time."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, act=False
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act:
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class Blur(nn.Module):
+    def __init__(self, kernel: list[float], pad: tuple[int, int], gain: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("kernel", make_kernel(kernel) * gain)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    """2x FIR upsampling of the skip (ToRGB) branch."""
+
+    def __init__(self, kernel: list[float], factor: int = 2) -> None:
+        super().__init__()
+        self.factor = factor
+        self.register_buffer("kernel", make_kernel(kernel) * factor**2)
+        p = len(kernel) - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2's weight (de)modulation (Karras et al. 2020, eqs. 1-3), as a grouped conv.
+
+    w'_ijk = s_i w_ijk (eq. 1); w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps) (eq. 3).
+    Upsampling is a stride-2 transposed convolution followed by a [1,3,3,1] blur.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+        blur_kernel: list[float] = (1, 3, 3, 1),  # type: ignore[assignment]
+    ) -> None:
+        super().__init__()
+        self.in_ch, self.out_ch, self.k = in_ch, out_ch, kernel_size
+        self.upsample = upsample
+        if upsample:
+            p = (len(blur_kernel) - 2) - (kernel_size - 1)
+            self.blur = Blur(list(blur_kernel), pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+        self.scale = 1 / math.sqrt(in_ch * kernel_size**2)
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.demodulate = demodulate
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        s = self.modulation(style).view(b, 1, self.in_ch, 1, 1)
+        weight = self.scale * self.weight * s  # eq. 1
+        if self.demodulate:  # eq. 3
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(
+                b, self.out_ch, 1, 1, 1
+            )
+        x = x.reshape(1, b * self.in_ch, h, w)
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(b * self.in_ch, self.out_ch, self.k, self.k)
+            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
+            out = self.blur(out.view(b, self.out_ch, *out.shape[-2:]))
+        else:
+            weight = weight.reshape(b * self.out_ch, self.in_ch, self.k, self.k)
+            out = F.conv2d(x, weight, padding=self.padding, groups=b)
+            out = out.view(b, self.out_ch, *out.shape[-2:])
+        return out
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        if noise is None:
+            noise = x.new_empty(x.shape[0], 1, *x.shape[2:]).normal_()
+        return x + self.weight * noise
+
+
+class ConstantInput(nn.Module):
+    def __init__(self, channels: int, size: int = 4) -> None:
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int) -> torch.Tensor:
+        return self.input.expand(batch, -1, -1, -1)
+
+
+class StyledConv(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool = False) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, upsample=upsample)
+        self.noise = NoiseInjection()
+        self.activate = _BiasAct(out_ch)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None):
+        return self.activate(self.noise(self.conv(x, style), noise))
+
+
+class _BiasAct(nn.Module):
+    """Holds the ``activate.bias`` parameter of stylegan2-pytorch's FusedLeakyReLU."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias)
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_ch: int, style_dim: int, upsample: bool = True) -> None:
+        super().__init__()
+        if upsample:
+            self.upsample = Upsample([1, 3, 3, 1])
+        self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None):
+        out = self.conv(x, style) + self.bias
+        return out if skip is None else out + self.upsample(skip)
+
+
+def rosinality_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
+    """Channels per resolution of stylegan2-pytorch's Generator (config F: multiplier 2)."""
+    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+    return {
+        r: c if r <= 32 else c * channel_multiplier for r, c in table.items() if r <= max(size, 4)
+    }
+
+
+class StyleGAN2Net(nn.Module):
+    """The synthesis and mapping networks; module names match the ``g_ema`` state dict."""
+
+    def __init__(
+        self,
+        size: int,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channels: dict[int, int] | None = None,
+        lr_mlp: float = 0.01,
+    ) -> None:
+        super().__init__()
+        log_size = int(math.log2(size))
+        if size < 8 or 2**log_size != size:
+            raise ValueError(f"size must be a power of two >= 8, got {size}")
+        ch = channels or rosinality_channels(size)
+        self.size, self.style_dim, self.n_mlp, self.log_size = size, style_dim, n_mlp, log_size
+        self.channels = {r: int(ch[r]) for r in (2**i for i in range(2, log_size + 1))}
+        self.style = nn.Sequential(
+            PixelNorm(),
+            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, act=True) for _ in range(n_mlp)],
+        )
+        c4 = self.channels[4]
+        self.input = ConstantInput(c4)
+        self.conv1 = StyledConv(c4, c4, style_dim)
+        self.to_rgb1 = ToRGB(c4, style_dim, upsample=False)
+        self.num_layers = (log_size - 2) * 2 + 1
+        self.convs = nn.ModuleList()
+        self.upsamples = nn.ModuleList()  # empty, present in the reference too
+        self.to_rgbs = nn.ModuleList()
+        self.noises = nn.Module()
+        for i in range(self.num_layers):
+            r = 2 ** ((i + 5) // 2)
+            self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
+        in_ch = c4
+        for i in range(3, log_size + 1):
+            out_ch = self.channels[2**i]
+            self.convs.append(StyledConv(in_ch, out_ch, style_dim, upsample=True))
+            self.convs.append(StyledConv(out_ch, out_ch, style_dim))
+            self.to_rgbs.append(ToRGB(out_ch, style_dim))
+            in_ch = out_ch
+        self.n_latent = log_size * 2 - 2
+
+    def noise_shapes(self) -> list[tuple[int, int, int, int]]:
+        return [tuple(getattr(self.noises, f"noise_{i}").shape) for i in range(self.num_layers)]
+
+    def synthesis(
+        self, wp: torch.Tensor, noise: list[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
+        """Image from w+ ([B, n_latent, style_dim]); ``noise[i] = None`` draws fresh noise."""
+        if noise is None:
+            noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+        out = self.conv1(self.input(len(wp)), wp[:, 0], noise[0])
+        skip = self.to_rgb1(out, wp[:, 1])
+        i = 1
+        for conv_up, conv, n1, n2, to_rgb in zip(
+            self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs, strict=True
+        ):
+            out = conv_up(out, wp[:, i], n1)
+            out = conv(out, wp[:, i + 1], n2)
+            skip = to_rgb(out, wp[:, i + 2], skip)
+            i += 2
+        return skip
+
+
+# -- reading checkpoints --------------------------------------------------------------------------
+def _last_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "Check the doc" not in ln]
+    return lines[-1] if lines else type(e).__name__
+
+
+def read_checkpoint(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
+    """Load a stylegan2-pytorch checkpoint; return a dict with ``g_ema`` (and ``latent_avg``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"StyleGAN2 checkpoint {path} does not exist.")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if m is None:  # not a class it refused: the bytes are not a checkpoint at all
+            raise DataError(f"{path}: not a readable torch checkpoint ({_last_line(e)}).") from None
+        if not allow_pickle:
+            raise UsageError(
+                f"{path}: this checkpoint needs arbitrary code to unpickle (it refers to "
+                f"{m.group(1)}), which invbench refuses by default. If you trust the file, pass "
+                "--set generator.allow_pickle=true; better, re-save its g_ema state dict "
+                "with torch.save({'g_ema': state_dict}, path)."
+            ) from None
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch.load raises many types for foreign or truncated bytes
+        raise DataError(f"{path}: not a readable torch checkpoint ({_last_line(e)}).") from None
+    if isinstance(obj, dict) and "g_ema" in obj:
+        out = {"g_ema": obj["g_ema"], "latent_avg": obj.get("latent_avg")}
+    elif isinstance(obj, dict) and "style.1.weight" in obj:  # a bare g_ema state dict
+        out = {"g_ema": obj, "latent_avg": None}
+    else:
+        keys = list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+        raise DataError(
+            f"{path}: not a stylegan2-pytorch checkpoint: expected a dict with 'g_ema' (the "
+            f"generator's state dict, keys like 'style.1.weight'), found {keys}."
+        )
+    if not isinstance(out["g_ema"], dict) or "input.input" not in out["g_ema"]:
+        raise DataError(f"{path}: 'g_ema' lacks 'input.input'; not a StyleGAN2 generator.")
+    return out
+
+
+def architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Size, style dim, mapping depth and per-resolution channels, read from tensor shapes."""
+    mlp = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
+    n_rgb = sum(1 for k in state if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k))
+    if not mlp or mlp != list(range(1, len(mlp) + 1)):
+        raise DataError("g_ema has no mapping layers style.1..N.weight; not a StyleGAN2 state.")
+    log_size = n_rgb + 2
+    channels = {4: int(state["input.input"].shape[1])}
+    for i in range(3, log_size + 1):
+        channels[2**i] = int(state[f"convs.{2 * (i - 3)}.conv.weight"].shape[1])
+    return {
+        "size": 2**log_size,
+        "style_dim": int(state["style.1.weight"].shape[1]),
+        "n_mlp": len(mlp),
+        "channels": channels,
+    }
+
+
+def _mean_w(net: StyleGAN2Net, n: int, seed: int) -> torch.Tensor:
+    """Mean of mapping(z) over ``n`` seeded draws (stylegan2-pytorch's ``mean_latent``)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return net.style(torch.randn(n, net.style_dim, generator=g)).mean(0)
+
+
+@GENERATORS.register("stylegan2")
+class StyleGAN2(Generator):
+    """Pretrained StyleGAN2 (rosinality stylegan2-pytorch ``g_ema``), 256² or 1024², RGB."""
+
+    latent_spaces: ClassVar[tuple[str, ...]] = ("z", "w", "w+")
+    #: Loaded, never trained: ``obtain()`` constructs it and skips training and the cache.
+    pretrained: ClassVar[bool] = True
+
+    @dataclass
+    class Config:
+        # A path, or a file name looked up in $INVBENCH_WEIGHTS and the other weight directories
+        # (`invbench weights list`). The default is rosinality's conversion of NVIDIA's FFHQ model.
+        checkpoint: str = "stylegan2-ffhq-config-f.pt"
+        allow_pickle: bool = False  # opt in to unpickling checkpoints that need code execution
+        truncation: float = 1.0  # psi; 1 = none. Applies to drawn latents only
+        truncation_mean: int = 4096  # draws for the mean w when the file has no latent_avg
+        mean_seed: int = 0
+        noise_mode: Literal["const", "random", "zero"] = "const"
+        lr_mlp: float = 0.01  # mapping net's learning-rate multiplier (not stored in the file)
+        resize_output: bool = True  # area-downsample outputs to the dataset's resolution
+
+        def validate(self) -> None:
+            if not 0.0 <= self.truncation <= 1.0:
+                raise ValueError("truncation (psi) must lie in [0, 1]")
+            if self.truncation_mean < 1 or self.lr_mlp <= 0:
+                raise ValueError("truncation_mean must be >= 1 and lr_mlp > 0")
+
+    def __init__(self, cfg: Config, channels: int = 3, resolution: int | None = None) -> None:
+        from invbench.weights import find_stylegan2
+
+        path = find_stylegan2(cfg.checkpoint)
+        ckpt = read_checkpoint(path, cfg.allow_pickle)
+        arch = architecture(ckpt["g_ema"])
+        size = arch["size"]
+        resolution = size if resolution is None else resolution
+        if channels != 3:
+            raise DataError(
+                f"StyleGAN2 checkpoint {path.name} makes RGB images, but the dataset has "
+                f"{channels} channel(s). Use an RGB dataset (ffhq, celeba, lsun, folder)."
+            )
+        if resolution != size and not (
+            cfg.resize_output and resolution < size and size % resolution == 0
+        ):
+            raise DataError(
+                f"StyleGAN2 checkpoint {path.name} makes {size}x{size} images but the dataset "
+                f"is {resolution}x{resolution}. Set --set dataset.resolution={size} (or a "
+                "power-of-two divisor of it, with generator.resize_output=true)."
+            )
+        super().__init__(cfg, channels, resolution)
+        self.checkpoint_path = path
+        self.net = StyleGAN2Net(
+            size, arch["style_dim"], arch["n_mlp"], arch["channels"], lr_mlp=cfg.lr_mlp
+        )
+        try:
+            self.net.load_state_dict(ckpt["g_ema"], strict=True)
+        except RuntimeError as e:
+            raise DataError(f"{path}: g_ema does not match the StyleGAN2 layout: {e}") from None
+        avg = ckpt.get("latent_avg")
+        if isinstance(avg, torch.Tensor) and avg.numel() == arch["style_dim"]:
+            w_avg, self.w_avg_source = avg.reshape(-1).float(), "checkpoint latent_avg"
+        else:
+            w_avg = _mean_w(self.net, cfg.truncation_mean, cfg.mean_seed)
+            self.w_avg_source = f"mean of {cfg.truncation_mean} mapped z"
+        self.register_buffer("w_avg", w_avg, persistent=False)
+        self._sha256: str | None = None
+
+    # -- latent spaces ---------------------------------------------------------------------------
+    @property
+    def z_dim(self) -> int:
+        return self.net.style_dim
+
+    @property
+    def n_latent(self) -> int:
+        return self.net.n_latent
+
+    def latent_shape(self, space: str = "z") -> tuple[int, ...]:
+        self.check_space(space)
+        return (self.n_latent, self.z_dim) if space == "w+" else (self.z_dim,)
+
+    def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
+        self.check_space(space)
+        if space == "z":
+            return z
+        w = self.net.style(z)
+        if self.cfg.truncation < 1:
+            w = self.w_avg + self.cfg.truncation * (w - self.w_avg)
+        return w.unsqueeze(1).repeat(1, self.n_latent, 1) if space == "w+" else w
+
+    def mean_latent(self, space: str = "z", n: int = 4096) -> torch.Tensor:
+        if space == "z":
+            return torch.zeros(self.z_dim, device=self.device)
+        self.check_space(space)
+        w = self.w_avg.to(self.device)
+        return w.unsqueeze(0).repeat(self.n_latent, 1) if space == "w+" else w
+
+    # -- synthesis --------------------------------------------------------------------------------
+    def make_noise(self, batch: int = 1, generator: torch.Generator | None = None):
+        """Fresh per-layer noise maps, e.g. to optimise them (the StyleGAN2 projector)."""
+        return [
+            torch.randn(batch, *s[1:], generator=generator).to(self.device)
+            for s in self.net.noise_shapes()
+        ]
+
+    def synthesize(
+        self,
+        latent: torch.Tensor,
+        space: str = "z",
+        noise: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        self.check_space(space)
+        self.check_latent(latent, space)
+        if space == "z":
+            wp = self.to_space(latent, "w+")
+        elif space == "w":
+            wp = latent.unsqueeze(1).expand(-1, self.n_latent, -1)
+        else:
+            wp = latent
+        if noise is None and self.cfg.noise_mode == "random":
+            noise = [None] * self.net.num_layers  # type: ignore[list-item]
+        elif noise is None and self.cfg.noise_mode == "zero":
+            noise = [torch.zeros(s, device=self.device) for s in self.net.noise_shapes()]
+        img = self.net.synthesis(wp, noise)  # type: ignore[arg-type]
+        if self.resolution != self.net.size:  # box filter down to the dataset's resolution
+            img = F.avg_pool2d(img, self.net.size // self.resolution)
+        return img
+
+    def check_latent(self, latent: torch.Tensor, space: str) -> None:
+        shape = self.latent_shape(space)
+        if tuple(latent.shape[1:]) != shape:
+            raise UsageError(
+                f"generator 'stylegan2': a batch of '{space}' latents must have shape "
+                f"[B, {', '.join(map(str, shape))}], got {list(latent.shape)}."
+            )
+
+    def make_discriminator(self) -> nn.Module:
+        raise UsageError("the 'stylegan2' generator is pretrained; invbench does not train it.")
+
+    # -- identity -----------------------------------------------------------------------------------
+    def weights_sha256(self) -> str:
+        if self._sha256 is None:
+            from invbench.artifacts import sha256_file
+
+            self._sha256 = sha256_file(self.checkpoint_path)
+        return self._sha256
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this generator for cache keys: the weights' content, not their path."""
+        from invbench.config import as_dict
+
+        cfg = {k: v for k, v in as_dict(self.cfg).items() if k not in ("checkpoint",)}
+        return {"generator": self.name, "sha256": self.weights_sha256(), "config": cfg}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "checkpoint": str(self.checkpoint_path),
+            "native_resolution": self.net.size,
+            "n_latent": self.n_latent,
+            "w_avg": self.w_avg_source,
+        }

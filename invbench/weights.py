@@ -1,0 +1,257 @@
+"""Every pretrained file the suite can use: where it is looked for, and whether it is right.
+
+``invbench weights list`` shows each entry's status offline; ``check`` exits 1 when a file is
+present but wrong; ``fetch`` downloads (to ``$INVBENCH_WEIGHTS``, else the torch hub cache) and
+keeps a file only after its checksum matched. Feature networks follow torchvision's convention
+``name-<sha256[:8]>.pth``; their entries and search directories come from
+``invbench.metrics.weights`` so that the metrics and this manager can never disagree.
+StyleGAN2 checkpoints have no published checksum: they are checked structurally instead
+(readable with ``weights_only=True``, a ``g_ema`` state dict of the StyleGAN2 layout).
+
+``$INVBENCH_WEIGHTS_MIRROR`` (a base URL) replaces each file's host, for sites with an
+internal mirror; the file name is appended to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from invbench.artifacts import atomic_path, sha256_file
+from invbench.errors import DataError, UsageError
+from invbench.metrics.weights import ALEXNET, ENV, INCEPTION, search_dirs
+
+MIRROR_ENV = "INVBENCH_WEIGHTS_MIRROR"
+ROSINALITY = "https://github.com/rosinality/stylegan2-pytorch#pretrained-checkpoints"
+
+Kind = Literal["feature", "stylegan2", "package"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One pretrained file: its accepted names, what it is for, and how to check it."""
+
+    name: str  # short id used on the command line
+    files: tuple[str, ...]
+    purpose: str
+    kind: Kind
+    sha256_prefix: str = ""  # "" = no published checksum (checked structurally)
+    url: str = ""  # direct download; "" = manual (see ``page``)
+    page: str = ""  # where a person finds it when there is no direct URL
+    package: str = ""  # kind "package": the Python package that ships the file
+
+
+VGG16 = Entry(
+    "vgg16",
+    ("vgg16-397923af.pth",),
+    "torchvision VGG16 (ImageNet): perceptual losses of encoder / hybrid methods",
+    "feature",
+    "397923af",
+    "https://download.pytorch.org/models/vgg16-397923af.pth",
+)
+
+
+def _feature(name: str, spec, purpose: str) -> Entry:
+    return Entry(name, spec.names, purpose, "feature", spec.sha256_prefix, spec.url)
+
+
+ENTRIES: tuple[Entry, ...] = (
+    _feature("inception", INCEPTION, "FID / KID feature network (2015-12-05 Inception-v3)"),
+    _feature("alexnet", ALEXNET, "LPIPS v0.1 backbone (torchvision AlexNet)"),
+    Entry(
+        "lpips-alex-linear",
+        ("weights/v0.1/alex.pth",),
+        "LPIPS v0.1 linear calibration layers (ship inside the lpips package)",
+        "package",
+        page="https://pypi.org/project/lpips/",
+        package="lpips",
+    ),
+    VGG16,
+    # rosinality's conversions of NVIDIA's official config-F models (convert_weight.py) and its
+    # own FFHQ-256 model; all are distributed through the Google Drive folder of its README.
+    Entry(
+        "stylegan2-ffhq-1024",
+        ("stylegan2-ffhq-config-f.pt",),
+        "StyleGAN2 FFHQ 1024² (config F)",
+        "stylegan2",
+        page=ROSINALITY,
+    ),
+    Entry(
+        "stylegan2-ffhq-256",
+        ("550000.pt", "stylegan2-ffhq-256.pt"),
+        "StyleGAN2 FFHQ 256² (rosinality, 550k iterations)",
+        "stylegan2",
+        page=ROSINALITY,
+    ),
+    Entry(
+        "stylegan2-church-256",
+        ("stylegan2-church-config-f.pt",),
+        "StyleGAN2 LSUN church 256²",
+        "stylegan2",
+        page=ROSINALITY,
+    ),
+    Entry(
+        "stylegan2-cat-256",
+        ("stylegan2-cat-config-f.pt",),
+        "StyleGAN2 LSUN cat 256²",
+        "stylegan2",
+        page=ROSINALITY,
+    ),
+    Entry(
+        "stylegan2-car-512",
+        ("stylegan2-car-config-f.pt",),
+        "StyleGAN2 LSUN car 512x384 (padded to 512²)",
+        "stylegan2",
+        page=ROSINALITY,
+    ),
+    Entry(
+        "stylegan2-horse-256",
+        ("stylegan2-horse-config-f.pt",),
+        "StyleGAN2 LSUN horse 256²",
+        "stylegan2",
+        page=ROSINALITY,
+    ),
+)
+
+
+@dataclass
+class Status:
+    entry: Entry
+    state: Literal["ok", "missing", "bad"]
+    path: Path | None
+    detail: str
+    searched: list[Path]
+
+
+def get(name: str) -> Entry:
+    for e in ENTRIES:
+        if e.name == name or name in e.files:
+            return e
+    import difflib
+
+    close = difflib.get_close_matches(name, [e.name for e in ENTRIES], n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise UsageError(
+        f"unknown weight file '{name}'.{hint} Known: {', '.join(e.name for e in ENTRIES)} "
+        "(see `invbench weights list`)."
+    )
+
+
+def _check_file(entry: Entry, path: Path) -> tuple[bool, str]:
+    if entry.sha256_prefix:
+        digest = sha256_file(path)
+        if digest.startswith(entry.sha256_prefix):
+            return True, f"sha256 {digest[:8]}… matches"
+        return False, f"sha256 {digest[:8]}…, expected {entry.sha256_prefix}…"
+    from invbench.generators.stylegan2 import architecture, read_checkpoint
+
+    try:
+        arch = architecture(read_checkpoint(path)["g_ema"])
+    except (DataError, UsageError, KeyError) as e:
+        return False, str(e)
+    return True, f"g_ema {arch['size']}², style {arch['style_dim']} (no published checksum)"
+
+
+def _package_dir(package: str) -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def status(entry: Entry, verify: bool = True) -> Status:
+    """Where ``entry`` is (the first directory holding one of its names) and whether it is right."""
+    if entry.kind == "package":
+        pkg = _package_dir(entry.package)
+        path = pkg / entry.files[0] if pkg else None
+        if path is None or not path.is_file():
+            where = [pkg] if pkg else []
+            return Status(entry, "missing", None, f"install {entry.package}", where)
+        return Status(entry, "ok", path, f"ships with {entry.package}", [path.parent])
+    dirs = search_dirs()
+    for d in dirs:
+        for f in entry.files:
+            path = d / f
+            if path.is_file():
+                if not verify:
+                    return Status(entry, "ok", path, "present (not verified)", dirs)
+                ok, detail = _check_file(entry, path)
+                return Status(entry, "ok" if ok else "bad", path, detail, dirs)
+    return Status(entry, "missing", None, "not found", dirs)
+
+
+def find_stylegan2(spec: str) -> Path:
+    """A StyleGAN2 checkpoint from a path or a bare file name searched in the weight directories."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return p
+    if p.name == spec:  # a bare name: look in every weight directory
+        for d in search_dirs():
+            if (d / spec).is_file():
+                return d / spec
+        where = ", ".join(str(d) for d in search_dirs())
+        raise DataError(
+            f"StyleGAN2 checkpoint '{spec}' not found in {where}. Put the file in one of those "
+            f"directories (or in ${ENV}), or pass its path: --set generator.checkpoint=PATH. "
+            f"Files: {ROSINALITY}; `invbench weights list` shows what is present."
+        )
+    raise DataError(
+        f"StyleGAN2 checkpoint {p} does not exist. Pass the path of a stylegan2-pytorch .pt file "
+        "with --set generator.checkpoint=PATH."
+    )
+
+
+def fetch(entry: Entry, timeout: float = 30.0) -> Path:
+    """Download ``entry`` into the first weight directory; keep it only when it checks out."""
+    base = os.environ.get(MIRROR_ENV)
+    if entry.kind == "package":
+        raise DataError(f"{entry.name} ships with the {entry.package} package: pip install it.")
+    if not entry.url and not base:
+        raise DataError(
+            f"{entry.name}: no direct download exists ({entry.files[0]} is shared by hand). "
+            f"Get it from {entry.page} and place it in {search_dirs()[0]} (or ${ENV})."
+        )
+    url = base.rstrip("/") + "/" + entry.files[0] if base else entry.url
+    target = search_dirs()[0] / entry.files[0]
+    fd, name = tempfile.mkstemp(suffix=".part")  # nothing appears at target until verified
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f, 1 << 20)
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            raise DataError(
+                f"could not download {url} ({getattr(e, 'reason', e)}). Without network "
+                f"access, download it elsewhere and copy it to {target}."
+            ) from None
+        ok, detail = _check_file(entry, tmp)
+        if not ok:
+            raise DataError(f"downloaded {url} but it is not the expected file ({detail}).")
+        with atomic_path(target) as dst:
+            shutil.copyfile(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def format_status(s: Status) -> str:
+    mark = {"ok": "ok", "missing": "MISSING", "bad": "BAD"}[s.state]
+    lines = [f"{s.entry.name:22s} {mark:8s} {s.entry.purpose}"]
+    if s.path is not None:
+        lines.append(f"    {s.path}  ({s.detail})")
+    else:
+        names = " or ".join(s.entry.files)
+        lines.append(f"    {names} looked for in:")
+        lines += [f"      {d}" for d in s.searched]
+        src = s.entry.url or s.entry.page
+        lines.append(f"    source: {src}")
+    return "\n".join(lines)
