@@ -17,7 +17,9 @@ def invbench_home(tmp_path_factory: pytest.TempPathFactory):
     old = os.environ.get("INVBENCH_HOME")
     os.environ["INVBENCH_HOME"] = str(home)
     progress.set_quiet(True)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # Respect OMP_NUM_THREADS (oversubscribed machines); otherwise at most 2 threads.
+    threads = os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(int(threads) if threads else max(1, min(2, os.cpu_count() or 1)))
     yield home
     if old is None:
         os.environ.pop("INVBENCH_HOME", None)

@@ -8,7 +8,7 @@ in eval mode with frozen weights: batch statistics never couple the images of a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -16,7 +16,11 @@ from torch import nn
 
 @dataclass
 class GanTraining:
-    """Training hyper-parameters shared by every generator of the zoo (one place for defaults)."""
+    """Training hyper-parameters shared by every GAN of the zoo (one place for defaults).
+
+    The loss fields are read by ``invbench.generators.train.train_gan``; a variant changes their
+    defaults in its own ``Config`` and cites its paper in ``configs/generators/<name>.yaml``.
+    """
 
     steps: int = 1500
     batch_size: int = 64
@@ -26,6 +30,23 @@ class GanTraining:
     beta2: float = 0.999
     seed: int = 0
     ckpt_every: int = 250
+    loss: Literal["ns", "wgan-gp"] = "ns"  # non-saturating (Goodfellow et al.) or WGAN-GP
+    instance_noise: float = 0.0  # initial std of noise added to D's inputs, decays to 0
+    n_critic: int = 1  # discriminator steps per generator step
+    gp_weight: float = 10.0  # lambda of WGAN-GP (Gulrajani et al. 2017, eq. 3)
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 E||grad D(x_real)||^2 (Mescheder et al. 2018)
+
+
+def validate_training(cfg: GanTraining) -> None:
+    """Range checks of the shared training fields (called from each ``Config.validate``)."""
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.ckpt_every < 1:
+        raise ValueError("steps, batch_size and ckpt_every must be positive")
+    if cfg.lr_g <= 0 or cfg.lr_d <= 0:
+        raise ValueError("lr_g and lr_d must be positive")
+    if cfg.n_critic < 1:
+        raise ValueError("n_critic must be >= 1")
+    if cfg.instance_noise < 0 or cfg.gp_weight < 0 or cfg.r1_gamma < 0:
+        raise ValueError("instance_noise, gp_weight and r1_gamma must be >= 0")
 
 
 class Generator(nn.Module):
@@ -47,8 +68,20 @@ class Generator(nn.Module):
         return int(self.cfg.z_dim)
 
     def latent_shape(self, space: str = "z") -> tuple[int, ...]:
+        """Shape of one latent code in ``space`` (without the batch dimension)."""
         self.check_space(space)
         return (self.z_dim,)
+
+    def check_latent(self, latent: torch.Tensor, space: str) -> None:
+        """Fail with a readable message when ``latent`` is not a batch of ``space`` codes."""
+        shape = self.latent_shape(space)
+        if tuple(latent.shape[1:]) != shape:
+            from invbench.errors import UsageError
+
+            raise UsageError(
+                f"generator '{self.name}': a batch of '{space}' latents must have shape "
+                f"[B, {', '.join(map(str, shape))}], got {list(latent.shape)}."
+            )
 
     def check_space(self, space: str) -> None:
         if space not in self.latent_spaces:
@@ -85,6 +118,13 @@ class Generator(nn.Module):
     # -- synthesis --------------------------------------------------------------------------
     def synthesize(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
         raise NotImplementedError
+
+    def training_forward(self, z: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """The generator's forward pass while it is trained (style mixing, noise draws).
+
+        Any randomness must come from ``rng`` so that an interrupted training resumes exactly.
+        """
+        return self.synthesize(z, "z")
 
     def make_discriminator(self) -> nn.Module:
         raise NotImplementedError

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from invbench.generators.base import GanTraining, Generator
+from invbench.generators.base import GanTraining, Generator, validate_training
 from invbench.registry import GENERATORS
 
 
@@ -83,17 +83,12 @@ class DCGAN(Generator):
         z_dim: int = 32
         ngf: int = 16
         ndf: int = 16
-        loss: Literal["ns", "wgan-gp"] = "ns"
         d_norm: Literal["batch", "layer", "none"] = "batch"
-        instance_noise: float = 0.0  # initial std of noise added to D's inputs, decays to 0
-        n_critic: int = 1
-        gp_weight: float = 10.0
 
         def validate(self) -> None:
             if self.z_dim < 1 or self.ngf < 1 or self.ndf < 1:
                 raise ValueError("z_dim, ngf and ndf must be positive")
-            if self.steps < 1 or self.batch_size < 1:
-                raise ValueError("steps and batch_size must be positive")
+            validate_training(self)
 
     def __init__(self, cfg: Config, channels: int, resolution: int) -> None:
         super().__init__(cfg, channels, resolution)
@@ -101,6 +96,7 @@ class DCGAN(Generator):
 
     def synthesize(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
         self.check_space(space)
+        self.check_latent(latent, space)
         return self.net(latent)
 
     def make_discriminator(self) -> nn.Module:

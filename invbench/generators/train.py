@@ -2,16 +2,25 @@
 
 ``obtain()`` is the single entry point: it resolves a generator's configuration, looks for the
 trained weights under the content hash of (generator, configuration, dataset, training code
-version), and trains them when they are missing. Training checkpoints every ``ckpt_every``
-steps with every RNG state, so an interrupted run resumes to bit-identical weights; a NaN or
-exploding loss stops with ``TrainingDiverged`` and caches nothing.
+version), and trains them when they are missing. The initial weights are drawn from the
+configuration's seed. Training checkpoints every ``ckpt_every`` steps with every RNG state, so an
+interrupted run resumes to bit-identical weights; a NaN or exploding loss stops with
+``TrainingDiverged`` and caches nothing (its checkpoint is dropped too: resuming it would only
+diverge again).
+
+A generator trains with ``train_gan`` unless it defines ``train_model`` (the autoencoder does);
+both use ``Checkpointer`` for resumable state and ``check_finite`` for the divergence guard. A
+generator class with ``pretrained = True`` (``stylegan2``) is loaded from its file, never trained;
+its key is the hash of its ``fingerprint()`` (the weights' content).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,14 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import artifacts
-from invbench.config import as_dict, resolve, stable_hash
+from invbench.config import as_dict, parse_sets, resolve, stable_hash
 from invbench.data import Splits
-from invbench.errors import TrainingDiverged
+from invbench.errors import TrainingDiverged, UsageError
 from invbench.generators.base import Generator
 from invbench.progress import bar, log
 from invbench.registry import GENERATORS
 
-TRAIN_VERSION = 1  # bump when training code changes its result, to invalidate cached weights
+# Bump when training code changes its result, to invalidate cached weights.
+# v2: initial weights seeded from the config's seed; R1 penalty; Generator.training_forward.
+TRAIN_VERSION = 2
 StepHook = Callable[[int], None]
 
 
@@ -34,6 +45,14 @@ def generator_key(name: str, cfg: Any, dataset_fp: dict[str, Any]) -> str:
     return stable_hash(
         {"generator": name, "config": as_dict(cfg), "data": dataset_fp, "v": TRAIN_VERSION}
     )
+
+
+def build_generator(name: str, cfg: Any, channels: int, resolution: int) -> Generator:
+    """Construct generator ``name`` with initial weights drawn from ``cfg.seed`` only."""
+    cls = GENERATORS.get(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(getattr(cfg, "seed", 0))
+        return cls(cfg, channels, resolution)
 
 
 def obtain(
@@ -47,18 +66,31 @@ def obtain(
     """Return the trained generator (eval mode, frozen) and a description with its cache key."""
     cls = GENERATORS.get(name)
     cfg = resolve(cls.Config, "generator", name, overrides)
+    if getattr(cls, "pretrained", False):  # issue 10: e.g. stylegan2 loads its checkpoint
+        return _load_pretrained(name, cls, cfg, splits, device)
     key = generator_key(name, cfg, dataset_fp)
-    gen: Generator = cls(cfg, splits.channels, splits.resolution)
+    gen = build_generator(name, cfg, splits.channels, splits.resolution)
+    if getattr(cls, "pretrained", False):  # loaded from a checkpoint file: nothing to train
+        fp = gen.fingerprint() if hasattr(gen, "fingerprint") else {"generator": name}
+        gen.to(device).eval().requires_grad_(False)
+        info = {"name": name, "key": stable_hash(fp), "config": as_dict(cfg)}
+        return gen, {**info, "train_seconds": 0.0, "cached": True, "pretrained": True}
     cached = artifacts.load_artifact("generators", key)
-    seconds = 0.0
+    seconds, from_cache = 0.0, cached is not None
     if cached is not None:
         gen.load_state_dict(cached[0])
         seconds = float(cached[1].get("train_seconds", 0.0))
     else:
         log(f"training generator '{name}' on {dataset_fp['dataset']} (cached after this run)")
         t0 = time.perf_counter()
-        train_fn = getattr(gen, "train_model", None) or train_gan
-        train_fn(gen, splits.train, key, device=device, on_step=on_step)
+        try:
+            if hasattr(gen, "train_model"):  # a generator with its own objective (autoencoder)
+                gen.train_model(splits.train, key, device=device, on_step=on_step)
+            else:
+                train_gan(gen, splits.train, key, device=device, on_step=on_step)
+        except TrainingDiverged:
+            artifacts.drop_checkpoint("generators", key)
+            raise
         seconds = time.perf_counter() - t0
         gen.cpu()
         artifacts.save_artifact(
@@ -66,11 +98,34 @@ def obtain(
         )
         artifacts.drop_checkpoint("generators", key)
     gen.to(device).eval().requires_grad_(False)
-    info = {"name": name, "key": key, "config": as_dict(cfg), "train_seconds": round(seconds, 2)}
+    info = {
+        "name": name,
+        "key": key,
+        "config": as_dict(cfg),
+        "train_seconds": round(seconds, 2),
+        "cached": from_cache,
+    }
     return gen, info
 
 
-def _check_finite(step: int, **losses: torch.Tensor) -> None:
+def _load_pretrained(
+    name: str, cls: type, cfg: Any, splits: Splits, device: str | torch.device
+) -> tuple[Generator, dict[str, Any]]:
+    """A pretrained generator (class attribute ``pretrained = True``) loads, never trains.
+
+    Its constructor reads the weights; its cache key is ``stable_hash(gen.fingerprint())``
+    (the weights' content and the settings that change its output), so inverters fitted on
+    it are cached per checkpoint, wherever the file lives.
+    """
+    gen: Generator = cls(cfg, splits.channels, splits.resolution)
+    gen.to(device).eval().requires_grad_(False)
+    key = stable_hash(gen.fingerprint())  # type: ignore[operator]
+    info = {"name": name, "key": key, "config": as_dict(cfg), "train_seconds": 0.0}
+    return gen, {**info, "cached": True, "pretrained": True}
+
+
+def check_finite(step: int, **losses: torch.Tensor) -> None:
+    """Raise ``TrainingDiverged`` on a NaN / inf loss or one whose magnitude exceeds 1e6."""
     for k, v in losses.items():
         if not math.isfinite(float(v)) or abs(float(v)) > 1e6:
             raise TrainingDiverged(
@@ -78,6 +133,37 @@ def _check_finite(step: int, **losses: torch.Tensor) -> None:
                 "Nothing was cached. Lower the learning rate (--set lr_g=..., lr_d=...) "
                 "or change the seed."
             )
+
+
+class Checkpointer:
+    """Resumable training state (modules, optimisers, RNG states, step) of one artifact key."""
+
+    def __init__(
+        self,
+        key: str,
+        nets: dict[str, nn.Module],
+        opts: dict[str, torch.optim.Optimizer],
+        rng: torch.Generator,
+    ) -> None:
+        self.key, self.nets, self.opts, self.rng = key, nets, opts, rng
+
+    def restore(self) -> int:
+        """Load the last checkpoint if there is one; return the step to start from."""
+        state = artifacts.load_checkpoint("generators", self.key)
+        if state is None:
+            return 0
+        for k, net in self.nets.items():
+            net.load_state_dict(state[k])
+        for k, opt in self.opts.items():
+            opt.load_state_dict(state[k])
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"])
+
+    def save(self, step: int) -> None:
+        state: dict[str, Any] = {k: v.state_dict() for k, v in {**self.nets, **self.opts}.items()}
+        state.update(rng=self.rng.get_state(), torch_rng=torch.get_rng_state(), step=step)
+        artifacts.save_checkpoint("generators", self.key, state)
 
 
 def _gradient_penalty(
@@ -90,6 +176,13 @@ def _gradient_penalty(
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+def _r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    # R1 (Mescheder et al. 2018, eq. 9; StyleGAN2's regulariser): E ||grad_x D(x_real)||^2.
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(real).sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
+
+
 def train_gan(
     gen: Generator,
     data: torch.Tensor,
@@ -99,37 +192,32 @@ def train_gan(
 ) -> None:
     """Train ``gen`` (and a fresh discriminator) on ``data`` with its config's loss."""
     cfg = gen.cfg
-    disc = gen.make_discriminator()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)  # the discriminator's initial weights, seeded too
+        disc = gen.make_discriminator()
     gen.to(device).train()
     disc.to(device).train()
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     rng = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    start = 0
-    state = artifacts.load_checkpoint("generators", key)
-    if state is not None:
-        gen.load_state_dict(state["gen"])
-        disc.load_state_dict(state["disc"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        start = int(state["step"])
+    ckpt = Checkpointer(key, {"gen": gen, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, rng)
+    start = ckpt.restore()
+    if start:
         log(f"resuming generator training at step {start}/{cfg.steps}")
     data = data.to(device)
     n = len(data)
     pbar = bar(cfg.steps, f"train {gen.name}", initial=start)
     for step in range(start, cfg.steps):
+        # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise): on both of D's inputs,
+        # its std decays linearly from ``instance_noise`` to 0 over training.
         sigma = cfg.instance_noise * max(0.0, 1.0 - step / max(1, cfg.steps - 1))
         for _ in range(cfg.n_critic):
             real = data[torch.randint(n, (cfg.batch_size,), generator=rng).to(device)]
             z = gen.sample_z(cfg.batch_size, rng)
             with torch.no_grad():
-                fake = gen.synthesize(z)
-            if (
-                sigma > 0
-            ):  # instance noise on both inputs of D (Sønderby et al.; Creswell's GAN+noise)
+                fake = gen.training_forward(z, rng)
+            if sigma > 0:
                 real = real + sigma * torch.randn(real.shape, generator=rng).to(device)
                 fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
             d_real, d_fake = disc(real), disc(fake)
@@ -138,11 +226,13 @@ def train_gan(
                 loss_d = loss_d + cfg.gp_weight * _gradient_penalty(disc, real, fake, rng)
             else:
                 loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            if cfg.r1_gamma > 0:
+                loss_d = loss_d + 0.5 * cfg.r1_gamma * _r1_penalty(disc, real)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
         z = gen.sample_z(cfg.batch_size, rng)
-        fake = gen.synthesize(z)
+        fake = gen.training_forward(z, rng)
         if sigma > 0:
             fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
         d_fake = disc(fake)
@@ -150,26 +240,74 @@ def train_gan(
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        _check_finite(step, loss_d=loss_d.detach(), loss_g=loss_g.detach())
+        check_finite(step, loss_d=loss_d.detach(), loss_g=loss_g.detach())
         pbar.update(1)
         if step % 50 == 0:
-            pbar.set_postfix(loss_d=f"{float(loss_d):.3f}", loss_g=f"{float(loss_g):.3f}")
+            pbar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}")
         done = step + 1
         if done % cfg.ckpt_every == 0 and done < cfg.steps:
-            artifacts.save_checkpoint(
-                "generators",
-                key,
-                {
-                    "gen": gen.state_dict(),
-                    "disc": disc.state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "rng": rng.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "step": done,
-                },
-            )
+            ckpt.save(done)
         if on_step is not None:
             on_step(done)
     pbar.close()
     gen.eval()
+
+
+def route_sets(
+    sets: list[str], gen_cls: type, dataset_cls: type
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Split ``--set`` items between a generator and a dataset (unprefixed: generator first)."""
+    scoped = parse_sets(sets)
+    owners = {"generator": gen_cls.Config, "dataset": dataset_cls.Config}
+    routed: dict[str, dict[str, str]] = {k: dict(scoped.get(k, {})) for k in owners}
+    for scope in scoped:
+        if scope and scope not in owners:
+            raise UsageError(
+                f"--set {scope}.…: unknown scope '{scope}'; use generator. or dataset."
+            )
+    for key, value in scoped.get("", {}).items():
+        hits = [n for n, c in owners.items() if key in {f.name for f in dataclasses.fields(c)}]
+        if not hits:
+            valid = "; ".join(
+                f"{n}: {', '.join(f.name for f in dataclasses.fields(c))}"
+                for n, c in owners.items()
+            )
+            raise UsageError(f"--set {key}=…: unknown key '{key}'. Valid keys — {valid}.")
+        routed[hits[0]][key] = value
+    return routed["generator"], routed["dataset"]
+
+
+def save_samples(gen: Generator, path: Path, n: int = 64, seed: int = 0) -> None:
+    """A PNG grid of ``n`` samples from fixed prior draws (upscaled to >= 64 px per image)."""
+    from torchvision.utils import make_grid, save_image
+
+    with torch.no_grad():
+        z = gen.sample_latent(n, "z", torch.Generator().manual_seed(seed))
+        x = gen.synthesize(z, "z").cpu().clamp(-1, 1) * 0.5 + 0.5
+    if x.shape[-1] < 64:
+        x = F.interpolate(x, scale_factor=64 // x.shape[-1], mode="nearest")
+    grid = make_grid(x, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
+    with artifacts.atomic_path(path) as tmp:
+        save_image(grid, tmp, format="png")
+
+
+def train_generator(
+    generator: str,
+    dataset: str,
+    sets: list[str],
+    out: Path,
+    device: str = "cpu",
+    n_samples: int = 64,
+) -> tuple[dict[str, Any], Path]:
+    """``invbench train-generator``: train (or find in the cache), then write a sample grid."""
+    from invbench.registry import DATASETS
+
+    if n_samples < 1:
+        raise UsageError(f"--samples must be >= 1, got {n_samples}.")
+    gen_cls, ds_cls = GENERATORS.get(generator), DATASETS.get(dataset)
+    gen_sets, ds_sets = route_sets(sets, gen_cls, ds_cls)
+    ds = ds_cls(resolve(ds_cls.Config, "dataset", dataset, ds_sets))
+    gen, info = obtain(generator, ds.load(), ds.fingerprint(), gen_sets, device=device)
+    path = Path(out) / f"{generator}__{dataset}__{info['key']}.png"
+    save_samples(gen, path, n_samples)
+    return info, path

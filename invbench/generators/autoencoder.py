@@ -1,0 +1,133 @@
+"""``autoencoder``: the plain L2 autoencoder, the lower bound of the ICLR 2020 latent-space study.
+
+Encoder e and decoder d are trained jointly on L = ||d(e(x)) - x||^2 (eq. 3 of
+"The Impact of the Latent Space on GAN Inversion"; mean over pixels here, which only rescales
+the learning rate), with no regularisation, by Adam with its default hyper-parameters, as the
+study does. The decoder is the ``dcgan`` decoder (same ``DCGANDecoder``, same ``z_dim``,
+``ngf``); the encoder is the ``dcgan`` discriminator's trunk with a linear head to ``z_dim``
+(the study uses its discriminator architecture as the encoder).
+
+An autoencoder has no prior, yet the zoo's ``z`` space is sampled from N(0, I). After training,
+a Gaussian N(mu, L L^T) is fitted to the codes e(x) of the training split, and the generator's
+``z`` is the whitened code: ``synthesize(z) = d(mu + L z)``, ``encode(x) = L^-1 (e(x) - mu)``.
+This affine reparametrisation leaves every reconstruction d(e(x)) unchanged, makes random
+samples follow the codes' second-order statistics, and gives the optimisers' N(0, I)
+initialisation and prior term a sensible scale. ``encode`` is the amortised inverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from invbench.generators.base import Generator
+from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
+from invbench.generators.train import Checkpointer, StepHook, check_finite
+from invbench.progress import bar, log
+from invbench.registry import GENERATORS
+
+
+class DCGANEncoder(nn.Module):
+    """The DCGAN discriminator's convolutional trunk, then a linear map to ``z_dim``."""
+
+    def __init__(self, channels: int, resolution: int, ndf: int, z_dim: int) -> None:
+        super().__init__()
+        disc = DCGANDiscriminator(channels, resolution, ndf, norm="batch")
+        self.trunk = disc.trunk
+        self.fc = nn.Linear(disc.feature_dim, z_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x))
+
+
+@GENERATORS.register("autoencoder")
+class Autoencoder(Generator):
+    """Decoder = the generator; ``encoder`` / ``encode`` give the latent of an image directly."""
+
+    @dataclass
+    class Config:
+        z_dim: int = 32
+        ngf: int = 16
+        ndf: int = 16
+        steps: int = 1500
+        batch_size: int = 64
+        lr: float = 1e-3  # Adam's defaults, as the study trains its AE
+        beta1: float = 0.9
+        beta2: float = 0.999
+        seed: int = 0
+        ckpt_every: int = 250
+
+        def validate(self) -> None:
+            if min(self.z_dim, self.ngf, self.ndf, self.steps, self.batch_size) < 1:
+                raise ValueError("z_dim, ngf, ndf, steps and batch_size must be positive")
+            if self.ckpt_every < 1 or self.lr <= 0:
+                raise ValueError("ckpt_every and lr must be positive")
+
+    def __init__(self, cfg: Config, channels: int, resolution: int) -> None:
+        super().__init__(cfg, channels, resolution)
+        self.net = DCGANDecoder(cfg.z_dim, channels, resolution, cfg.ngf)
+        self.encoder = DCGANEncoder(channels, resolution, cfg.ndf, cfg.z_dim)
+        # The Gaussian fitted to the codes after training (identity until then).
+        self.register_buffer("code_mean", torch.zeros(cfg.z_dim))
+        self.register_buffer("code_chol", torch.eye(cfg.z_dim))
+
+    def synthesize(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
+        self.check_space(space)
+        self.check_latent(latent, space)
+        return self.net(self.code_mean + latent @ self.code_chol.t())
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The z latent of ``images`` (whitened codes): synthesize(encode(x)) = d(e(x))."""
+        code = self.encoder(images) - self.code_mean
+        return torch.linalg.solve_triangular(self.code_chol, code.t(), upper=False).t()
+
+    def train_model(
+        self,
+        data: torch.Tensor,
+        key: str,
+        device: str | torch.device = "cpu",
+        on_step: StepHook | None = None,
+    ) -> None:
+        """Minimise eq. 3 by Adam; checkpointed and divergence-guarded like ``train_gan``."""
+        cfg = self.cfg
+        self.to(device).train()
+        opt = torch.optim.Adam(self.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        rng = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        ckpt = Checkpointer(key, {"ae": self}, {"opt": opt}, rng)
+        start = ckpt.restore()
+        if start:
+            log(f"resuming autoencoder training at step {start}/{cfg.steps}")
+        data = data.to(device)
+        pbar = bar(cfg.steps, f"train {self.name}", initial=start)
+        for step in range(start, cfg.steps):
+            x = data[torch.randint(len(data), (cfg.batch_size,), generator=rng).to(device)]
+            loss = F.mse_loss(self.net(self.encoder(x)), x)  # eq. 3
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            check_finite(step, loss=loss.detach())
+            pbar.update(1)
+            if step % 50 == 0:
+                pbar.set_postfix(mse=f"{float(loss.detach()):.4f}")
+            done = step + 1
+            if done % cfg.ckpt_every == 0 and done < cfg.steps:
+                ckpt.save(done)
+            if on_step is not None:
+                on_step(done)
+        pbar.close()
+        self.eval()
+        self._fit_code_gaussian(data)
+
+    @torch.no_grad()
+    def _fit_code_gaussian(self, data: torch.Tensor) -> None:
+        codes = torch.cat([self.encoder(data[i : i + 512]) for i in range(0, len(data), 512)])
+        codes = codes.double()
+        mean = codes.mean(0)
+        cov = torch.cov(codes.t(), correction=1).reshape(len(mean), len(mean))
+        cov += (1e-5 * cov.diagonal().mean() + 1e-10) * torch.eye(len(mean), dtype=cov.dtype)
+        self.code_mean.copy_(mean.float())
+        self.code_chol.copy_(torch.linalg.cholesky(cov).float())
