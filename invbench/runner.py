@@ -5,20 +5,28 @@ dataset (train / test split, images in [-1, 1])
   -> inverter.fit(context)                     cached by content hash
   -> inverter.invert(test images) -> latents   timed: sec_per_image
   -> inverter.decode(latents) -> reconstructions
+  -> tracks (InvGAN Table 1): test reconstructions, midpoints of random test pairs, random
+     samples and their reconstructions, each streamed through the metrics
   -> metrics -> result record (JSON, written atomically) + PNG grid
+
+Metric time (features, statistics, distances) is clocked apart from method time (inverting
+the test set and the random samples) and recorded in the provenance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import math
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,7 +38,11 @@ from invbench.data import Splits
 from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
+from invbench.metrics.evaluate import FeatureTrack, reference
+from invbench.metrics.features import DomainNetConfig, feature_network
 from invbench.metrics.paired import bootstrap_ci, compute_paired
+from invbench.metrics.perceptual import Unavailable, load_lpips
+from invbench.metrics.swd import SWDAccumulator, swd
 from invbench.progress import log
 from invbench.registry import DATASETS, GENERATORS, METHODS
 
@@ -40,16 +52,38 @@ DEFAULT_GENERATOR = "dcgan"
 
 @dataclass
 class EvalConfig:
-    """How a run is scored. Defaults here are the suite's protocol."""
+    """How a run is scored. Defaults here are the suite's protocol (every eval knob lives here)."""
 
     n_test: int = 0  # number of test images to invert; 0 = the whole test split
     batch_size: int = 512  # images per ``invert`` call
     bootstrap: int = 1000  # resamples for the confidence intervals of paired metrics
     grid_images: int = 16  # originals / reconstructions shown in the PNG grid
+    # Distribution tracks (InvGAN Table 1): FID vs the train split at two sample sizes; the
+    # paper uses 500 / 50,000, digits' test split has 297 images, hence 100 / all.
+    tracks: bool = True  # False: paired metrics only (fast smoke runs)
+    fid_small_n: int = 100  # the small N; FIDs at it are reported as name@N=<n>
+    n_rand: int = 0  # random samples for fid_rand; 0 = the size of the train split
+    n_rand_rec: int = 0  # random samples inverted (fid_rand_rec, latent_mse); 0 = n_test
+    n_interp: int = 0  # random test pairs interpolated (fid_interp); 0 = n_test
+    kid_subsets: int = 100  # torch-fidelity's defaults; the subset size is clipped to
+    kid_subset_size: int = 1000  # the smaller of the two sets
+    recovery_eps: tuple[float, ...] = (0.01, 0.1, 0.5)  # latent recovered: all |dz_i| < eps
+    feature_net: Literal["auto", "inception", "domain"] = "auto"  # auto: Inception if found
+    weights_dir: str = ""  # extra directory searched for pretrained weights ($INVBENCH_WEIGHTS too)
+    metric_batch: int = 500  # images per feature-network / LPIPS call
+    feature_epochs: int = 12  # training epochs of the domain feature network (LeNet)
 
     def validate(self) -> None:
         if self.n_test < 0 or self.batch_size < 1 or self.bootstrap < 0 or self.grid_images < 0:
             raise ValueError("n_test, bootstrap, grid_images must be >= 0 and batch_size >= 1")
+        if min(self.fid_small_n, self.n_rand, self.n_rand_rec, self.n_interp) < 0:
+            raise ValueError("fid_small_n, n_rand, n_rand_rec, n_interp must be >= 0")
+        if self.kid_subsets < 1 or self.kid_subset_size < 2 or self.metric_batch < 1:
+            raise ValueError("kid_subsets >= 1, kid_subset_size >= 2, metric_batch >= 1")
+        if self.feature_epochs < 1:
+            raise ValueError("feature_epochs must be >= 1")
+        if any(e <= 0 for e in self.recovery_eps):
+            raise ValueError("recovery_eps must be positive numbers, e.g. 0.01,0.1")
 
 
 @dataclass
@@ -248,6 +282,166 @@ def record_name(res: Resolved, config_hash: str) -> str:
     return f"{res.spec.method}__{res.spec.dataset}__{gen}__s{res.spec.seed}__{config_hash}"
 
 
+class _Clock:
+    """Wall-clock seconds spent inside metric code (features, statistics, distances)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def score_paired(
+    recon: torch.Tensor, test: torch.Tensor, ev: EvalConfig, device: torch.device, seed: int
+) -> tuple[dict[str, float | None], dict[str, list[float]], dict[str, str], dict[str, str]]:
+    """Per-image metrics (+ LPIPS when its AlexNet is found), their means and bootstrap CIs."""
+    per_image = compute_paired(recon, test)
+    flavors: dict[str, str] = {}
+    unavailable: dict[str, str] = {}
+    try:
+        lp = load_lpips(device, ev.weights_dir or None)
+        mb = ev.metric_batch
+        per_image["lpips"] = torch.cat(
+            [lp(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)]
+        )
+        flavors["lpips"] = lp.flavor
+    except Unavailable as e:
+        unavailable["lpips"] = str(e)
+        log(str(e))
+    metrics: dict[str, float | None] = {k: float(v.mean()) for k, v in per_image.items()}
+    if "lpips" in unavailable:
+        metrics["lpips"] = None
+    ci = {}
+    if ev.bootstrap:
+        ci = {
+            k: list(bootstrap_ci(v.numpy(), ev.bootstrap, seed=seed)) for k, v in per_image.items()
+        }
+    return metrics, ci, flavors, unavailable
+
+
+def score_tracks(
+    inv: Inverter,
+    ev: EvalConfig,
+    splits: Splits,
+    data_fp: dict[str, Any],
+    test: torch.Tensor,
+    recon: torch.Tensor,
+    latents: Latents,
+    device: torch.device,
+    seed: int,
+    clock: _Clock,
+) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
+    """The InvGAN tracks (random samples, their reconstructions, test reconstructions, test
+    interpolations) scored by FID at two N, plus KID, SWD and latent recovery.
+
+    Image generation and the inversion of random samples are method time, not metric time:
+    only feature extraction, statistics and distances run under ``clock``.
+    """
+    metrics: dict[str, float] = {}
+    flavors: dict[str, str] = {}
+    info: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    domain_cfg = DomainNetConfig(epochs=ev.feature_epochs)
+    net = feature_network(
+        splits, data_fp, ev.feature_net, ev.weights_dir or None, device, domain_cfg
+    )
+    ref = reference(net, splits.train, "train", data_fp, ev.metric_batch)
+    info["metric_setup_seconds"] = round(time.perf_counter() - t0, 3)  # cached after a first run
+    info["feature_net"] = net.flavor
+    info["feature_net_test_accuracy"] = getattr(net, "test_accuracy", None)
+    small, mb = ev.fid_small_n, ev.metric_batch
+
+    def add(result: tuple[dict[str, float], dict[str, str]]) -> None:
+        metrics.update(result[0])
+        flavors.update(result[1])
+
+    # Test reconstructions (TsRecFID), KID, and SWD against the originals (LIA Tables 3-5).
+    with clock():
+        test_rec = FeatureTrack("fid_test_rec", net, small, keep_features=True)
+        test_rec.update(recon, mb)
+        add(test_rec.fid(ref))
+        add(test_rec.kid(ref, "kid_test_rec", ev.kid_subsets, ev.kid_subset_size, seed))
+        try:
+            real, fake = SWDAccumulator(test.shape[-1], seed), SWDAccumulator(test.shape[-1], seed)
+            real.update(test)
+            fake.update(recon)
+            metrics["swd"], levels = swd(real, fake)
+            res = ",".join(str(r) for r in levels)
+            flavors["swd"] = f"progan/levels={res}/N={len(test)}/ref=test"
+        except ValueError as e:
+            info.setdefault("unavailable", {})["swd"] = f"swd unavailable: {e}"
+
+    t_tracks = time.perf_counter()
+    # Midpoints of random test pairs (IntTsFID): pair perm[k] with perm[k-1], never itself.
+    g = torch.Generator().manual_seed(seed)
+    n_pairs = min(ev.n_interp or len(latents), len(latents))
+    if len(latents) >= 2:
+        perm = torch.randperm(len(latents), generator=g)
+        a, b = perm[:n_pairs], perm.roll(1)[:n_pairs]
+        mid = Latents((latents.tensor[a] + latents.tensor[b]) / 2, latents.space)
+        interp = FeatureTrack("fid_interp", net, small)
+        for i in range(0, n_pairs, ev.batch_size):
+            imgs = inv.decode(mid[i : i + ev.batch_size]).cpu()
+            with clock():
+                interp.update(imgs, mb)
+        with clock():
+            add(interp.fid(ref))
+
+    # Random samples (RandFID) and their reconstructions (RandRecFID, latent recovery).
+    n_rand = ev.n_rand or len(splits.train)
+    n_rec = ev.n_rand_rec or len(test)
+    rand = FeatureTrack("fid_rand", net, small)
+    rand_rec = FeatureTrack("fid_rand_rec", net, small)
+    lat_mse: list[torch.Tensor] = []
+    lat_max: list[torch.Tensor] = []
+    t_invert = 0.0
+    while rand.n < n_rand or rand_rec.n < n_rec:
+        lat = inv.sample(ev.batch_size, generator=g)
+        imgs = inv.decode(lat).cpu()
+        with clock():
+            rand.update(imgs[: max(0, n_rand - rand.n)], mb)
+        k = min(len(imgs), n_rec - rand_rec.n)
+        if k <= 0:
+            continue
+        t1 = time.perf_counter()
+        found = inv.invert(imgs[:k].to(device))
+        _sync(device)
+        t_invert += time.perf_counter() - t1
+        rec = inv.decode(found).cpu()
+        with clock():
+            rand_rec.update(rec, mb)
+        true = lat.tensor[:k].detach().cpu().double()
+        est = found.tensor.detach().cpu().double()
+        if found.space == lat.space and est.shape == true.shape:
+            lat_mse.append((est - true).pow(2).flatten(1).mean(1))
+            lat_max.append((est - true).abs().flatten(1).amax(1))
+    with clock():
+        add(rand.fid(ref))
+        add(rand_rec.fid(ref))
+    if lat_mse:
+        mse_all, max_all = torch.cat(lat_mse), torch.cat(lat_max)
+        metrics["latent_mse"] = float(mse_all.mean())
+        flavors["latent_mse"] = f"space={latents.space}/N={len(mse_all)}"
+        for eps in ev.recovery_eps:
+            name = f"recovery@{eps:g}"
+            metrics[name] = float((max_all < eps).double().mean())
+            flavors[name] = f"all |z_i - z*_i| < {eps:g}/space={latents.space}/N={len(mse_all)}"
+    else:
+        info.setdefault("unavailable", {})["latent_mse"] = (
+            f"latent_mse unavailable: '{type(inv).__name__}' inverts into a different latent "
+            "space than it samples from, so the true latent of a random sample is unknown there."
+        )
+    info["rand_rec_invert_seconds"] = round(t_invert, 3)
+    info["track_seconds"] = round(time.perf_counter() - t_tracks, 3)
+    return metrics, flavors, info
+
+
 def run(spec: RunSpec) -> dict[str, Any]:
     """Execute one run and write its record (JSON) and grid (PNG) under ``spec.out``."""
     started = _dt.datetime.now(_dt.UTC)
@@ -292,15 +486,25 @@ def run(spec: RunSpec) -> dict[str, Any]:
             "(learning rate, steps)."
         )
 
-    per_image = compute_paired(recon, test)
-    metrics: dict[str, float] = {k: float(v.mean()) for k, v in per_image.items()}
-    ci = {
-        k: list(bootstrap_ci(v.numpy(), res.eval_cfg.bootstrap, seed=spec.seed))
-        for k, v in per_image.items()
-        if res.eval_cfg.bootstrap
-    }
+    clock = _Clock()
+    with clock():
+        metrics, ci, flavors, unavailable = score_paired(
+            recon, test, res.eval_cfg, device, spec.seed
+        )
     metrics["sec_per_image"] = sec_per_image
     metrics["fit_seconds"] = fit_seconds
+    track_info: dict[str, Any] = {}
+    if res.eval_cfg.tracks:
+        m, f, track_info = score_tracks(
+            inv, res.eval_cfg, splits, data_fp, test, recon, latents, device, spec.seed, clock
+        )
+        metrics.update(m)
+        flavors.update(f)
+        unavailable.update(track_info.pop("unavailable", {}))
+    for name, value in list(metrics.items()):
+        if value is not None and not math.isfinite(value):
+            metrics[name] = None
+            unavailable[name] = f"{name} is not finite (the method produced NaN/inf images)."
 
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -314,8 +518,9 @@ def run(spec: RunSpec) -> dict[str, Any]:
         "generator": res.generator_name or "own",
         "space": latents.space,
         "n_test": len(test),
-        "metrics": {k: round(v, 6) for k, v in metrics.items()},
-        "metric_flavors": {},
+        "metrics": {k: None if v is None else round(v, 6) for k, v in metrics.items()},
+        "metric_flavors": flavors,
+        "unavailable": unavailable,
         "ci": {k: [round(a, 6), round(b, 6)] for k, (a, b) in ci.items()},
         "config": config,
         "config_hash": chash,
@@ -333,6 +538,9 @@ def run(spec: RunSpec) -> dict[str, Any]:
             "generator_key": gen_key,
             "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
             "fit_cached": fit_cached_flag,
+            "invert_seconds": round(sec_per_image * len(test), 3),
+            "metric_seconds": round(clock.seconds, 3),
+            **track_info,
             **inv.flavor(),
         },
     }

@@ -1,8 +1,9 @@
 """Metrics: names, directions and meanings in one place (design card), and their code.
 
 ``paired`` holds per-image metrics between reconstructions and originals; distribution metrics
-(FID family, KID, SWD) live in their own modules. ``INFO`` is the single source of truth for
-which way is better: tables, arrows and the regression gate all read it.
+(FID family, KID, SWD) live in their own modules. A name may carry a qualifier after ``@``
+(``fid_rand@N=100``, ``recovery@0.1``); its base name keys ``INFO``. ``INFO`` is the single
+source of truth for which way is better: tables, arrows and the regression gate all read it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,16 @@ INFO: dict[str, MetricInfo] = {
         False, "FID of midpoint interpolations of test pairs vs train", "{:.2f}"
     ),
     "kid_test_rec": MetricInfo(False, "KID of test reconstructions vs train", "{:.4f}"),
+    "kid_test_rec_sd": MetricInfo(
+        False, "standard deviation of kid_test_rec over its random subsets", "{:.4f}"
+    ),
     "latent_mse": MetricInfo(False, "MSE of recovered latents of random samples", "{:.4f}"),
+    "recovery": MetricInfo(
+        True,
+        "recovery@eps: share of random samples whose latent is recovered with every "
+        "|z_i - z*_i| < eps (Lipton & Tripathi 2017)",
+        "{:.3f}",
+    ),
     "sec_per_image": MetricInfo(False, "wall-clock seconds per image for invert", "{:.4f}"),
     "fit_seconds": MetricInfo(False, "wall-clock seconds of fit", "{:.1f}"),
 }

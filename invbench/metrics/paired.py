@@ -43,12 +43,11 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(DATA_RANGE**2 / err)
 
 
-def _gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
+def _gaussian_taps(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
     radius = int(truncate * sigma + 0.5)  # scipy.ndimage's rule: 11 taps for sigma 1.5
     d = torch.arange(-radius, radius + 1, dtype=torch.float64)
     g = torch.exp(-(d**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
 
 
 @paired_metric("ssim")
@@ -63,10 +62,12 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     x, y = x.double(), y.double()
     c = x.shape[1]
-    k = _gaussian_window().to(x.device)[None, None].expand(c, 1, -1, -1)
+    g = _gaussian_taps().to(x.device)
+    kh = g[None, None, None, :].expand(c, 1, 1, -1)  # the 2-D Gaussian is separable:
+    kv = g[None, None, :, None].expand(c, 1, -1, 1)  # two 1-D passes, 11x cheaper than 11x11
 
     def filt(a: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(a, k, groups=c)
+        return F.conv2d(F.conv2d(a, kh, groups=c), kv, groups=c)
 
     mx, my = filt(x), filt(y)
     sxx = filt(x * x) - mx**2

@@ -1,0 +1,219 @@
+"""Feature networks for the distribution metrics (FID family, KID).
+
+The standard one is Inception-v3 with the 2015-12-05 TF weights (pool3, 2048-d), through
+torch-fidelity's port, when its weight file is found offline (``invbench.metrics.weights``).
+When it is not, invbench trains its own *domain* network on the dataset's train split: a
+LeNet-5-style classifier of the class labels (LeCun et al. 1998), trained deterministically,
+cached as an artifact, its test accuracy logged and recorded. Its numbers are not Inception
+FIDs, and the metric's flavor says so ("lenet-digits/..."). Datasets without labels are refused
+with a message naming the Inception weight file to install: an untrained or self-supervised
+stand-in would be a number of unknown meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from invbench import artifacts
+from invbench.config import stable_hash
+from invbench.data import Splits
+from invbench.errors import DataError, UsageError
+from invbench.metrics.weights import INCEPTION, find_weights, missing_message
+from invbench.progress import log
+
+DOMAIN_VERSION = 1  # bump when the domain network's code changes its weights
+
+
+class FeatureNet(Protocol):
+    """What the distribution metrics need: features of images in [-1, 1] and a flavor."""
+
+    flavor: str  # names the network in metric flavors, e.g. "lenet-digits", "inception-v3"
+    key: str  # content identity for the reference-statistics cache
+
+    def features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class DomainNetConfig:
+    """Training of the domain feature network; fixed by the suite (part of the cache key)."""
+
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+
+class DomainNet(nn.Module):
+    """LeNet-5 layout: conv5-pool-conv5-pool-fc120-fc84-fc(classes), ReLU, max pooling.
+
+    ``features`` is the penultimate layer (fc84) before its ReLU, so the covariance used by FID
+    is not made singular by dead units; ``logits`` continues through ReLU and the last layer.
+    """
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(5),  # any resolution >= 16 ends at the classic 16 x 5 x 5
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+        )
+        self.head = nn.Linear(84, num_classes)
+        self.flavor = "lenet"
+        self.key = ""
+        self.test_accuracy = float("nan")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        dev = next(self.parameters()).device
+        with torch.no_grad():
+            return self.body(x.to(dev, torch.float32)).float()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.body(x)))
+
+
+def _accuracy(net: DomainNet, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), 512):
+            pred = net.logits(x[i : i + 512].to(device)).argmax(1).cpu()
+            correct += int((pred == y[i : i + 512]).sum())
+    return correct / max(1, len(x))
+
+
+def _train(net: DomainNet, splits: Splits, cfg: DomainNetConfig, device: torch.device) -> None:
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    x, y = splits.train, splits.train_labels
+    assert y is not None
+    net.train()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), cfg.batch_size):
+            idx = perm[i : i + cfg.batch_size]
+            loss = F.cross_entropy(net.logits(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    net.eval()
+
+
+def domain_network(
+    splits: Splits,
+    dataset_fp: dict[str, Any],
+    device: str | torch.device = "cpu",
+    cfg: DomainNetConfig | None = None,
+) -> DomainNet:
+    """The dataset's own feature network: trained once on the train split, then cached."""
+    cfg = cfg or DomainNetConfig()
+    name = str(dataset_fp.get("dataset", "data"))
+    if splits.train_labels is None or not splits.num_classes:
+        raise DataError(
+            f"dataset '{name}' has no class labels, so invbench cannot train its own feature "
+            f"network for FID/KID. {missing_message(INCEPTION)}"
+        )
+    device = torch.device(device)
+    key = stable_hash(
+        {
+            "net": "lenet",
+            "config": dataclasses.asdict(cfg),
+            "data": dataset_fp,
+            "shape": [splits.channels, splits.num_classes],
+            "v": DOMAIN_VERSION,
+        }
+    )
+    net = DomainNet(splits.channels, splits.num_classes)
+    cached = artifacts.load_artifact("featurenets", key)
+    if cached is not None:
+        net.load_state_dict(cached[0])
+        net.test_accuracy = float(cached[1]["test_accuracy"])
+        net.to(device)
+    else:
+        log(f"training the '{name}' feature network for FID/KID (LeNet, cached after this run)")
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+            torch.manual_seed(cfg.seed)
+            net = DomainNet(splits.channels, splits.num_classes).to(device)
+            _train(net, splits, cfg, device)
+        acc = float("nan")
+        if splits.test_labels is not None:
+            acc = _accuracy(net, splits.test, splits.test_labels, device)
+        net.test_accuracy = acc
+        artifacts.save_artifact(
+            "featurenets",
+            key,
+            {k: v.cpu() for k, v in net.state_dict().items()},
+            {"test_accuracy": acc, "dataset": name},
+        )
+    net.eval().requires_grad_(False)
+    # A non-default training recipe gives different numbers, so it must show in the flavor.
+    default = DomainNetConfig()
+    recipe = (
+        "" if cfg == default else f"-e{cfg.epochs}" if cfg.epochs != default.epochs else "-custom"
+    )
+    net.flavor = f"lenet-{name}{recipe}"
+    net.key = key
+    log(f"feature network {net.flavor}: test accuracy {net.test_accuracy:.4f}")
+    return net
+
+
+class InceptionNet(nn.Module):
+    """Inception-v3 pool3 features (2048-d) through torch-fidelity's port of the TF graph."""
+
+    def __init__(self, path: str, device: torch.device) -> None:
+        super().__init__()
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        # torch-fidelity unpickles the file; find_weights() verified its SHA-256 first.
+        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], path).to(device)
+        self.flavor = "inception-v3"
+        self.key = f"inception-2015-12-05-{INCEPTION.sha256_prefix}"
+        self.test_accuracy = float("nan")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        # The TF protocol: uint8 RGB in, resized to 299 inside; grey images are repeated to RGB.
+        dev = next(self.net.parameters()).device
+        u8 = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        if u8.shape[1] == 1:
+            u8 = u8.expand(-1, 3, -1, -1)
+        with torch.no_grad():
+            (feats,) = self.net(u8.to(dev))
+        return feats.float()
+
+
+def feature_network(
+    splits: Splits,
+    dataset_fp: dict[str, Any],
+    kind: str = "auto",
+    weights_dir: str | None = None,
+    device: str | torch.device = "cpu",
+    domain_cfg: DomainNetConfig | None = None,
+) -> FeatureNet:
+    """``inception`` (must be found), ``domain`` (trained here), or ``auto``: the first available."""
+    if kind not in ("auto", "inception", "domain"):
+        raise UsageError(f"feature_net must be auto, inception or domain, got '{kind}'.")
+    device = torch.device(device)
+    if kind in ("auto", "inception"):
+        path = find_weights(INCEPTION, weights_dir)
+        if path is not None:
+            return InceptionNet(str(path), device)
+        if kind == "inception":
+            raise DataError(missing_message(INCEPTION, weights_dir))
+        log(
+            f"Inception-v3 unavailable, FID/KID use the dataset's own network: "
+            f"{missing_message(INCEPTION, weights_dir)}"
+        )
+    return domain_network(splits, dataset_fp, device, domain_cfg)

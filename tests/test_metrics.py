@@ -1,0 +1,238 @@
+"""Every metric against an independent reference: scikit-image, scipy, closed forms,
+torch-fidelity, the ``lpips`` package; and independence of the batch size."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from invbench.errors import DataError
+from invbench.metrics.distribution import RunningStats, frechet_distance, kid
+from invbench.metrics.paired import compute_paired
+from invbench.metrics.swd import SWDAccumulator, laplacian_pyramid, sliced_wasserstein, swd
+from invbench.metrics.weights import ALEXNET, WeightFile
+
+
+def _images(n: int, c: int, seed: int, res: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, c, res, res, generator=g) * 2 - 1
+    smooth = torch.nn.functional.avg_pool2d(x, 5, 1, 2)  # structure, so SSIM is not ~0
+    y = (smooth + 0.2 * torch.randn(n, c, res, res, generator=g)).clamp(-1, 1)
+    return smooth, y
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_psnr_match_scikit_image(channels: int) -> None:
+    x, y = _images(6, channels, seed=channels)
+    got = compute_paired(y, x)
+    for i in range(len(x)):
+        a, b = x[i].double().numpy(), y[i].double().numpy()
+        ref_ssim = structural_similarity(
+            a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=2.0, channel_axis=0,
+        )  # fmt: skip
+        ref_psnr = peak_signal_noise_ratio(a, b, data_range=2.0)
+        assert abs(float(got["ssim"][i]) - ref_ssim) < 1e-4
+        assert abs(float(got["psnr"][i]) - ref_psnr) < 1e-4
+
+
+def _scipy_frechet(mu1, s1, mu2, s2) -> float:
+    """The pytorch-fid / torch-fidelity formula with scipy.linalg.sqrtm (the reference)."""
+    covmean = np.real(scipy.linalg.sqrtm(s1 @ s2))
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_frechet_matches_gaussian_closed_form() -> None:
+    # Commuting covariances (same eigenvectors): d^2 = |dmu|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2.
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    a, b = rng.uniform(0.1, 4, 16), rng.uniform(0.1, 4, 16)
+    mu1, mu2 = rng.standard_normal(16), rng.standard_normal(16)
+    s1, s2 = (q * a) @ q.T, (q * b) @ q.T
+    closed = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(closed, rel=1e-4)
+    # 1-D: (m1 - m2)^2 + (sd1 - sd2)^2.
+    one = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]]))
+    assert one == pytest.approx(9.0 + 1.0, rel=1e-10)
+
+
+def test_frechet_matches_scipy_reference_on_real_statistics() -> None:
+    rng = np.random.default_rng(1)
+    f1 = rng.standard_normal((500, 32)) @ rng.standard_normal((32, 32))
+    f2 = rng.standard_normal((400, 32)) @ rng.standard_normal((32, 32)) + 0.5
+    s1, s2 = RunningStats(), RunningStats()
+    s1.update(torch.from_numpy(f1))
+    s2.update(torch.from_numpy(f2))
+    # The running float64 sums give numpy's mean and sample covariance.
+    np.testing.assert_allclose(s1.mean(), f1.mean(0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(s1.cov(), np.cov(f1, rowvar=False), rtol=1e-9, atol=1e-10)
+    ref = _scipy_frechet(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+    assert frechet_distance(s1.mean(), s1.cov(), s2.mean(), s2.cov()) == pytest.approx(
+        ref, rel=1e-4
+    )
+
+
+def test_fid_of_a_set_with_itself_is_zero() -> None:
+    rng = np.random.default_rng(2)
+    f = torch.from_numpy(rng.standard_normal((300, 84)) * 3 + 1)
+    s = RunningStats()
+    s.update(f)
+    assert abs(frechet_distance(s.mean(), s.cov(), s.mean(), s.cov())) < 1e-6
+
+
+def test_kid_equals_torch_fidelity() -> None:
+    from torch_fidelity.metric_kid import (
+        KEY_METRIC_KID_MEAN,
+        KEY_METRIC_KID_STD,
+        kid_features_to_metric,
+    )
+
+    g = torch.Generator().manual_seed(3)
+    f1 = torch.randn(300, 64, generator=g, dtype=torch.float64)
+    f2 = torch.randn(250, 64, generator=g, dtype=torch.float64) * 1.1 + 0.1
+    ref = kid_features_to_metric(
+        f1, f2, kid_subsets=20, kid_subset_size=100, rng_seed=7, verbose=False
+    )
+    mean, std = kid(f1, f2, subsets=20, subset_size=100, seed=7)
+    assert mean == pytest.approx(ref[KEY_METRIC_KID_MEAN], rel=1e-9)
+    assert std == pytest.approx(ref[KEY_METRIC_KID_STD], rel=1e-9)
+
+
+def test_sliced_wasserstein_is_w1_for_one_dimensional_descriptors() -> None:
+    # In 1-D every unit direction is +-1, so SWD is the exact W1 between the two samples.
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((500, 1)).astype(np.float32)
+    b = (rng.standard_normal((500, 1)) * 1.5 + 0.3).astype(np.float32)
+    got = sliced_wasserstein(a, b, repeats=4, dirs=16, seed=0)
+    assert got == pytest.approx(wasserstein_distance(a[:, 0], b[:, 0]), rel=1e-5)
+
+
+def test_laplacian_pyramid_is_invertible_and_swd_of_a_set_with_itself_is_zero() -> None:
+    from invbench.metrics.swd import _pyr_up
+
+    x, y = _images(5, 1, seed=5)
+    u8 = ((x.numpy() + 1) * 127.5).astype(np.float32)
+    pyr = laplacian_pyramid(u8, 2)
+    assert [p.shape[-1] for p in pyr] == [32, 16]
+    np.testing.assert_allclose(_pyr_up(pyr[1]) + pyr[0], u8, atol=1e-3)
+    a, b = SWDAccumulator(32, seed=1), SWDAccumulator(32, seed=1)
+    a.update(x)
+    b.update(x)
+    assert swd(a, b)[0] == 0.0
+    c = SWDAccumulator(32, seed=1)
+    c.update(y)
+    assert swd(a, c)[0] > 1.0
+
+
+@pytest.fixture(scope="module")
+def alexnet_home(tmp_path_factory) -> tuple:
+    """A randomly initialised torchvision AlexNet saved under torchvision's cache name, and
+    the weight spec with that file's checksum."""
+    import torchvision
+
+    home = tmp_path_factory.mktemp("torch_home")
+    ckpt = home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    path = ckpt / ALEXNET.names[0]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(torchvision.models.alexnet().state_dict(), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return home, WeightFile(ALEXNET.names, digest[:8], ALEXNET.what, ALEXNET.url)
+
+
+@pytest.fixture
+def alexnet_file(alexnet_home, monkeypatch):
+    home, spec = alexnet_home
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.delenv("INVBENCH_WEIGHTS", raising=False)
+    return spec
+
+
+def test_lpips_equals_the_lpips_package_with_the_same_backbone_file(alexnet_file) -> None:
+    import lpips
+
+    from invbench.metrics.perceptual import load_lpips
+
+    spec = alexnet_file
+    # The package loads the trunk through torchvision from $TORCH_HOME, the file written above.
+    ref_model = lpips.LPIPS(net="alex", version="0.1", verbose=False).eval()
+    ours = load_lpips("cpu", spec=spec)
+    x, y = _images(6, 3, seed=6)
+    with torch.no_grad():
+        ref = ref_model(x, y).flatten().double()
+    got = ours(x, y)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-7)
+    # Grey images are compared as RGB with equal channels, as the package would see them.
+    g1, g2 = x[:, :1], y[:, :1]
+    with torch.no_grad():
+        ref_g = ref_model(g1.expand(-1, 3, -1, -1), g2.expand(-1, 3, -1, -1)).flatten().double()
+    torch.testing.assert_close(ours(g1, g2), ref_g, rtol=1e-5, atol=1e-7)
+    # Batch size does not change a per-image value.
+    parts = torch.cat([ours(x[i : i + 2], y[i : i + 2]) for i in range(0, 6, 2)])
+    torch.testing.assert_close(parts, got, rtol=1e-5, atol=1e-7)
+
+
+def test_lpips_refuses_a_backbone_with_the_wrong_checksum(alexnet_file) -> None:
+    from invbench.metrics.perceptual import load_lpips
+
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_lpips("cpu")  # the published checksum; the file holds random weights
+
+
+def test_lpips_is_unavailable_without_the_backbone(tmp_path, monkeypatch) -> None:
+    from invbench.metrics.perceptual import Unavailable, load_lpips
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("INVBENCH_WEIGHTS", raising=False)
+    with pytest.raises(Unavailable, match="alexnet-owt-7be5be79.pth.*INVBENCH_WEIGHTS"):
+        load_lpips("cpu")
+
+
+def test_distribution_metrics_do_not_depend_on_batch_size() -> None:
+    from invbench.metrics.evaluate import FeatureTrack, Reference
+
+    class Net:  # a fixed random projection stands in for the feature network here
+        flavor, key = "proj", "proj"
+        w = torch.randn(32 * 32, 16, generator=torch.Generator().manual_seed(0))
+
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1) @ self.w
+
+    x, y = _images(80, 1, seed=8)
+    fr = Net().features(x).double()
+    ref = Reference(fr.mean(0).numpy(), np.cov(fr.numpy(), rowvar=False), fr.numpy(), 80, "x")
+    results = []
+    for batch in (7, 80):
+        t = FeatureTrack("fid", Net(), small_n=30, keep_features=True)
+        t.update(y, batch)
+        m, _ = t.fid(ref)
+        m.update(t.kid(ref, "kid", subsets=10, subset_size=30, seed=0)[0])
+        a, b = SWDAccumulator(32, seed=2), SWDAccumulator(32, seed=2)
+        for i in range(0, 80, batch):
+            a.update(x[i : i + batch])
+            b.update(y[i : i + batch])
+        m["swd"] = swd(a, b)[0]
+        paired = compute_paired(y[:batch], x[:batch])
+        m.update({k: float(v[0]) for k, v in paired.items()})
+        results.append(m)
+    assert set(results[0]) == {
+        "fid",
+        "fid@N=30",
+        "kid",
+        "kid_sd",
+        "swd",
+        "mse",
+        "mae",
+        "psnr",
+        "ssim",
+    }
+    for k in results[0]:
+        assert results[0][k] == pytest.approx(results[1][k], rel=1e-5), k

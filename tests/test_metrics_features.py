@@ -1,0 +1,63 @@
+"""Feature networks: the Inception weight lookup refuses wrong files, the domain network
+learns its dataset (a real classifier, not a random projection) and is cached."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from invbench.data import Splits
+from invbench.errors import DataError
+from invbench.metrics.features import DomainNetConfig, domain_network, feature_network
+from invbench.metrics.weights import INCEPTION, find_weights
+
+FAST = DomainNetConfig(epochs=3)
+
+
+@pytest.fixture(scope="module")
+def lenet(digits):
+    ds, splits = digits
+    return domain_network(splits, ds.fingerprint(), "cpu", FAST)
+
+
+def test_domain_network_classifies_digits_and_exposes_features(lenet, digits) -> None:
+    _, splits = digits
+    # Chance is 0.1; a LeNet of a few epochs on 1,500 digits is well above 0.8.
+    assert lenet.test_accuracy > 0.8
+    assert lenet.flavor == "lenet-digits-e3"
+    f = lenet.features(splits.test[:10])
+    assert f.shape == (10, 84) and f.dtype == torch.float32
+    assert lenet.logits(splits.test[:10]).shape == (10, 10)
+    # Penultimate features separate the classes: nearest class mean beats chance by far.
+    ftr, fte = lenet.features(splits.train), lenet.features(splits.test)
+    means = torch.stack([ftr[splits.train_labels == c].mean(0) for c in range(10)])
+    pred = torch.cdist(fte, means).argmin(1)
+    assert (pred == splits.test_labels).double().mean() > 0.7
+
+
+def test_domain_network_is_cached_not_retrained(lenet, digits) -> None:
+    ds, splits = digits
+    again = domain_network(splits, ds.fingerprint(), "cpu", FAST)
+    assert again.key == lenet.key and again.test_accuracy == lenet.test_accuracy
+    for a, b in zip(again.state_dict().values(), lenet.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_unlabelled_dataset_is_refused_with_the_inception_file_named() -> None:
+    x = torch.zeros(8, 1, 16, 16)
+    with pytest.raises(DataError, match="no class labels.*inception-2015-12-05"):
+        domain_network(Splits(x, x), {"dataset": "faces"})
+
+
+def test_inception_lookup(tmp_path, monkeypatch, digits) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("INVBENCH_WEIGHTS", str(tmp_path / "w"))
+    assert find_weights(INCEPTION) is None
+    ds, splits = digits
+    with pytest.raises(DataError, match="pt_inception-2015-12-05-6726825d.pth.*not found"):
+        feature_network(splits, ds.fingerprint(), kind="inception")
+    # A file with the right name and the wrong content is an error, never used.
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / INCEPTION.names[1]).write_bytes(b"not inception")
+    with pytest.raises(DataError, match="checksum mismatch"):
+        feature_network(splits, ds.fingerprint(), kind="auto")
