@@ -55,6 +55,9 @@ class EvalConfig:
     """How a run is scored. Defaults here are the suite's protocol (every eval knob lives here)."""
 
     n_test: int = 0  # number of test images to invert; 0 = the whole test split
+    # Which split is inverted: "train" inverts the first n_test training images (memorisation
+    # probes, Creswell Table I, ICLR 2020 Fig. 3); "test" is the protocol's default.
+    split: Literal["test", "train"] = "test"
     batch_size: int = 512  # images per ``invert`` call
     bootstrap: int = 1000  # resamples for the confidence intervals of paired metrics
     grid_images: int = 16  # originals / reconstructions shown in the PNG grid
@@ -455,7 +458,9 @@ def run(spec: RunSpec) -> dict[str, Any]:
 
     dataset = DATASETS.get(spec.dataset)(res.dataset_cfg)
     splits: Splits = dataset.load()
-    data_fp = dataset.fingerprint()
+    # Models (generator, fitted inverter, feature network) are keyed by the train split only, so
+    # probe datasets that replace the test split reuse what was trained on their base dataset.
+    data_fp = dataset.train_fingerprint()
 
     generator, gen_info, gen_key = None, None, None
     if res.generator_name is not None:
@@ -468,9 +473,11 @@ def run(spec: RunSpec) -> dict[str, Any]:
     ctx = FitContext(splits=splits, dataset=spec.dataset, device=device, seed=spec.seed)
     fit_seconds, fit_cached_flag = fit_cached(inv, res, ctx, gen_key, data_fp)
 
-    test = splits.test
+    test = splits.test if res.eval_cfg.split == "test" else splits.train
     if res.eval_cfg.n_test:
         test = test[: res.eval_cfg.n_test]
+    elif res.eval_cfg.split == "train":
+        test = test[: len(splits.test)]  # as many train images as the test split has
     test_dev = test.to(device)
     log(f"inverting {len(test)} test images with '{spec.method}'")
     inv.warmup(test_dev)
@@ -517,6 +524,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
         "dataset": spec.dataset,
         "generator": res.generator_name or "own",
         "space": latents.space,
+        "split": res.eval_cfg.split,
         "n_test": len(test),
         "metrics": {k: None if v is None else round(v, 6) for k, v in metrics.items()},
         "metric_flavors": flavors,

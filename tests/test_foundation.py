@@ -140,6 +140,7 @@ def test_creswell_reconstructs_better_than_its_start(digits, tiny_dcgan):
 
 # -- CLI end to end ---------------------------------------------------------------------------------
 TINY = ["--set", "steps=30", "--set", "generator.steps=40", "--set", "eval.n_test=24"]
+TINY += ["--set", "eval.tracks=false"]  # the distribution tracks are tested in test_runner_tracks
 
 
 def test_cli_run_json_prints_exactly_one_record(tmp_path):
@@ -204,6 +205,8 @@ def test_killed_run_leaves_no_record_and_next_run_recovers(tmp_path):
         "steps=5",
         "--set",
         "eval.n_test=8",
+        "--set",
+        "eval.tracks=false",
         "--set",
         "generator.steps=60",
         "--set",

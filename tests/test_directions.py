@@ -1,0 +1,182 @@
+"""Latent directions (SeFa, steerability, InterFaceGAN), the closed-form inverter, ``invbench edit``.
+
+Each test checks against something independent: numpy's SVD, an explicitly built shift matrix
+with torch's least-squares solver and a Monte-Carlo estimate of eq. 15, the true latent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from invbench.config import build
+from invbench.directions import LatentModel, first_linear
+from invbench.registry import DIRECTIONS, GENERATORS, METHODS
+
+
+def _plugin(name: str, **over):
+    cls = DIRECTIONS.get(name)
+    return cls(build(cls.Config, ("test", {k: v for k, v in over.items()})))
+
+
+@pytest.fixture(scope="module")
+def zmodel(tiny_dcgan):
+    from invbench.editing import DigitAttributes
+
+    model = LatentModel.from_generator(tiny_dcgan, "z")
+    model.attributes = DigitAttributes()  # measured attributes only: no classifier to train
+    return model
+
+
+def test_sefa_is_orthonormal_and_matches_svd(tiny_dcgan):
+    basis = _plugin("sefa", num=8).directions(tiny_dcgan).double()
+    assert torch.allclose(basis @ basis.T, torch.eye(8, dtype=torch.float64), atol=1e-5)
+    a = tiny_dcgan.net.fc.weight.detach().double().numpy()
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)  # sefa normalises each output's weights
+    _, _, vh = np.linalg.svd(a, full_matrices=False)  # right singular vectors: eig of A^T A
+    cos = np.abs((basis.numpy() * vh[:8]).sum(1))
+    assert np.all(cos > 1 - 1e-4), cos
+
+
+def test_sefa_on_style_layers_matches_svd():
+    cls = GENERATORS.get("stylegan-lite")
+    torch.manual_seed(0)
+    gen = cls(build(cls.Config, ("test", {"channel_base": 64, "channel_max": 8})), 1, 16).eval()
+    model = LatentModel.from_generator(gen, "w+")
+    d = _plugin("sefa", num=4, layers="0,2")
+    basis = d.directions(model).double()
+    a = torch.cat(
+        [
+            gen.synthesis.conv4.conv.affine.weight.detach().double(),
+            gen.synthesis.convs[1].conv.affine.weight.detach().double(),
+        ]
+    ).numpy()  # layer 0: the 4x4 conv; layer 2: the second 8x8 conv
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    _, _, vh = np.linalg.svd(a, full_matrices=False)
+    assert np.all(np.abs((basis.numpy() * vh[:4]).sum(1)) > 1 - 1e-4)
+    assert d.layers == (0, 2)
+    w = gen.sample_latent(3, "w+")
+    edited = d.edit(w, 0, 2.0)
+    changed = (edited - w).abs().amax(dim=(0, 2)) > 0
+    assert changed.tolist() == [i in (0, 2) for i in range(gen.num_ws)]
+
+
+def _shift_x_matrix(c: int, h: int, w: int) -> torch.Tensor:
+    """P of a one-cell shift to the right with zero fill, built index by index."""
+    n = c * h * w
+    p = torch.zeros(n, n, dtype=torch.float64)
+    for ci in range(c):
+        for hi in range(h):
+            for wi in range(1, w):
+                p[(ci * h + hi) * w + wi, (ci * h + hi) * w + wi - 1] = 1.0
+    return p
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "valid"])
+def test_steerability_shift_matches_closed_form(tiny_dcgan, zmodel, weighting):
+    d = _plugin("steerability", transforms="shift_x", shift=1, weighting=weighting)
+    q = d.directions(zmodel)[0].double()
+    (lin,) = first_linear(zmodel)
+    w, b = lin.weight, lin.bias
+    c = tiny_dcgan.net.top
+    p = _shift_x_matrix(c, 4, 4)
+    dw = torch.ones(len(b), dtype=torch.float64)
+    if weighting == "valid":  # the column the shift fills from outside carries no target
+        dw = dw.view(c, 4, 4).clone()
+        dw[:, :, 0] = 0
+        dw = dw.flatten()
+    # Eq. 15's minimiser by an independent least-squares solve: D W q = D (P - I) b.
+    ref = torch.linalg.lstsq(dw[:, None] * w, dw * (p @ b - b)).solution
+    assert torch.allclose(q, ref, atol=1e-4 * ref.norm())
+    # Applied to random z, the first layer's output moves as eq. 15 predicts: the residual's
+    # Monte-Carlo mean equals ||D(I - P)W||_F^2 + ||D(W q - (P - I) b)||^2 (E z = 0, E zz^T = I).
+    z = torch.randn(
+        4000, w.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    r = z @ w.T + b
+    resid = ((dw * ((z + q) @ w.T + b - r @ p.T)) ** 2).sum(1).mean()
+    predicted = ((dw[:, None] * ((torch.eye(len(b), dtype=torch.float64) - p) @ w)) ** 2).sum()
+    predicted = predicted + ((dw * (w @ q - (p @ b - b))) ** 2).sum()
+    assert abs(float(resid / predicted) - 1) < 0.05
+    worse = ((dw * ((z + q + 0.05 * torch.randn_like(q)) @ w.T + b - r @ p.T)) ** 2).sum(1).mean()
+    assert worse > resid  # q is the minimiser
+
+
+def test_steerability_nonlinear_walk_inverts(zmodel):
+    d = _plugin("steerability", walk="nonlinear")
+    d.directions(zmodel)
+    z = zmodel.sample(5, torch.Generator().manual_seed(1))
+    there = d.edit(z, 2, 3)
+    assert torch.allclose(d.edit(there, 2, -3), z, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def ifg(zmodel):
+    d = _plugin("interfacegan", attributes="stroke_mass,width", samples=2000, ratio=0.15)
+    d.directions(zmodel)
+    return d
+
+
+def test_interfacegan_boundary_validates(ifg):
+    acc = ifg.info["boundaries"]["stroke_mass"]["validation_accuracy"]
+    assert acc > 0.9, ifg.info
+
+
+def test_conditional_editing_reduces_leakage(zmodel, ifg):
+    cond = _plugin(
+        "interfacegan", attributes="width", condition="stroke_mass", samples=2000, ratio=0.15
+    )
+    cond.directions(zmodel)
+    n2 = ifg.normals["stroke_mass"].float()
+    assert abs(float(cond.basis[0] @ n2)) < 1e-5  # n1 - (n1^T n2) n2 is orthogonal to n2
+    z = zmodel.sample(400, torch.Generator().manual_seed(2))
+    base = zmodel.attributes(zmodel.decode(z))["stroke_mass"]
+
+    def mass_change(d, k: int) -> float:
+        edited = zmodel.attributes(zmodel.decode(d.edit(z, k, 1.5)))["stroke_mass"]
+        return float((edited - base).abs().mean())
+
+    plain = mass_change(ifg, 1)  # the unconditioned width direction
+    conditioned = mass_change(cond, 0)
+    assert conditioned < plain, (conditioned, plain)
+
+
+@pytest.mark.parametrize("solve", ["lstsq", "lp"])
+def test_closed_form_recovers_latent_from_generator_representation(tiny_dcgan, solve):
+    cls = METHODS.get("closed-form")
+    inv = cls(build(cls.Config, ("test", {"solve": solve, "steps": 0})), tiny_dcgan)
+    z = torch.randn(3, tiny_dcgan.z_dim, generator=torch.Generator().manual_seed(3))
+    r = inv.represent(z)  # the first layer's output produced by the generator itself
+    assert torch.allclose(inv.recover(r), z, atol=1e-4)
+
+
+def test_closed_form_inverts_and_reports_range_gap(tiny_dcgan):
+    cls = METHODS.get("closed-form")
+    inv = cls(build(cls.Config, ("test", {"steps": 60, "lr": 0.05})), tiny_dcgan)
+    with torch.no_grad():
+        x = tiny_dcgan.synthesize(torch.randn(4, tiny_dcgan.z_dim))
+    lat = inv.invert(x)
+    rec = inv.decode(lat)
+    start = tiny_dcgan.synthesize(torch.zeros(4, tiny_dcgan.z_dim))
+    assert (rec - x).pow(2).mean() < (start - x).pow(2).mean()  # the projection kept progress
+    assert 0 <= float(inv.flavor()["closed_form_range_residual"]) < 1
+
+
+def test_edit_cli_writes_strip_scores_and_claim(tmp_path, digits, tiny_dcgan, capsys):
+    from invbench.cli import main
+
+    out = tmp_path / "edit"
+    args = ["edit", "--method", "creswell", "--directions", "sefa,random", "--steps", "-2:2:3"]
+    args += ["--set", "steps=3", "--set", "generator.steps=300", "--set", "generator.batch_size=32"]
+    args += ["--set", "edit.n_test=4", "--set", "edit.top=2", "--out", str(out), "--json", "-q"]
+    assert main(args) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["directions"] for r in records] == ["sefa", "random"]
+    for r in records:
+        assert (out / r["strip"]).is_file()
+        assert r["metrics"]["pixel_change"] > 0 and r["metrics"]["fid_edit"] is not None
+    assert "Claim — the SeFa top direction" in (out / "editing.md").read_text()
+    assert main(["edit", "--method", "creswell", "--directions", "sefa", "--steps", "x"]) == 2

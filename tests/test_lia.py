@@ -1,0 +1,297 @@
+"""LIA (issue 7): the NICE flow, the two training stages, inversion and refinement, BiGAN."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from invbench import artifacts
+from invbench.config import build
+from invbench.data import Splits
+from invbench.errors import TrainingDiverged, UsageError
+from invbench.inverter import FitContext
+from invbench.nice import NICE
+from invbench.registry import METHODS
+
+TINY = {
+    "z_dim": "8",
+    "flow_depth": "2",
+    "flow_hidden": "16",
+    "ngf": "4",
+    "ndf": "4",
+    "nef": "4",
+    "steps": "12",
+    "batch_size": "8",
+    "enc_steps": "15",
+    "enc_batch_size": "8",
+    "lr_e": "1e-3",
+    "perceptual": "none",
+    "ckpt_every": "10",
+}
+
+
+def make(name: str = "lia", seed: int = 0, **sets: str):
+    cls = METHODS.get(name)
+    return cls(build(cls.Config, ("test", {**TINY, **sets})), None, "cpu", seed)
+
+
+def ctx_of(splits: Splits, n: int = 256) -> FitContext:
+    small = Splits(splits.train[:n], splits.test[:32], num_classes=splits.num_classes)
+    return FitContext(small, "digits", torch.device("cpu"), seed=0)
+
+
+def params(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in m.named_parameters()}
+
+
+# -- the flow (§4.1, eqs. 11-12) ------------------------------------------------------------------
+@pytest.mark.parametrize("dim", [32, 7])
+def test_nice_is_exactly_invertible_both_ways_in_float32(dim):
+    torch.manual_seed(0)
+    phi = NICE(dim, depth=8, hidden=64, identity_init=False)
+    y = torch.randn(256, dim)
+    z = phi(y)
+    assert (z - y).abs().max() > 0.1  # a non-trivial map, so the check below means something
+    assert torch.allclose(phi.inverse(z), y, atol=1e-5, rtol=0)
+    z2 = torch.randn(256, dim) * 3
+    assert torch.allclose(phi(phi.inverse(z2)), z2, atol=1e-5, rtol=0)
+
+
+def test_nice_is_volume_preserving():
+    # Additive couplings have a unit-triangular Jacobian (Dinh et al. 2015, §3.3): det = 1.
+    torch.manual_seed(1)
+    phi = NICE(6, depth=4, hidden=16, identity_init=False).double()
+    jac = torch.autograd.functional.jacobian(lambda v: phi(v[None])[0], torch.randn(6).double())
+    assert torch.linalg.det(jac).item() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_nice_identity_init_starts_as_a_permutation():
+    phi = NICE(8, depth=3, identity_init=True)
+    y = torch.randn(4, 8)
+    assert torch.equal(phi(y), y.flip(1))  # three reversals of an untouched input
+
+
+# -- the two stages ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stage1(digits):
+    """A LIA whose decoder has been trained (stage 1 only), and its context."""
+    _, splits = digits
+    inv = make()
+    ctx = ctx_of(splits)
+    inv.build(splits.channels, splits.resolution)
+    inv.train_decoder(ctx, "test-stage1")
+    return inv, ctx
+
+
+@pytest.fixture(scope="module")
+def trained(stage1):
+    inv, ctx = stage1
+    inv = copy.deepcopy(inv)
+    before_gen = {k: v.clone() for k, v in inv.generator.state_dict().items()}
+    enc_before = params(inv.encoder)
+    inv.train_encoder(ctx, "test-stage2")
+    return inv, ctx, before_gen, enc_before
+
+
+def test_decoder_generates_through_phi_inverse(digits):
+    _, splits = digits
+    inv = make()
+    inv.build(splits.channels, splits.resolution)
+    gen = inv.generator.eval()
+    torch.manual_seed(0)
+    for layer in gen.mapping.layers:  # a flow far from the identity
+        torch.nn.init.normal_(layer.tau[-1].weight, std=0.5)
+    z = torch.randn(4, 8)
+    y = gen.mapping.inverse(z)
+    assert (y - z).abs().max() > 0.1
+    with torch.no_grad():
+        assert torch.allclose(gen.synthesize(z, "z"), gen.net(y), atol=1e-6)
+        assert torch.allclose(gen.synthesize(y, "y"), gen.net(y), atol=1e-6)
+
+
+def test_stage1_trains_the_flow(stage1):
+    inv, _ = stage1
+    # The last layer of every tau starts at zero; the GAN game must move it (eqs. 15-16).
+    assert all(layer.tau[-1].weight.abs().max() > 0 for layer in inv.generator.mapping.layers)
+
+
+def test_stage2_leaves_phi_and_g_bit_identical(trained):
+    inv, _, before_gen, enc_before = trained
+    after = inv.generator.state_dict()
+    assert after.keys() == before_gen.keys()
+    assert any(k.startswith("mapping.") for k in after) and any(k.startswith("net.") for k in after)
+    for k, v in before_gen.items():  # parameters and BatchNorm buffers alike
+        assert torch.equal(after[k], v), k
+    moved = [k for k, v in params(inv.encoder).items() if not torch.equal(v, enc_before[k])]
+    assert moved, "the encoder did not train"
+
+
+def test_stage2_discriminator_is_the_stage1_one_fine_tuned(stage1):
+    inv, ctx = stage1
+    inv = copy.deepcopy(inv)
+    d1 = params(inv.disc)
+    inv.cfg = dataclasses.replace(inv.cfg, enc_steps=1)
+    inv.train_encoder(ctx, "test-one-step")
+    d2 = params(inv.disc)
+    # One Adam step moves each weight by at most lr (|m_hat / sqrt(v_hat)| = 1 on step one):
+    # c starts from the stage-1 weights and is trained, not rebuilt.
+    lr = inv.cfg.lr_d2
+    assert max((d2[k] - d1[k]).abs().max().item() for k in d1) <= lr * 1.001
+    assert any((d2[k] - d1[k]).abs().max().item() > lr * 0.5 for k in d1)
+    fresh = params(inv.generator.make_discriminator())
+    assert max((fresh[k] - d1[k]).abs().max().item() for k in d1) > 100 * lr
+
+
+def test_invert_decode_spaces_and_refinement(trained):
+    inv, ctx, _, _ = trained
+    x = ctx.splits.test[:8]
+    lat_y = inv.invert(x)
+    assert lat_y.space == "y" and lat_y.tensor.shape == (8, 8)
+    # The encoder works image by image: a code never depends on its batch-mates.
+    assert torch.allclose(inv.invert(x[3:4]).tensor[0], lat_y.tensor[3], atol=1e-5)
+    rec_y = inv.decode(lat_y)
+    assert rec_y.shape == x.shape and torch.isfinite(rec_y).all()
+    # z = phi(y) decodes through phi^-1 to the same image.
+    inv_z = copy.copy(inv)
+    inv_z.cfg = dataclasses.replace(inv.cfg, space="z")
+    lat_z = inv_z.invert(x)
+    assert lat_z.space == "z"
+    assert torch.allclose(inv_z.decode(lat_z), rec_y, atol=1e-4)
+    # Refinement from the encoder's code descends the pixel loss (§7.2).
+    inv_r = copy.copy(inv)
+    inv_r.cfg = dataclasses.replace(inv.cfg, refine_steps=20, refine_lr=0.05)
+    mse0 = ((rec_y - x) ** 2).mean()
+    mse1 = ((inv_r.decode(inv_r.invert(x)) - x) ** 2).mean()
+    assert mse1 < mse0
+    # Random and mean starts are the same point in y and in z (§7.3), and random ones are
+    # seeded by content, so they are batch-independent.
+    for init in ("random", "mean"):
+        a, b = copy.copy(inv), copy.copy(inv)
+        a.cfg = dataclasses.replace(inv.cfg, refine_init=init, refine_steps=1)
+        b.cfg = dataclasses.replace(a.cfg, space="z")
+        y0, z0 = a.initial_code(x), b.initial_code(x)
+        assert torch.allclose(inv.generator.z_from_y(y0), z0, atol=1e-6)
+        assert torch.allclose(a.initial_code(x[2:3])[0], y0[2], atol=1e-6)
+    s = inv.sample(4)
+    assert s.space == "y" and torch.isfinite(inv.decode(s)).all()
+
+
+def test_stage1_resumes_from_checkpoint_to_identical_weights(digits, monkeypatch):
+    import invbench.methods.lia as lia_mod
+
+    _, splits = digits
+    ctx = ctx_of(splits, 64)
+
+    def decoder_after(key: str, interrupt_at: int | None) -> dict[str, torch.Tensor]:
+        inv = make(steps="8", batch_size="4", ckpt_every="4")
+        inv.build(splits.channels, splits.resolution)
+        inv.train_decoder(ctx, key, artifacts.load_checkpoint(lia_mod.ARTIFACT_KIND, key))
+        return inv.generator.state_dict()
+
+    straight = decoder_after("resume-a", None)
+    real_bar = lia_mod.bar
+
+    class Interrupting:
+        def __init__(self, *a, **k):
+            self.inner, self.n = real_bar(*a, **k), 0
+
+        def update(self, k):
+            self.n += 1
+            if self.n == 7:
+                raise KeyboardInterrupt
+            self.inner.update(k)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(lia_mod, "bar", Interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        decoder_after("resume-b", None)
+    monkeypatch.setattr(lia_mod, "bar", real_bar)
+    state = artifacts.load_checkpoint(lia_mod.ARTIFACT_KIND, "resume-b")
+    assert state is not None and state["step"] == 4
+    resumed = decoder_after("resume-b", None)
+    for k, v in straight.items():
+        assert torch.equal(resumed[k], v), k
+
+
+def test_fit_caches_by_training_settings_only(digits):
+    _, splits = digits
+    ctx = ctx_of(splits, 64)
+    a = make(steps="3", enc_steps="3")
+    a.fit(ctx)
+    b = make(steps="3", enc_steps="3", refine_steps="3")
+    assert a.training_key(ctx, "none") == b.training_key(ctx, "none")
+    c = make(steps="3", enc_steps="3", lr_e="2e-3")
+    assert a.training_key(ctx, "none") != c.training_key(ctx, "none")
+    b.fit(ctx)  # from the cache: the very same weights
+    for k, v in a.state_dict().items():
+        assert torch.equal(b.state_dict()[k], v), k
+    # The runner's cache round trip restores a working inverter.
+    d = make(steps="3", enc_steps="3")
+    d.load_state_dict(a.state_dict())
+    assert torch.equal(d.invert(splits.test[:4]).tensor, a.invert(splits.test[:4]).tensor)
+
+
+def test_nan_training_raises_and_caches_nothing(digits):
+    _, splits = digits
+    bad = splits.train[:32].clone()
+    bad[0, 0, 0, 0] = float("nan")
+    ctx = FitContext(Splits(bad, splits.test[:4]), "digits", torch.device("cpu"), seed=0)
+    inv = make(steps="3", enc_steps="3", batch_size="32")
+    with pytest.raises(TrainingDiverged, match="stage 1 diverged"):
+        inv.fit(ctx)
+    import invbench.methods.lia as lia_mod
+
+    assert artifacts.load_artifact(lia_mod.ARTIFACT_KIND, inv.training_key(ctx, "none")) is None
+
+
+# -- the baselines ---------------------------------------------------------------------------------
+def test_lia_mlp_encodes_z_and_refuses_y(digits):
+    _, splits = digits
+    inv = make("lia-mlp", steps="4", enc_steps="4")
+    inv.fit(ctx_of(splits, 64))
+    lat = inv.invert(splits.test[:4])
+    assert lat.space == "z" and torch.isfinite(inv.decode(lat)).all()
+    with pytest.raises(UsageError, match="set space=z"):
+        build(METHODS.get("lia-mlp").Config, ("test", {"space": "y"}))
+
+
+def test_bigan_fits_and_inverts(digits):
+    _, splits = digits
+    cls = METHODS.get("bigan")
+    cfg = build(
+        cls.Config,
+        ("t", {"z_dim": "8", "ngf": "4", "ndf": "4", "nef": "4", "d_hidden": "16", "steps": "4"}),
+    )
+    inv = cls(cfg, None, "cpu", 0)
+    inv.fit(ctx_of(splits, 64))
+    x = splits.test[:4]
+    lat = inv.invert(x)
+    assert lat.space == "z" and lat.tensor.shape == (4, 8)
+    assert inv.decode(lat).shape == x.shape
+    again = cls(cfg, None, "cpu", 0)
+    again.load_state_dict(inv.state_dict())
+    assert torch.equal(again.decode(again.invert(x)), inv.decode(lat))
+
+
+def test_stylegan_lite_backbone_decodes_y_through_the_style_layers(digits):
+    _, splits = digits
+    inv = make(backbone="stylegan-lite", d_norm="none", steps="1", enc_steps="1", batch_size="2")
+    inv.fit(ctx_of(splits, 8))
+    x = splits.test[:3]
+    rec = inv.decode(inv.invert(x))
+    assert rec.shape == x.shape and torch.isfinite(rec).all()
+
+
+def test_vgg_perceptual_without_weights_names_the_file(monkeypatch, tmp_path):
+    import invbench.methods.lia as lia_mod
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("INVBENCH_WEIGHTS", raising=False)
+    assert lia_mod.resolve_perceptual("auto") == "domain"
+    with pytest.raises(UsageError, match="vgg16-397923af.pth"):
+        lia_mod.resolve_perceptual("vgg")
