@@ -76,3 +76,5 @@ class Registry(Generic[T]):
 METHODS: Registry = Registry("method", "invbench.methods", "invbench.methods")
 DATASETS: Registry = Registry("dataset", "invbench.datasets", "invbench.datasets")
 GENERATORS: Registry = Registry("generator", "invbench.generators", "invbench.generators")
+# Latent-direction plugins (invbench/directions.py); defaults in configs/directions/<name>.yaml.
+DIRECTIONS: Registry = Registry("direction", "invbench.directions", "invbench.directions_plugins")

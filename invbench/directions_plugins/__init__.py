@@ -1,0 +1,1 @@
+"""Built-in latent-direction plugins (one module each), registered in ``DIRECTIONS``."""
