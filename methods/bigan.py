@@ -1,0 +1,216 @@
+"""``bigan``: adversarial inference, BiGAN (Donahue et al., ICLR 2017) / ALI (Dumoulin et al.,
+ICLR 2017) — LIA's Table 3 "ALI" column.
+
+An encoder E: x -> z and a generator G: z -> x are trained jointly against one discriminator
+D(x, z) that tells encoder pairs (x, E(x)), x ~ data, from generator pairs (G(z), z),
+z ~ N(0, I) (BiGAN eq. 3 / ALI eq. 1). At the optimum E inverts G, but only in distribution:
+no term asks G(E(x)) to reproduce x, which is why LIA reports high reconstruction errors for it.
+Non-saturating losses with the labels swapped for G and E (BiGAN §3.4). Inversion is one
+forward pass, z = E(x); decoding is G(z).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from invbench import artifacts
+from invbench.config import as_dict, stable_hash
+from invbench.encoders import Encoder
+from invbench.errors import TrainingDiverged
+from invbench.generators.base import Generator
+from invbench.generators.dcgan import DCGAN, DCGANDiscriminator
+from invbench.inverter import FitContext, Inverter, Latents
+from invbench.latent_opt import dataset_fingerprint
+from invbench.losses import gan_d_loss
+from invbench.progress import bar, log
+from invbench.registry import METHODS
+
+TRAIN_VERSION = 1
+CKPT_KIND = "bigan"
+
+
+class JointDiscriminator(nn.Module):
+    """D(x, z): a DCGAN trunk for x, an MLP for z, and an MLP on their concatenation."""
+
+    def __init__(
+        self, channels: int, resolution: int, z_dim: int, ndf: int, hidden: int, norm: str
+    ) -> None:
+        super().__init__()
+        self.x_path = DCGANDiscriminator(channels, resolution, ndf, norm)
+        self.z_path = nn.Sequential(nn.Linear(z_dim, hidden), nn.LeakyReLU(0.2))
+        self.joint = nn.Sequential(
+            nn.Linear(self.x_path.feature_dim + hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.x_path.features(x), self.z_path(z)], dim=1)
+        return self.joint(h).squeeze(1)
+
+
+@METHODS.register("bigan")
+class BiGAN(Inverter):
+    owns_generator = True
+    trains = True
+
+    @dataclass
+    class Config:
+        """Defaults; values with citations are in configs/methods/bigan.yaml."""
+
+        z_dim: int = 32
+        ngf: int = 16
+        ndf: int = 16
+        nef: int = 16
+        d_hidden: int = 256
+        d_norm: Literal["batch", "layer", "none"] = "batch"
+        steps: int = 1500
+        batch_size: int = 64
+        lr: float = 2e-4  # one rate for G, E and D
+        adam_beta1: float = 0.5
+        adam_beta2: float = 0.999
+        ckpt_every: int = 250
+        space: Literal["z"] = "z"
+
+        def validate(self) -> None:
+            if self.z_dim < 1 or min(self.ngf, self.ndf, self.nef, self.d_hidden) < 1:
+                raise ValueError("z_dim, ngf, ndf, nef and d_hidden must be positive")
+            if self.steps < 0 or self.batch_size < 1 or self.ckpt_every < 1:
+                raise ValueError("steps must be >= 0, batch_size and ckpt_every positive")
+            if self.lr <= 0:
+                raise ValueError("lr must be positive")
+
+    def __init__(
+        self,
+        cfg: Config,
+        generator: Generator | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(cfg, None, device, seed)
+        self._shape: tuple[int, int] | None = None
+
+    def build(self, channels: int, resolution: int) -> None:
+        cfg = self.cfg
+        gcfg = DCGAN.Config(z_dim=cfg.z_dim, ngf=cfg.ngf, ndf=cfg.ndf)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            gen = DCGAN(gcfg, channels, resolution)
+            self.encoder = Encoder(channels, resolution, (cfg.z_dim,), cfg.nef)
+            self.disc = JointDiscriminator(
+                channels, resolution, cfg.z_dim, cfg.ndf, cfg.d_hidden, cfg.d_norm
+            )
+        self.generator = gen.to(self.device)
+        self.encoder.to(self.device)
+        self.disc.to(self.device)
+        self._shape = (channels, resolution)
+
+    def fit(self, ctx: FitContext) -> None:
+        cfg = self.cfg
+        self.device = ctx.device
+        self.build(ctx.splits.channels, ctx.splits.resolution)
+        gen, enc, disc = self.generator, self.encoder, self.disc
+        assert gen is not None
+        key = stable_hash(
+            {
+                "config": as_dict(cfg),
+                "data": dataset_fingerprint(ctx),
+                "seed": self.seed,
+                "v": TRAIN_VERSION,
+            }
+        )
+        betas = (cfg.adam_beta1, cfg.adam_beta2)
+        opt_ge = torch.optim.Adam(
+            list(gen.parameters()) + list(enc.parameters()), lr=cfg.lr, betas=betas
+        )
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=betas)
+        rng = torch.Generator().manual_seed(self.seed)
+        start = 0
+        state = artifacts.load_checkpoint(CKPT_KIND, key)
+        if state is not None:
+            gen.load_state_dict(state["gen"])
+            enc.load_state_dict(state["enc"])
+            disc.load_state_dict(state["disc"])
+            opt_ge.load_state_dict(state["opt_ge"])
+            opt_d.load_state_dict(state["opt_d"])
+            rng.set_state(state["rng"])
+            start = int(state["step"])
+            log(f"bigan: resuming at step {start}/{cfg.steps}")
+        for m in (gen, enc, disc):
+            m.train().requires_grad_(True)
+        data = ctx.splits.train
+        pbar = bar(cfg.steps, "bigan (encoder + generator)", initial=start)
+        for step in range(start, cfg.steps):
+            x = data[torch.randint(len(data), (cfg.batch_size,), generator=rng)].to(self.device)
+            z = gen.sample_z(cfg.batch_size, rng)
+            # D: encoder pairs are "real", generator pairs "fake" (BiGAN eq. 3).
+            with torch.no_grad():
+                ez, gx = enc(x), gen.synthesize(z)
+            loss_d = gan_d_loss(disc(x, ez), disc(gx, z))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # G and E: the same game with the labels swapped (non-saturating, BiGAN §3.4).
+            disc.requires_grad_(False)
+            loss_ge = gan_d_loss(disc(gen.synthesize(z), z), disc(x, enc(x)))
+            opt_ge.zero_grad(set_to_none=True)
+            loss_ge.backward()
+            opt_ge.step()
+            disc.requires_grad_(True)
+            ld, lge = float(loss_d.detach()), float(loss_ge.detach())
+            for k, v in (("loss_d", ld), ("loss_ge", lge)):
+                if not math.isfinite(v) or abs(v) > 1e6:
+                    raise TrainingDiverged(
+                        f"bigan diverged at step {step}: {k} = {float(v):.4g}. Nothing was "
+                        "cached. Lower the learning rate (--set lr=...) or change the seed."
+                    )
+            pbar.update(1)
+            if step % 50 == 0:
+                pbar.set_postfix(loss_d=f"{ld:.3f}", loss_ge=f"{lge:.3f}")
+            done = step + 1
+            if done % cfg.ckpt_every == 0 and done < cfg.steps:
+                artifacts.save_checkpoint(
+                    CKPT_KIND,
+                    key,
+                    {
+                        "gen": gen.state_dict(),
+                        "enc": enc.state_dict(),
+                        "disc": disc.state_dict(),
+                        "opt_ge": opt_ge.state_dict(),
+                        "opt_d": opt_d.state_dict(),
+                        "rng": rng.get_state(),
+                        "step": done,
+                    },
+                )
+        pbar.close()
+        artifacts.drop_checkpoint(CKPT_KIND, key)
+        gen.eval().requires_grad_(False)
+        enc.eval().requires_grad_(False)
+        disc.eval().requires_grad_(False)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        assert self.generator is not None and self._shape is not None
+        out = {f"gen.{k}": v for k, v in self.generator.state_dict().items()}
+        out.update({f"enc.{k}": v for k, v in self.encoder.state_dict().items()})
+        out["meta.shape"] = torch.tensor(self._shape)
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.generator is None:
+            c, r = (int(v) for v in state["meta.shape"])
+            self.build(c, r)
+        assert self.generator is not None
+        self.generator.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("gen.")})
+        self.encoder.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("enc.")})
+        self.generator.to(self.device).eval().requires_grad_(False)
+        self.encoder.to(self.device).eval().requires_grad_(False)
+
+    def invert(self, images: torch.Tensor) -> Latents:
+        assert self.generator is not None, "call fit() or load_state_dict() first"
+        with torch.no_grad():
+            return Latents(self.encoder(images.to(self.device)), "z")

@@ -1,0 +1,561 @@
+"""``lia`` and ``lia-mlp``: the Latently Invertible Autoencoder (Zhu et al., "Disentangled
+Inference for GANs with Latently Invertible Autoencoder", IJCV 2022) and its MLP ablation.
+
+    x --f--> y --phi--> z          (encoder, then the NICE network of §4.1, eqs. 11-12)
+    z --phi^-1--> y --g--> x~      (the decoder: the flow in place of a mapping network)
+
+Two-stage training (§5):
+  stage 1 (§5.1, eqs. 15-16): phi and g trained as a GAN from z ~ N(0, I) against a
+    discriminator c (non-saturating loss, the DCGAN recipe of the zoo's ``dcgan``);
+  stage 2 (§5.2, eqs. 13, 17-18): phi and g frozen; the encoder f: x -> y learns
+    ||x - g(f(x))||^2 + beta1 ||eps(x) - eps(x~)||^2 + beta2 * softplus(-c(x~)) while c, the
+    stage-1 discriminator, is fine-tuned with the penalty gamma * E ||grad_x c(x)||^2 (eq. 14).
+    The weights sit as in genforce/lia's ``E_perceptual_loss``: beta2 on the adversarial term
+    (eq. 18 prints it on the reconstruction term; the released code and §7 values put it here).
+
+``invert`` returns y = f(x), or z = phi(y) with ``space: z``; ``refine_steps > 0`` then
+optimises the code in that space (§7.2-7.3, pixel L2 of eq. 5) from the encoder's code, the
+mean code or a random code; every start is made in y and mapped by phi for z (§7.3: "the same
+initial values in the z-space and y-space").
+
+``lia-mlp`` is Table 3's VAE/GAN column: the same two stages with an ordinary MLP mapping
+z -> y, which is not invertible, so its encoder infers the entangled z (§3.3, Table 1).
+It is deterministic (no KL term): the ablation isolates the latent space the encoder targets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from invbench import artifacts
+from invbench.config import as_dict, stable_hash
+from invbench.encoders import Encoder
+from invbench.errors import TrainingDiverged, UsageError
+from invbench.generators.base import Generator
+from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
+from invbench.inverter import FitContext, Inverter, Latents
+from invbench.latent_opt import OptimConfig, Perceptual, init_latents, optimise, perceptual_for
+from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
+from invbench.metrics.weights import WeightFile, find_weights, missing_message
+from invbench.nice import NICE
+from invbench.progress import bar, log
+from invbench.registry import METHODS
+
+TRAIN_VERSION = 1  # bump when the training code changes its result, to invalidate caches
+ARTIFACT_KIND = "lia"
+
+VGG16 = WeightFile(
+    ("vgg16-397923af.pth",),
+    "397923af",
+    "torchvision VGG-16 (ImageNet), conv4_3 features of LIA's perceptual loss",
+    "https://download.pytorch.org/models/vgg16-397923af.pth",
+)
+
+#: Settings that change only how ``invert`` works, not what ``fit`` trains.
+INFERENCE_FIELDS = ("space", "refine_steps", "refine_init", "refine_lr", "refine_optimizer")
+
+
+# -- networks -----------------------------------------------------------------------------------
+class MLPMapping(nn.Module):
+    """An ordinary (non-invertible) mapping z -> y, leaky ReLU as StyleGAN's (lia-mlp)."""
+
+    def __init__(self, dim: int, depth: int, hidden: int) -> None:
+        super().__init__()
+        mods: list[nn.Module] = []
+        d = dim
+        for i in range(depth):
+            out = dim if i == depth - 1 else hidden
+            mods.append(nn.Linear(d, out))
+            if i < depth - 1:
+                mods.append(nn.LeakyReLU(0.2))
+            d = out
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class LIADecoder(Generator):
+    """phi^-1 (or the MLP) followed by the synthesis network g; offers spaces z and y."""
+
+    name = "lia-decoder"
+    latent_spaces = ("z", "y")
+
+    def __init__(self, cfg: Any, channels: int, resolution: int) -> None:
+        super().__init__(cfg, channels, resolution)
+        d = cfg.z_dim
+        self.mapping: nn.Module
+        if cfg.mapping == "nice":
+            self.mapping = NICE(d, cfg.flow_depth, cfg.flow_hidden)
+        else:
+            self.mapping = MLPMapping(d, cfg.flow_depth, cfg.flow_hidden)
+        self.backbone = cfg.backbone
+        self.num_ws = 1
+        if cfg.backbone == "dcgan":
+            self.net: nn.Module = DCGANDecoder(d, channels, resolution, cfg.ngf)
+        else:
+            self.net = _stylegan_lite(d, channels, resolution)
+            self.num_ws = int(self.net.num_ws)
+
+    @property
+    def invertible(self) -> bool:
+        return isinstance(self.mapping, NICE)
+
+    def y_from_z(self, z: torch.Tensor) -> torch.Tensor:
+        """phi^-1 (eq. 12) for LIA; the MLP for lia-mlp."""
+        return self.mapping.inverse(z) if isinstance(self.mapping, NICE) else self.mapping(z)
+
+    def z_from_y(self, y: torch.Tensor) -> torch.Tensor:
+        """phi (eq. 11); only LIA's flow has it."""
+        if not isinstance(self.mapping, NICE):
+            raise UsageError("lia-mlp's MLP mapping is not invertible: it has no y -> z map.")
+        return self.mapping(y)
+
+    def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
+        self.check_space(space)
+        return self.y_from_z(z) if space == "y" else z
+
+    def synthesize(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
+        self.check_space(space)
+        y = latent if space == "y" else self.y_from_z(latent)  # eq. 15: z -> phi^-1 -> y -> g
+        if self.backbone == "dcgan":
+            return self.net(y)
+        return self.net(y[:, None, :].expand(-1, self.num_ws, -1))  # the same y at every layer
+
+    def make_discriminator(self) -> nn.Module:
+        return DCGANDiscriminator(self.channels, self.resolution, self.cfg.ndf, self.cfg.d_norm)
+
+
+def _stylegan_lite(dim: int, channels: int, resolution: int) -> nn.Module:
+    """The zoo's style-based synthesis network at its CPU widths, without per-pixel noise
+    (a code decodes to one image); y is the w of every layer."""
+    from invbench.generators.stylegan_lite import StyleGANLite, StyleSynthesis
+
+    zoo = StyleGANLite.Config()
+    return StyleSynthesis(dim, channels, resolution, zoo.channel_base, zoo.channel_max, False)
+
+
+# -- the perceptual feature extractor eps of eq. 13 ---------------------------------------------
+class VGGConv43(Perceptual):
+    """eps = VGG-16 conv4_3 (after its ReLU), the layer §7 names, torchvision ImageNet weights."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        net = vgg16()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.body = net.features[:23].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.flavor = "vgg16-conv4_3"
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        return self.body(((x + 1) / 2 - self.mean) / self.std)
+
+
+def resolve_perceptual(kind: str) -> str:
+    """``auto`` -> ``vgg`` when the VGG-16 file is found offline, else ``domain``."""
+    found = find_weights(VGG16) is not None if kind in ("auto", "vgg") else False
+    if kind == "vgg" and not found:
+        raise UsageError(f"perceptual=vgg: {missing_message(VGG16)}")
+    return ("vgg" if found else "domain") if kind == "auto" else kind
+
+
+def build_perceptual(kind: str, ctx: FitContext) -> Perceptual | None:
+    """eps with gradients to its input: VGG conv4_3, or the dataset's LeNet (fc84)."""
+    if kind == "none":
+        return None
+    if kind == "vgg":
+        path = find_weights(VGG16)
+        assert path is not None
+        return VGGConv43(str(path)).to(ctx.device)
+    return perceptual_for(ctx, "domain")
+
+
+def data_hash(ctx: FitContext) -> str:
+    x = ctx.splits.train.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.sha256(x.tobytes()).hexdigest()[:16]
+
+
+# -- the method -----------------------------------------------------------------------------------
+@METHODS.register("lia")
+class LIA(Inverter):
+    owns_generator = True
+    trains = True
+
+    @dataclass
+    class Config:
+        """Defaults; the paper's values with citations are in configs/methods/lia.yaml."""
+
+        mapping: Literal["nice", "mlp"] = "nice"
+        backbone: Literal["dcgan", "stylegan-lite"] = "dcgan"
+        z_dim: int = 32  # d_z = d_y (phi is dimension-preserving)
+        flow_depth: int = 8  # §7: "the layer number of the invertible network is 8"
+        flow_hidden: int = 64  # width of tau's hidden layers (and of the MLP mapping)
+        mapping_lr_mul: float = 0.01  # learning-rate multiplier of the flow / MLP in stage 1
+        ngf: int = 16
+        ndf: int = 16
+        nef: int = 16
+        d_norm: Literal["batch", "layer", "none"] = "batch"
+        # stage 1: the decoder as a GAN (§5.1)
+        steps: int = 1500
+        batch_size: int = 64
+        lr_g: float = 2e-4
+        lr_d: float = 2e-4
+        adam_beta1: float = 0.5
+        adam_beta2: float = 0.999
+        gamma_r1_stage1: float = 0.0  # R1 in stage 1 too (the StyleGAN recipe; 0 = DCGAN's)
+        # stage 2: the encoder against the frozen decoder (§5.2)
+        enc_steps: int = 1500
+        enc_batch_size: int = 64
+        lr_e: float = 1e-4
+        lr_d2: float = 1e-4
+        enc_adam_beta1: float = 0.9
+        enc_adam_beta2: float = 0.99
+        beta1_perceptual: float = 5e-5  # beta1 of eq. 13
+        beta2_adversarial: float = 0.1  # beta2 of eq. 18
+        gamma_r1: float = 5.0  # gamma of eq. 14
+        r1_every: int = 4  # apply the penalty every k discriminator steps (weight k * gamma)
+        perceptual: Literal["auto", "vgg", "domain", "none"] = "auto"
+        ckpt_every: int = 250
+        # inversion (§7.2-7.3)
+        space: Literal["y", "z"] = "y"
+        refine_steps: int = 0
+        refine_init: Literal["encoder", "mean", "random"] = "encoder"
+        refine_lr: float = 0.05
+        refine_optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+
+        def validate(self) -> None:
+            if self.z_dim < 2 or self.flow_depth < 1 or self.flow_hidden < 1:
+                raise ValueError("z_dim must be >= 2, flow_depth and flow_hidden >= 1")
+            if min(self.ngf, self.ndf, self.nef) < 1:
+                raise ValueError("ngf, ndf and nef must be positive")
+            if min(self.batch_size, self.enc_batch_size, self.ckpt_every, self.r1_every) < 1:
+                raise ValueError("batch sizes, ckpt_every and r1_every must be positive")
+            if min(self.steps, self.enc_steps, self.refine_steps) < 0:
+                raise ValueError("steps, enc_steps and refine_steps must be >= 0")
+            if min(self.lr_g, self.lr_d, self.lr_e, self.lr_d2, self.refine_lr) <= 0:
+                raise ValueError("learning rates must be positive")
+            if self.mapping_lr_mul <= 0:
+                raise ValueError("mapping_lr_mul must be positive")
+            if min(self.beta1_perceptual, self.beta2_adversarial, self.gamma_r1) < 0:
+                raise ValueError("beta1_perceptual, beta2_adversarial, gamma_r1 must be >= 0")
+            if self.gamma_r1_stage1 < 0:
+                raise ValueError("gamma_r1_stage1 must be >= 0")
+            if self.mapping == "mlp" and self.space == "y":
+                raise ValueError(
+                    "with mapping=mlp the encoder infers z (the MLP has no inverse); set space=z"
+                )
+
+    def __init__(
+        self,
+        cfg: Config,
+        generator: Generator | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(cfg, None, device, seed)
+        self._channels: int | None = None
+        self._resolution: int | None = None
+        self.perceptual_flavor = "untrained"
+        self._mean_y: torch.Tensor | None = None
+
+    # -- modules ----------------------------------------------------------------------------------
+    @property
+    def code_space(self) -> str:
+        """The space the encoder writes to: y behind the flow, z behind the MLP."""
+        return "y" if self.cfg.mapping == "nice" else "z"
+
+    def build(self, channels: int, resolution: int) -> None:
+        """Fresh networks, initialised from the run's seed (independent of the global RNG)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            gen = LIADecoder(self.cfg, channels, resolution)
+            self.disc = gen.make_discriminator().to(self.device)
+            self.encoder = Encoder(channels, resolution, (self.cfg.z_dim,), self.cfg.nef)
+        self.generator = gen.to(self.device)
+        self.encoder.to(self.device)
+        self._channels, self._resolution = channels, resolution
+
+    def training_key(self, ctx: FitContext, perceptual: str) -> str:
+        """What ``fit`` depends on: not the inversion settings, so they share one training."""
+        cfg = {k: v for k, v in as_dict(self.cfg).items() if k not in INFERENCE_FIELDS}
+        return stable_hash(
+            {
+                "method": self.name,
+                "config": cfg,
+                "data": data_hash(ctx),
+                "shape": list(ctx.splits.train.shape[1:]),
+                "seed": self.seed,
+                "perceptual": perceptual,
+                "v": TRAIN_VERSION,
+            }
+        )
+
+    # -- fit: the two stages ------------------------------------------------------------------------
+    def fit(self, ctx: FitContext) -> None:
+        self.device = ctx.device
+        perc_kind = resolve_perceptual(self.cfg.perceptual) if self.cfg.enc_steps else "none"
+        key = self.training_key(ctx, perc_kind)
+        self.build(ctx.splits.channels, ctx.splits.resolution)
+        cached = artifacts.load_artifact(ARTIFACT_KIND, key)
+        if cached is not None:
+            self.load_state_dict(cached[0])
+            log(f"{self.name}: loaded both trained stages from the cache")
+            return
+        state = artifacts.load_checkpoint(ARTIFACT_KIND, key)
+        if state is None or int(state["stage"]) == 1:
+            self.train_decoder(ctx, key, state)
+            state = artifacts.load_checkpoint(ARTIFACT_KIND, key)
+        self.train_encoder(ctx, key, state, perc_kind)
+        artifacts.save_artifact(ARTIFACT_KIND, key, self.state_dict(), {"method": self.name})
+        artifacts.drop_checkpoint(ARTIFACT_KIND, key)
+
+    def _check(self, stage: int, step: int, **losses: float) -> None:
+        for k, v in losses.items():
+            if not math.isfinite(v) or abs(v) > 1e6:
+                raise TrainingDiverged(
+                    f"{self.name} stage {stage} diverged at step {step}: {k} = {float(v):.4g}. "
+                    "Nothing was cached. Lower the learning rates (--set lr_g=..., lr_d=..., "
+                    "lr_e=..., lr_d2=...) or change the seed."
+                )
+
+    def _batch(self, data: torch.Tensor, n: int, rng: torch.Generator) -> torch.Tensor:
+        return data[torch.randint(len(data), (n,), generator=rng)].to(self.device)
+
+    def train_decoder(self, ctx: FitContext, key: str, state: dict[str, Any] | None = None) -> None:
+        """Stage 1 (eqs. 15-16): min over phi, g and max over c of the GAN game, z ~ N(0, I)."""
+        cfg, gen, disc = self.cfg, self.generator, self.disc
+        assert gen is not None
+        betas = (cfg.adam_beta1, cfg.adam_beta2)
+        # The mapping (flow or MLP) learns at lr_g * mapping_lr_mul, as StyleGAN's mapping and
+        # genforce/lia's NICE coupling functions do (lrmul 0.01): a fast mapping collapses modes.
+        groups = [
+            {"params": list(gen.net.parameters())},
+            {"params": list(gen.mapping.parameters()), "lr": cfg.lr_g * cfg.mapping_lr_mul},
+        ]
+        opt_g = torch.optim.Adam(groups, lr=cfg.lr_g, betas=betas)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas)
+        rng = torch.Generator().manual_seed(self.seed)
+        start = 0
+        if state is not None:
+            gen.load_state_dict(state["gen"])
+            disc.load_state_dict(state["disc"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+            rng.set_state(state["rng"])
+            start = int(state["step"])
+            log(f"{self.name}: resuming stage 1 at step {start}/{cfg.steps}")
+        gen.train().requires_grad_(True)
+        disc.train().requires_grad_(True)
+        data = ctx.splits.train
+        pbar = bar(cfg.steps, f"{self.name} stage 1 (decoder)", initial=start)
+        for step in range(start, cfg.steps):
+            real = self._batch(data, cfg.batch_size, rng)
+            with torch.no_grad():
+                fake = gen.synthesize(gen.sample_z(cfg.batch_size, rng))
+            lazy = cfg.gamma_r1_stage1 > 0 and step % cfg.r1_every == 0
+            real.requires_grad_(lazy)
+            logit_real = disc(real)
+            loss_d = gan_d_loss(logit_real, disc(fake))
+            if lazy:
+                loss_d = loss_d + cfg.gamma_r1_stage1 * cfg.r1_every * r1_penalty(logit_real, real)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            disc.requires_grad_(False)  # the generator's step needs no gradients in c
+            loss_g = gan_g_loss(disc(gen.synthesize(gen.sample_z(cfg.batch_size, rng))))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            disc.requires_grad_(True)
+            ld, lg = float(loss_d.detach()), float(loss_g.detach())
+            self._check(1, step, loss_d=ld, loss_g=lg)
+            pbar.update(1)
+            if step % 50 == 0:
+                pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}")
+            done = step + 1
+            if done % cfg.ckpt_every == 0 and done < cfg.steps:
+                self._save(key, 1, done, rng, opt_g=opt_g, opt_d=opt_d)
+        pbar.close()
+        self._save(key, 2, 0, rng)  # stage 1 done: an interruption from here resumes stage 2
+
+    def train_encoder(
+        self,
+        ctx: FitContext,
+        key: str,
+        state: dict[str, Any] | None = None,
+        perceptual: str = "none",
+    ) -> None:
+        """Stage 2 (eqs. 13, 17-18): phi, g frozen; f and the stage-1 c fine-tuned."""
+        cfg, gen, disc, enc = self.cfg, self.generator, self.disc, self.encoder
+        assert gen is not None
+        betas = (cfg.enc_adam_beta1, cfg.enc_adam_beta2)
+        opt_e = torch.optim.Adam(enc.parameters(), lr=cfg.lr_e, betas=betas)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d2, betas=betas)
+        rng = torch.Generator().manual_seed(self.seed + 1)
+        start = 0
+        if state is not None:
+            gen.load_state_dict(state["gen"])
+            disc.load_state_dict(state["disc"])
+            enc.load_state_dict(state["enc"])
+            if "opt_e" in state:
+                opt_e.load_state_dict(state["opt_e"])
+                opt_d.load_state_dict(state["opt_d2"])
+                rng.set_state(state["rng"])
+            start = int(state["step"])
+            if start:
+                log(f"{self.name}: resuming stage 2 at step {start}/{cfg.enc_steps}")
+        # Frozen, and in eval mode so that no BatchNorm statistic of g moves either (§5.2).
+        gen.eval().requires_grad_(False)
+        disc.train().requires_grad_(True)
+        enc.train().requires_grad_(True)
+        eps = build_perceptual(perceptual, ctx) if cfg.beta1_perceptual > 0 else None
+        self.perceptual_flavor = eps.flavor if eps is not None else "none"
+        data = ctx.splits.train
+        pbar = bar(cfg.enc_steps, f"{self.name} stage 2 (encoder)", initial=start)
+        for step in range(start, cfg.enc_steps):
+            real = self._batch(data, cfg.enc_batch_size, rng)
+            # Discriminator: fine-tuned with the gradient penalty of eq. 14 on real images.
+            with torch.no_grad():
+                fake = gen.synthesize(enc(real), self.code_space)
+            lazy = cfg.gamma_r1 > 0 and step % cfg.r1_every == 0
+            real_g = real.detach().requires_grad_(lazy)
+            logit_real = disc(real_g)
+            loss_d = gan_d_loss(logit_real, disc(fake))
+            if lazy:  # lazy regularisation (StyleGAN2, §B): every k steps, weighted by k
+                loss_d = loss_d + cfg.gamma_r1 * cfg.r1_every * r1_penalty(logit_real, real_g)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # Encoder: eq. 13 reconstruction + beta2 * adversarial (eq. 18).
+            disc.requires_grad_(False)
+            recon = gen.synthesize(enc(real), self.code_space)
+            loss_pix = F.mse_loss(recon, real)
+            loss_e = loss_pix + cfg.beta2_adversarial * gan_g_loss(disc(recon))
+            if eps is not None:
+                loss_e = (
+                    loss_e + cfg.beta1_perceptual * eps.distance(recon, eps.prepare(real)).mean()
+                )
+            opt_e.zero_grad(set_to_none=True)
+            loss_e.backward()
+            opt_e.step()
+            disc.requires_grad_(True)
+            ld, le = float(loss_d.detach()), float(loss_e.detach())
+            self._check(2, step, loss_d=ld, loss_e=le)
+            pbar.update(1)
+            if step % 50 == 0:
+                pbar.set_postfix(pixel=f"{float(loss_pix.detach()):.4f}", loss_d=f"{ld:.3f}")
+            done = step + 1
+            if done % cfg.ckpt_every == 0 and done < cfg.enc_steps:
+                self._save(key, 2, done, rng, opt_e=opt_e, opt_d2=opt_d)
+        pbar.close()
+        enc.eval().requires_grad_(False)
+        disc.eval().requires_grad_(False)
+
+    def _save(
+        self, key: str, stage: int, step: int, rng: torch.Generator, **opts: torch.optim.Optimizer
+    ) -> None:
+        assert self.generator is not None
+        state: dict[str, Any] = {
+            "stage": stage,
+            "step": step,
+            "gen": self.generator.state_dict(),
+            "disc": self.disc.state_dict(),
+            "enc": self.encoder.state_dict(),
+            "rng": rng.get_state(),
+        }
+        state.update({k: o.state_dict() for k, o in opts.items()})
+        artifacts.save_checkpoint(ARTIFACT_KIND, key, state)
+
+    # -- cache ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        assert self.generator is not None and self._channels is not None
+        out = {f"gen.{k}": v for k, v in self.generator.state_dict().items()}
+        out.update({f"enc.{k}": v for k, v in self.encoder.state_dict().items()})
+        out["meta.shape"] = torch.tensor([self._channels, self._resolution])
+        out["meta.perceptual"] = torch.tensor(
+            list(self.perceptual_flavor.encode()), dtype=torch.uint8
+        )
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.generator is None:
+            c, r = (int(v) for v in state["meta.shape"])
+            self.build(c, r)
+        assert self.generator is not None
+        self.generator.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("gen.")})
+        self.encoder.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("enc.")})
+        self.perceptual_flavor = bytes(state["meta.perceptual"].tolist()).decode()
+        self.generator.to(self.device).eval().requires_grad_(False)
+        self.encoder.to(self.device).eval().requires_grad_(False)
+
+    def flavor(self) -> dict[str, str]:
+        return {"perceptual": self.perceptual_flavor}
+
+    # -- inversion -------------------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoder's code in ``self.space`` (y = f(x), or z = phi(f(x)))."""
+        assert self.generator is not None
+        with torch.no_grad():
+            code = self.encoder(images.to(self.device))
+            if self.code_space == "y" and self.cfg.space == "z":
+                code = self.generator.z_from_y(code)
+        return code
+
+    def initial_code(self, images: torch.Tensor) -> torch.Tensor:
+        """The refinement's start (§7.2), made in the encoder's space and mapped by phi (§7.3)."""
+        gen = self.generator
+        assert gen is not None
+        init, space = self.cfg.refine_init, self.code_space
+        with torch.no_grad():
+            if init == "encoder":
+                code = self.encoder(images.to(self.device))
+            elif init == "mean":  # Image2StyleGAN's average code
+                if self._mean_y is None:
+                    self._mean_y = gen.mean_latent(space)
+                code = self._mean_y.expand(len(images), -1).clone()
+            else:  # a prior sample, seeded by the image's content (independent of its batch)
+                code = init_latents(gen, images, space, "random", self.seed)
+            if space == "y" and self.cfg.space == "z":
+                code = gen.z_from_y(code)
+        return code
+
+    def invert(self, images: torch.Tensor) -> Latents:
+        assert self.generator is not None, "call fit() or load_state_dict() first"
+        if self.cfg.refine_steps == 0:
+            return Latents(self.encode(images), self.cfg.space)
+        opt_cfg = OptimConfig(
+            space=self.cfg.space,
+            steps=self.cfg.refine_steps,
+            lr=self.cfg.refine_lr,
+            optimizer=self.cfg.refine_optimizer,
+            loss="l2",
+        )
+        code, _ = optimise(
+            self.generator,
+            images.to(self.device),
+            self.initial_code(images),
+            opt_cfg,
+            desc=f"{self.name} refine in {self.cfg.space} ({len(images)} images)",
+        )
+        return Latents(code, self.cfg.space)
+
+
+@METHODS.register("lia-mlp")
+class LIAMLP(LIA):
+    """Table 3's VAE/GAN column: LIA's two stages with an MLP mapping; the encoder infers z."""
+
+    @dataclass
+    class Config(LIA.Config):
+        mapping: Literal["nice", "mlp"] = "mlp"
+        space: Literal["y", "z"] = "z"
