@@ -4,6 +4,8 @@
     invbench run --method M --dataset D [--generator G] [--set key=value ...] [--seed S]
                  [--device cpu|cuda] [--out DIR] [--json] [--quiet]
     invbench table [--results DIR] [--format csv|md|latex] [--metrics m1,m2]
+    invbench weights [list|check|fetch] [NAME ...] [--json]
+    invbench train-generator --generator G [--dataset D] [--set key=value ...] [--out DIR]
 
 Exit codes: 0 ok, 1 a regression or failed check, 2 bad usage or bad input.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -52,7 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "what",
         nargs="?",
         default="methods",
-        choices=["methods", "datasets", "generators", "metrics"],
+        choices=["methods", "datasets", "generators", "metrics", "suites", "directions"],
     )
 
     r = sub.add_parser(
@@ -80,25 +83,120 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print exactly one JSON record on stdout")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
 
-    t = sub.add_parser("table", help="render results as CSV, Markdown or LaTeX")
-    t.add_argument("--results", type=Path, default=Path("results"))
-    t.add_argument("--format", default="md", choices=["csv", "md", "latex"])
+    e = sub.add_parser(
+        "eval-images",
+        help="metrics between two PNG folders (the benchmark's metric code)",
+        description="FID/KID, SWD and, with --paired, mse/mae/psnr/ssim/lpips between the PNG "
+        "images of two folders. Images must share one size; grey is repeated to RGB when the "
+        "other side is colour. Without Inception-v3 weights, --dataset NAME selects that "
+        "dataset's own feature network for FID/KID.",
+    )
+    e.add_argument("--real", type=Path, required=True, help="folder of reference PNG images")
+    e.add_argument("--fake", type=Path, required=True, help="folder of PNG images to score")
+    e.add_argument("--paired", action="store_true", help="match files by name; per-image metrics")
+    e.add_argument("--dataset", default=None, help="feature network of this dataset for FID/KID")
+    e.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        help="an eval setting, e.g. --set fid_small_n=100 --set feature_net=domain",
+    )  # fmt: skip
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    e.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+    t = sub.add_parser("table", help="render results as CSV, Markdown, LaTeX or a gate reference")
+    t.add_argument(
+        "--results", type=Path, default=None, help="default: results/ (or results/suites/NAME)"
+    )
+    t.add_argument("--suite", default=None, help="label rows and check claims as suite NAME does")
+    t.add_argument(
+        "--format",
+        default="md",
+        choices=["csv", "md", "latex", "json"],
+        help="json = the reference `invbench check` compares against",
+    )
     t.add_argument("--metrics", default=None, help="comma-separated metric names to show")
     t.add_argument("--title", default=None)
     t.add_argument("--output", "-o", type=Path, default=None, help="write to a file (atomically)")
+
+    su = sub.add_parser("suite", help="run a declared suite of runs (configs/suites/NAME.yaml)")
+    su.add_argument("action", choices=["run", "show"])
+    su.add_argument("name", help="suite name (invbench ls suites) or a path to a suite YAML")
+    su.add_argument("--results", type=Path, default=None, help="default: results/suites/NAME")
+    su.add_argument("--device", default="cpu")
+    su.add_argument("--quiet", "-q", action="store_true")
+
+    ck = sub.add_parser("check", help="regression gate: fresh results vs a committed reference")
+    ck.add_argument("--against", type=Path, required=True, help="a leaderboards/*.json reference")
+    ck.add_argument("--results", type=Path, default=None, help="default: results/suites/SUITE")
+
+    tg = sub.add_parser(
+        "train-generator", help="train a zoo generator (or find it cached); write a sample grid"
+    )
+    tg.add_argument("--generator", "-g", required=True, help="generator (invbench ls generators)")
+    tg.add_argument("--dataset", "-d", default="digits", help="dataset (default: digits)")
+    tg.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyper-parameter (repeatable); unprefixed keys go to the generator "
+        "first, dataset.KEY to the dataset",
+    )
+    tg.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    tg.add_argument("--out", type=Path, default=Path("results/generators"), help="grid folder")
+    tg.add_argument("--samples", type=int, default=64, help="images in the grid (default 64)")
+    tg.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
+
+    ed = sub.add_parser(
+        "edit",
+        help="edit inverted test images along latent directions; a PNG strip and the scores",
+        description="Invert test images with each --method, edit the codes along each "
+        "--directions plugin (sefa, steerability, ganspace, interfacegan, random) by every "
+        "step, write a PNG strip per pair (rows: images, columns: original then steps) and the "
+        "editing scores (invbench.editing); several pairs also give the table editing.md. "
+        "--set directions.KEY=V and --set edit.KEY=V configure the plugin and the benchmark.",
+    )
+    ed.add_argument("--method", "-m", required=True, help="method(s), comma-separated")
+    ed.add_argument("--directions", "-D", required=True, help="plugin(s), comma-separated")
+    ed.add_argument("--k", type=int, default=0, help="direction shown in the strip (default 0)")
+    ed.add_argument("--steps", default="-3:3:7", help="start:stop:count or a list (default -3:3:7)")
+    # Let `--steps -3:3:7` read as a value: argparse's own matcher knows only plain negatives.
+    ed._negative_number_matcher = re.compile(r"^-\d[\d.:,-]*$")
+    ed.add_argument("--dataset", "-d", default="digits")
+    ed.add_argument("--generator", "-g", default=None, help="zoo generator (default: dcgan)")
+    ed.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ed.add_argument("--seed", type=int, default=0)
+    ed.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ed.add_argument("--out", type=Path, default=Path("results/editing"))
+    ed.add_argument("--json", action="store_true", help="print the score record(s) as JSON")
+    ed.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
+
+    w = sub.add_parser("weights", help="list, check or fetch pretrained weight files")
+    w.add_argument("action", nargs="?", default="list", choices=["list", "check", "fetch"])
+    w.add_argument("names", nargs="*", help="entries (default: all; fetch needs names)")
+    w.add_argument("--json", action="store_true", help="print one JSON list on stdout")
     return p
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from invbench.config import resolve
     from invbench.metrics import INFO
-    from invbench.registry import DATASETS, GENERATORS, METHODS
+    from invbench.registry import DATASETS, DIRECTIONS, GENERATORS, METHODS
 
     if args.what == "metrics":
         for name, info in INFO.items():
             print(f"{name:15s} {'↑' if info.higher_better else '↓'}  {info.meaning}")
         return 0
-    reg = {"methods": METHODS, "datasets": DATASETS, "generators": GENERATORS}[args.what]
+    if args.what == "suites":
+        from invbench import suites
+
+        for name in suites.names():
+            s = suites.load(name)
+            print(f"{name}: {s.description} ({len(s.runs)} runs x {len(s.seeds)} seeds)")
+        return 0
+    reg = {"methods": METHODS, "datasets": DATASETS, "generators": GENERATORS}
+    reg = {**reg, "directions": DIRECTIONS}[args.what]
     for name, cls in reg.items():
         doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         summary = doc[0] if doc else ""
@@ -135,16 +233,196 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_table(args: argparse.Namespace) -> int:
-    from invbench.artifacts import atomic_write_text
+def _suite_results(name: str, results: Path | None) -> Path:
+    return results if results is not None else Path("results") / "suites" / name
+
+
+def _render_table(args: argparse.Namespace) -> str:
+    from invbench import suites
     from invbench.tables import load_records, render
 
     metrics = args.metrics.split(",") if args.metrics else None
-    text = render(load_records(args.results), args.format, metrics, title=args.title)
+    if not args.suite:
+        records = load_records(args.results or Path("results"))
+        return render(records, args.format, metrics, title=args.title)
+    suite = suites.load(args.suite)
+    results = _suite_results(suite.name, args.results)
+    records = load_records(results)
+    labels = suites.labels_by_setting(suite, results)
+    records = [r for r in records if _setting(r) in labels]
+    from invbench.tables import frame
+
+    df, _ = frame(records, None, labels)
+    means = {row["label"]: row for row in df.to_dict("records")}
+    notes = list(suite.notes) + [f"Claim — {c}" for c in suites.evaluate_claims(suite, means)]
+    notes.append(_provenance(records))
+    cmd = f"invbench suite run {suite.name} && invbench table --suite {suite.name} --format {args.format}"
+    title = args.title or f"{suite.name}: {suite.description}"
+    out = render(records, args.format, metrics or suite.metrics, title, notes, labels, cmd)
+    if args.format == "json":
+        ref = json.loads(out)
+        builtin = suite.path.resolve().parent == suites.suite_dir().resolve()
+        ident = suite.name if builtin else str(suite.path)  # so `check` can load it again
+        ref.update({"suite": ident, "command": cmd, "provenance": _provenance(records)})
+        out = json.dumps(ref, indent=1) + "\n"
+    return out
+
+
+def _setting(rec: dict) -> str:
+    from invbench.tables import setting_id
+
+    return setting_id(rec)
+
+
+def _provenance(records: list[dict]) -> str:
+    prov = {
+        (
+            r["provenance"].get("device"),
+            r["provenance"].get("threads"),
+            r["provenance"].get("torch"),
+            r["provenance"].get("git"),
+        )
+        for r in records
+    }
+    parts = [f"{d}, {t} threads, torch {v}, invbench {g}" for d, t, v, g in sorted(prov, key=str)]
+    return "Ran on: " + "; ".join(parts)
+
+
+def _cmd_eval_images(args: argparse.Namespace) -> int:
+    from invbench.metrics import INFO
+    from invbench.metrics.images import evaluate_folders
+
+    result = evaluate_folders(
+        args.real, args.fake, args.paired, args.dataset, args.sets, args.device, args.seed
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"real: {result['real']} ({result['n_real']} images)")
+    print(f"fake: {result['fake']} ({result['n_fake']} images)")
+    for name, value in result["metrics"].items():
+        info = INFO.get(name.split("@")[0])
+        text = "n/a" if value is None else (info.fmt if info else "{:.4f}").format(value)
+        ci = result["ci"].get(name)
+        text += f"  [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+        print(f"{name:15s} {text:28s} {result['metric_flavors'].get(name, '')}")
+    for msg in dict.fromkeys(result["unavailable"].values()):
+        print(f"note: {msg}", file=sys.stderr)
+    return 0
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from invbench.artifacts import atomic_write_text
+
+    text = _render_table(args)
     if args.output:
         atomic_write_text(args.output, text)
     else:
         print(text, end="")
+    return 0
+
+
+def _cmd_suite(args: argparse.Namespace) -> int:
+    from invbench import progress, suites
+
+    progress.set_quiet(args.quiet)
+    suite = suites.load(args.name)
+    results = _suite_results(suite.name, args.results)
+    if args.action == "show":
+        for run, seed, _spec, path in suites.cells(suite, results, args.device):
+            state = "done" if path.is_file() else "todo"
+            print(f"{state}  {run.label:30s} seed={seed}  {path.name}")
+        return 0
+    ran, done = suites.run_suite(suite, results, args.device)
+    progress.log(f"suite {suite.name}: {ran} cells run, {done} were already done ({results})")
+    targs = argparse.Namespace(
+        suite=str(suite.path), results=results, format="md", metrics=None, title=None
+    )
+    print(_render_table(targs), end="")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from invbench import check
+
+    ref = check.load_reference(args.against)
+    suite = ref.get("suite")
+    if args.results is None and not suite:
+        raise InvBenchError(f"{args.against} names no suite; pass --results DIR.")
+    results = _suite_results(Path(suite).stem, args.results) if suite else args.results
+    targs = argparse.Namespace(
+        suite=suite, results=results, format="json", metrics=None, title=None
+    )
+    fresh = json.loads(_render_table(targs))
+    ok, text = check.report(check.compare(ref, fresh))
+    print(text)
+    return 0 if ok else 1
+
+
+def _cmd_train_generator(args: argparse.Namespace) -> int:
+    from invbench import progress
+    from invbench.generators.train import train_generator
+
+    progress.set_quiet(args.quiet)
+    info, png = train_generator(
+        args.generator, args.dataset, args.sets, args.out, args.device, args.samples
+    )
+    how = "found in the cache" if info["cached"] else "trained"
+    print(
+        f"{args.generator} on {args.dataset}: {how} (key {info['key']}, "
+        f"{info['train_seconds']:.1f} s of training); samples: {png}"
+    )
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    """list: status of every file; check: exit 1 if one is bad (or named and missing); fetch."""
+    from invbench import weights as W
+    from invbench.errors import UsageError
+
+    entries = [W.get(n) for n in args.names] if args.names else list(W.ENTRIES)
+    if args.action == "fetch":
+        if not args.names:
+            raise UsageError("invbench weights fetch needs names, e.g. `weights fetch alexnet`.")
+        for e in entries:
+            print(f"{e.name}: {W.fetch(e)}")
+        return 0
+    states = [W.status(e) for e in entries]
+    if args.json:
+        rows = [
+            {"name": s.entry.name, "status": s.state, "path": str(s.path) if s.path else None,
+             "detail": s.detail, "files": list(s.entry.files), "purpose": s.entry.purpose,
+             "searched": [str(d) for d in s.searched]}
+            for s in states
+        ]  # fmt: skip
+        print(json.dumps(rows, indent=2))
+    else:
+        print("\n".join(W.format_status(s) for s in states))
+    failed = any(s.state == "bad" or (args.names and s.state == "missing") for s in states)
+    return 1 if args.action == "check" and failed else 0
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from invbench import editing, progress
+
+    progress.set_quiet(args.quiet)
+    records = editing.run_edit(
+        [m for m in args.method.split(",") if m],
+        [d for d in args.directions.split(",") if d],
+        args.k,
+        editing.parse_steps(args.steps),
+        args.dataset,
+        args.generator,
+        args.sets,
+        args.seed,
+        args.device,
+        args.out,
+    )
+    if args.json:
+        print(editing.dumps(records))
+    else:
+        print(editing.table(records), end="")
+        progress.log(f"scores and strips written under {args.out}/")
     return 0
 
 
@@ -159,7 +437,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cmd:
         parser.print_help()
         return 2
-    handler = {"ls": _cmd_ls, "run": _cmd_run, "table": _cmd_table}[args.cmd]
+    handler = {
+        "ls": _cmd_ls,
+        "run": _cmd_run,
+        "table": _cmd_table,
+        "eval-images": _cmd_eval_images,
+        "suite": _cmd_suite,
+        "check": _cmd_check,
+        "weights": _cmd_weights,
+        "train-generator": _cmd_train_generator,
+        "edit": _cmd_edit,
+    }[args.cmd]
     try:
         return handler(args)
     except InvBenchError as e:
