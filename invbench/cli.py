@@ -116,6 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--metrics", default=None, help="comma-separated metric names to show")
     t.add_argument("--title", default=None)
+    t.add_argument("--note", action="append", default=[], help="a footnote line (repeatable)")
     t.add_argument("--output", "-o", type=Path, default=None, help="write to a file (atomically)")
 
     su = sub.add_parser("suite", help="run a declared suite of runs (configs/suites/NAME.yaml)")
@@ -244,7 +245,8 @@ def _render_table(args: argparse.Namespace) -> str:
     metrics = args.metrics.split(",") if args.metrics else None
     if not args.suite:
         records = load_records(args.results or Path("results"))
-        return render(records, args.format, metrics, title=args.title)
+        notes = list(getattr(args, "note", []) or []) + [_provenance(records)]
+        return render(records, args.format, metrics, title=args.title, notes=notes)
     suite = suites.load(args.suite)
     results = _suite_results(suite.name, args.results)
     records = load_records(results)
