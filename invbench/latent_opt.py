@@ -2,9 +2,13 @@
 
 All images of a batch are optimised at once, yet each latent is independent of its
 batch-mates (Creswell & Bharath, §II-A, eqs. 2-4): the objective is a *sum* of per-image terms,
-the optimisers used (RMSprop, Adam, SGD) keep element-wise statistics only, the generator runs
-in eval mode (no batch statistics), and each image's random initialisation is seeded by its own
-content, not by its position in the batch.
+the optimisers used (RMSprop, Adam, SGD) keep element-wise statistics only, the generator and
+the feature networks run in eval mode (no batch statistics), each image's random initialisation
+is seeded by its own content, not by its position in the batch, and the random draws of
+stochastic clipping come from a counter-based hash of (image seed, step, coordinate).
+
+The inner loop never reads a value back to the CPU (no ``.item()``, no data-dependent Python
+branch), so on CUDA it queues kernels without waiting.
 """
 
 from __future__ import annotations
@@ -13,31 +17,43 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from invbench.errors import UsageError
 from invbench.generators.base import Generator
-from invbench.progress import bar
+from invbench.inverter import FitContext
+from invbench.progress import bar, log
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
-class OptimConfig:
+class PerceptualConfig:
+    """Which feature network F a perceptual term uses: LPIPS (AlexNet) or VGG-16 when their
+    weights are on disk, otherwise the dataset's own domain network (``auto`` tries in order)."""
+
+    perceptual_net: Literal["auto", "lpips", "vgg", "domain"] = "auto"
+
+
+@dataclass
+class OptimConfig(PerceptualConfig):
     """Hyper-parameters shared by every optimisation-based inverter (defaults in one place)."""
 
-    space: str = "z"
+    space: str = "z"  # z, w or w+ (whichever the generator offers)
     steps: int = 300
     lr: float = 0.01
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
-    loss: Literal["l2", "bce"] = "l2"
-    prior_weight: float = 0.0  # beta of Creswell eq. 5 (Gaussian prior, z space only)
-    init: Literal["random", "mean"] = "random"
-    restarts: int = 1  # best-of-k random restarts, chosen per image by final loss
+    loss: Literal["l2", "bce"] = "l2"  # the pixel term
+    perceptual_weight: float = 0.0  # weight of ||F(x) - F(G(z))||^2 added to the pixel term
+    prior_weight: float = 0.0  # beta of Creswell eq. 5 (Gaussian prior; used in z only)
+    init: Literal["random", "mean", "encoder"] = "random"
+    restarts: int = 1  # best-of-k restarts, chosen per image by final loss
     schedule: Literal["constant", "nvidia"] = "constant"
-    batch_size: int = 512
+    batch_size: int = 512  # images optimised at once (memory bound only; results don't depend)
 
     def validate(self) -> None:
         if self.steps < 0:
@@ -48,8 +64,11 @@ class OptimConfig:
             raise ValueError("restarts must be >= 1")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.perceptual_weight < 0 or self.prior_weight < 0:
+            raise ValueError("perceptual_weight and prior_weight must be >= 0")
 
 
+# -- per-image randomness -----------------------------------------------------------------------
 def content_seeds(images: torch.Tensor, seed: int) -> list[int]:
     """A seed per image from its bytes: the init of an image never depends on its batch."""
     flat = images.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -58,6 +77,30 @@ def content_seeds(images: torch.Tensor, seed: int) -> list[int]:
         h = hashlib.blake2b(x.tobytes(), digest_size=8, key=str(seed).encode()).digest()
         out.append(int.from_bytes(h, "little") & 0x7FFF_FFFF_FFFF)
     return out
+
+
+_M32 = 0xFFFF_FFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    # A 32-bit integer hash (degski / T. Mueller); products stay below 2^59 in int64.
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    return (x >> 16) ^ x
+
+
+def hashed_uniform(seeds: torch.Tensor, step: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """U[0, 1) draws of ``shape`` per image that depend only on (image seed, step, coordinate).
+
+    A counter-based generator on the latents' device: no per-image Python loop, no CPU sync,
+    and an image's draws are the same whatever batch it is in.
+    """
+    s = seeds.to(torch.int64)
+    key = _mix32(_mix32((s & _M32) ^ _mix32(s >> 32)) ^ (step & _M32))
+    n = math.prod(shape)
+    ctr = _mix32(torch.arange(n, device=s.device, dtype=torch.int64) + 0x9E37_79B9 & _M32)
+    h = _mix32(key[:, None] ^ ctr[None, :])
+    return ((h >> 8).to(torch.float32) / float(1 << 24)).view(len(s), *shape)
 
 
 def init_latents(
@@ -74,6 +117,7 @@ def init_latents(
     return torch.cat(rows).to(gen.device)
 
 
+# -- losses -------------------------------------------------------------------------------------
 def pixel_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-image reconstruction loss, averaged over pixels and channels."""
     if kind == "bce":
@@ -91,6 +135,174 @@ def gaussian_nll(z: torch.Tensor) -> torch.Tensor:
     return (0.5 * z.flatten(1) ** 2 + 0.5 * LOG_2PI).mean(1)
 
 
+class Perceptual(nn.Module):
+    """A frozen feature distance d(x, y) per image. ``prepare`` caches the targets' side once."""
+
+    flavor: str = ""
+
+    def prepare(self, target: torch.Tensor) -> Any:
+        return self.embed(target).detach()
+
+    def embed(self, x: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def distance(self, x: torch.Tensor, prepared: Any) -> torch.Tensor:
+        """Mean squared feature difference per image (differentiable in ``x``)."""
+        return (self.embed(x) - prepared).pow(2).flatten(1).mean(1)
+
+
+class DomainPerceptual(Perceptual):
+    """The dataset's own LeNet (``invbench.metrics.features.DomainNet``), fc84 features."""
+
+    def __init__(self, net: nn.Module, flavor: str) -> None:
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.flavor = flavor
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        # ``DomainNet.features`` runs under no_grad; its body is the same map, differentiable.
+        return self.net.body(x)
+
+
+def _rgb(x: torch.Tensor, size: int) -> torch.Tensor:
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    if x.shape[-1] < size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return x
+
+
+class VGGPerceptual(Perceptual):
+    """VGG-16 relu1_2, relu2_2, relu3_3 (Johnson et al. 2016), torchvision ImageNet weights."""
+
+    LAYERS = (3, 8, 15)
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        net = vgg16()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.body = net.features[: self.LAYERS[-1] + 1].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.flavor = "vgg16-imagenet"
+
+    def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = (_rgb(x, 64) * 0.5 + 0.5 - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i in self.LAYERS:
+                out.append(h)
+        return out
+
+    def prepare(self, target: torch.Tensor) -> list[torch.Tensor]:
+        return [f.detach() for f in self.embed(target)]
+
+    def distance(self, x: torch.Tensor, prepared: list[torch.Tensor]) -> torch.Tensor:
+        pairs = zip(self.embed(x), prepared, strict=True)
+        return torch.stack([((a - b) ** 2).flatten(1).mean(1) for a, b in pairs]).sum(0)
+
+
+class LPIPSPerceptual(Perceptual):
+    """LPIPS v0.1 (AlexNet) of the ``lpips`` package, the backbone read from a verified file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        import lpips
+
+        self.net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        feats = torch.load(path, map_location="cpu", weights_only=True)
+        for slice_ in self.net.net.children():  # slices hold AlexNet's features[i] as "i"
+            for idx, mod in slice_.named_children():
+                for pname, p in mod.named_parameters(recurse=False):
+                    p.data.copy_(feats[f"features.{idx}.{pname}"])
+        self.net.eval().requires_grad_(False)
+        self.flavor = "lpips-alex-v0.1"
+
+    def prepare(self, target: torch.Tensor) -> torch.Tensor:
+        return _rgb(target, 64)
+
+    def distance(self, x: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
+        return self.net(_rgb(x, 64), prepared).flatten()
+
+
+VGG16_FILE = ("vgg16-397923af.pth", "397923af", "torchvision VGG-16 (ImageNet)")
+
+
+def make_perceptual(
+    kind: str, splits: Any, dataset_fp: dict[str, Any], device: torch.device
+) -> Perceptual:
+    """LPIPS or VGG when their weights are on disk; otherwise the dataset's domain network."""
+    from invbench.metrics.weights import ALEXNET, WeightFile, find_weights, missing_message
+
+    vgg = WeightFile(
+        (VGG16_FILE[0],),
+        VGG16_FILE[1],
+        VGG16_FILE[2],
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+    )
+    if kind in ("auto", "lpips"):
+        path = find_weights(ALEXNET)
+        if path is not None:
+            return LPIPSPerceptual(str(path)).to(device)
+        if kind == "lpips":
+            raise UsageError(f"perceptual_net=lpips: {missing_message(ALEXNET)}")
+    if kind in ("auto", "vgg"):
+        path = find_weights(vgg)
+        if path is not None:
+            return VGGPerceptual(str(path)).to(device)
+        if kind == "vgg":
+            raise UsageError(f"perceptual_net=vgg: {missing_message(vgg)}")
+    from invbench.metrics.features import domain_network
+
+    net = domain_network(splits, dataset_fp, device)
+    if kind == "auto":
+        log(f"perceptual loss: LPIPS/VGG weights not found, using the domain network {net.flavor}")
+    return DomainPerceptual(net, net.flavor).to(device)
+
+
+def dataset_fingerprint(ctx: FitContext) -> dict[str, Any]:
+    """The runner's dataset fingerprint when it passes one, else one from the split's bytes."""
+    fp = ctx.extra.get("dataset_fp")
+    if fp:
+        return dict(fp)
+    blob = ctx.splits.train.detach().cpu().contiguous().numpy().tobytes()
+    return {"dataset": ctx.dataset, "train_sha": hashlib.sha256(blob).hexdigest()[:16]}
+
+
+def perceptual_for(ctx: FitContext, kind: str) -> Perceptual:
+    return make_perceptual(kind, ctx.splits, dataset_fingerprint(ctx), ctx.device)
+
+
+def perceptual_state(p: Perceptual | None) -> dict[str, torch.Tensor]:
+    """What a cached inverter keeps to name (and, for the domain net, rebuild) its network."""
+    if p is None:
+        return {}
+    state = {"perceptual_flavor": torch.tensor(list(p.flavor.encode()), dtype=torch.uint8)}
+    if isinstance(p, DomainPerceptual):
+        state.update({f"perceptual.{k}": v for k, v in p.net.state_dict().items()})
+    return state
+
+
+def flavor_from_state(state: dict[str, torch.Tensor]) -> str | None:
+    t = state.get("perceptual_flavor")
+    return None if t is None else bytes(t.tolist()).decode()
+
+
+def perceptual_from_state(state: dict[str, torch.Tensor], device: torch.device) -> Perceptual:
+    sub = {k[len("perceptual.") :]: v for k, v in state.items() if k.startswith("perceptual.")}
+    if not sub:  # LPIPS / VGG: found on disk again (they were when fit ran)
+        flavor = flavor_from_state(state) or ""
+        return make_perceptual("lpips" if flavor.startswith("lpips") else "vgg", None, {}, device)
+    from invbench.metrics.features import DomainNet
+
+    net = DomainNet(int(sub["body.0.weight"].shape[1]), int(sub["head.weight"].shape[0]))
+    net.load_state_dict(sub)
+    return DomainPerceptual(net, flavor_from_state(state) or "domain").to(device)
+
+
+# -- the loop -----------------------------------------------------------------------------------
 def nvidia_lr(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
     """The StyleGAN2 projector's learning-rate multiplier: linear warm-up, cosine ramp-down."""
     ramp = min(1.0, (1.0 - t) / rampdown)
@@ -99,7 +311,8 @@ def nvidia_lr(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
 
 
 PerImageLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-PostStep = Callable[[torch.Tensor, int], None]
+#: ``post_step(z, step, seeds)`` changes ``z`` in place after a step (projection, clipping).
+PostStep = Callable[[torch.Tensor, int, torch.Tensor], None]
 
 
 def make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -117,17 +330,26 @@ def optimise(
     cfg: OptimConfig,
     extra_loss: PerImageLoss | None = None,
     post_step: PostStep | None = None,
+    perceptual: Perceptual | None = None,
+    seeds: torch.Tensor | None = None,
     desc: str = "invert",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise sum_i L_i(z_i) from ``z0``; return (latents, final per-image loss)."""
     z = z0.detach().clone().requires_grad_(True)
     opt = make_optimizer(cfg.optimizer, [z], cfg.lr)
+    use_prior = bool(cfg.prior_weight) and cfg.space == "z"
+    use_perc = perceptual is not None and cfg.perceptual_weight > 0
+    prepared = perceptual.prepare(target) if use_perc else None  # type: ignore[union-attr]
+    if seeds is None:
+        seeds = torch.zeros(len(target), dtype=torch.int64, device=z.device)
     pbar = bar(cfg.steps, desc)
 
     def per_image(z_: torch.Tensor) -> torch.Tensor:
         recon = gen.synthesize(z_, cfg.space)
         loss = pixel_loss(recon, target, cfg.loss)
-        if cfg.prior_weight and cfg.space == "z":
+        if use_perc:
+            loss = loss + cfg.perceptual_weight * perceptual.distance(recon, prepared)  # type: ignore[union-attr]
+        if use_prior:
             loss = loss + cfg.prior_weight * gaussian_nll(z_)
         if extra_loss is not None:
             loss = loss + extra_loss(z_, recon)
@@ -143,7 +365,7 @@ def optimise(
         opt.step()
         if post_step is not None:
             with torch.no_grad():
-                post_step(z, step)
+                post_step(z, step, seeds)
         pbar.update(1)
     pbar.close()
     with torch.no_grad():
@@ -154,25 +376,55 @@ def optimise(
 class OptimisationInverter:
     """Mixin for inverters that optimise latents; subclasses may set hooks.
 
-    ``post_step(z, step)`` runs after every optimiser step (projection, clipping);
-    ``extra_loss(z, recon)`` adds a per-image term to the objective.
+    ``post_step(z, step, seeds)`` runs after every optimiser step and once on the start point
+    (step -1): projection, clipping. ``extra_loss(z, recon)`` adds a per-image term.
+    ``init: encoder`` needs ``encode(images)`` from ``invbench.encoders.EncoderInverter``.
     """
 
     cfg: OptimConfig
     generator: Generator
     device: torch.device
     seed: int = 0
+    perceptual: Perceptual | None = None
 
-    def post_step(self, z: torch.Tensor, step: int) -> None:
+    def post_step(self, z: torch.Tensor, step: int, seeds: torch.Tensor) -> None:
         """Hook called in place on the latents after each step (none by default)."""
 
     def extra_loss(self, z: torch.Tensor, recon: torch.Tensor) -> torch.Tensor | None:
         return None
 
+    def uses_perceptual(self) -> bool:
+        return self.cfg.perceptual_weight > 0
+
+    def uses_encoder(self) -> bool:
+        return self.cfg.init == "encoder"
+
+    def fit(self, ctx: FitContext) -> None:
+        if self.uses_perceptual() and self.perceptual is None:
+            self.perceptual = perceptual_for(ctx, self.cfg.perceptual_net)
+        super().fit(ctx)  # type: ignore[misc]
+
     def initial_latents(self, images: torch.Tensor, restart: int) -> torch.Tensor:
+        if self.cfg.init == "encoder":
+            encode = getattr(self, "encode", None)
+            if encode is None:
+                raise UsageError(f"{type(self).__name__} has no encoder; use init=random or mean.")
+            if restart == 0:  # restart 0 starts from E(x); the others from prior draws
+                return encode(images)
+            return init_latents(
+                self.generator, images, self.cfg.space, "random", self.seed, restart
+            )
         return init_latents(
             self.generator, images, self.cfg.space, self.cfg.init, self.seed, restart
         )
+
+    def invert_optimise(self, images: torch.Tensor) -> torch.Tensor:
+        """Optimise latents for ``images`` in chunks of ``batch_size`` (all at once per chunk)."""
+        if self.uses_perceptual() and self.perceptual is None:
+            raise UsageError("perceptual_weight > 0 but fit() has not set up the perceptual net.")
+        bs = self.cfg.batch_size
+        parts = [self.optimise_batch(images[i : i + bs]) for i in range(0, len(images), bs)]
+        return torch.cat(parts)
 
     def optimise_batch(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device)
@@ -181,7 +433,12 @@ class OptimisationInverter:
         has_extra = type(self).extra_loss is not OptimisationInverter.extra_loss
         has_post = type(self).post_step is not OptimisationInverter.post_step
         for r in range(self.cfg.restarts):
+            seeds = torch.tensor(content_seeds(images, self.seed + 104729 * (r + 1)))
+            seeds = seeds.to(self.device)
             z0 = self.initial_latents(images, r)
+            if has_post:
+                with torch.no_grad():
+                    self.post_step(z0, -1, seeds)
             z, loss = optimise(
                 self.generator,
                 images,
@@ -189,6 +446,8 @@ class OptimisationInverter:
                 self.cfg,
                 extra_loss=self.extra_loss if has_extra else None,  # type: ignore[arg-type]
                 post_step=self.post_step if has_post else None,
+                perceptual=self.perceptual if self.uses_perceptual() else None,
+                seeds=seeds,
                 desc=f"{getattr(self, 'name', 'invert')} ({len(images)} images)",
             )
             if best_z is None or best_loss is None:

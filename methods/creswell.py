@@ -5,6 +5,11 @@ The objective is eq. 5, L(z, x) = BCE(G(z), x) - beta * (1/d) sum_i log N(z_i; 0
 pixel BCE of eq. 1 on targets mapped to [0, 1] (``loss: bce``) or a pixel L2 (``loss: l2``).
 RMSprop with learning rate 0.01 and beta = 0.01 as in §V. Batches are inverted at once with a
 sum of per-image losses (§II-A), so every latent is independent of its batch-mates.
+
+Beyond the paper: ``space: w`` or ``w+`` inverts into a mapping network's spaces when the
+generator offers them (the Gaussian prior term applies to z only and is skipped there), and the
+shared options of ``invbench.latent_opt`` (mean / encoder init, restarts, perceptual term,
+NVIDIA schedule) apply.
 """
 
 from __future__ import annotations
@@ -13,19 +18,20 @@ from dataclasses import dataclass
 
 import torch
 
+from invbench.encoders import EncoderInverter, OptimEncoderConfig
 from invbench.inverter import Inverter, Latents
-from invbench.latent_opt import OptimConfig, OptimisationInverter
+from invbench.latent_opt import OptimisationInverter
 from invbench.registry import METHODS
 
 
 @METHODS.register("creswell")
-class Creswell(OptimisationInverter, Inverter):
+class Creswell(OptimisationInverter, EncoderInverter, Inverter):
     @dataclass
-    class Config(OptimConfig):
+    class Config(OptimEncoderConfig):
         """The shared optimisation options; the paper's values are in configs/methods/creswell.yaml."""
 
     def invert(self, images: torch.Tensor) -> Latents:
-        return Latents(self.optimise_batch(images), self.cfg.space)
+        return Latents(self.invert_optimise(images), self.cfg.space)
 
     def warmup(self, images: torch.Tensor) -> None:
         pass  # every step is the same work; nothing lazy to pay for before timing

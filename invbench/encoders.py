@@ -1,0 +1,306 @@
+"""Learned encoders E: image -> latent of a frozen generator, and how they are trained.
+
+One architecture and one training loop serve every encoder-based method:
+
+- ``enc_loss: latent`` regresses the latents of generator samples (survey eq. 21):
+  min_E || w - E(G(w)) ||^2 with w drawn from the prior in the chosen space.
+- ``enc_loss: recon`` reconstructs real training images through the frozen generator
+  (survey eq. 11; with the extra terms it is the in-domain encoder of Zhu et al. 2020, eq. 22):
+  || x - G(E(x)) ||^2 + l1 || F(x) - F(G(E(x))) ||^2 - l2 E[D(G(E(x)))], the discriminator D
+  trained alongside with the non-saturating loss and an R1 penalty on real images.
+- ``enc_iters > 0`` makes the encoder residual (ReStyle, Alaluf et al. 2021, §3): it sees the
+  target and the current reconstruction, w_{t+1} = w_t + E(x, G(w_t)), starting from the mean
+  latent; training sums the losses of all iterations (gradients do not cross iterations).
+
+The encoder uses GroupNorm, never BatchNorm, so an image's code does not depend on its batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from invbench.errors import UsageError
+from invbench.generators.base import Generator
+from invbench.inverter import FitContext
+from invbench.latent_opt import (
+    OptimConfig,
+    Perceptual,
+    PerceptualConfig,
+    flavor_from_state,
+    perceptual_for,
+    perceptual_from_state,
+    perceptual_state,
+    pixel_loss,
+)
+from invbench.progress import bar
+
+
+@dataclass
+class EncoderConfig(PerceptualConfig):
+    """Encoder architecture and training (prefixed ``enc_`` so they mix with OptimConfig)."""
+
+    enc_loss: Literal["latent", "recon"] = "latent"
+    enc_width: int = 32  # channels of the first conv; doubled at every stride-2 block
+    enc_steps: int = 1500
+    enc_batch: int = 64
+    enc_lr: float = 1e-3
+    enc_perceptual_weight: float = 0.0  # lambda_1 of eq. 22 (recon only)
+    enc_adv_weight: float = 0.0  # lambda_2 of eq. 22 (recon only; 0 = no discriminator)
+    enc_r1: float = 10.0  # gamma of the discriminator's R1 penalty (Zhu et al. 2020)
+    enc_iters: int = 0  # ReStyle iterations (0 = a plain, one-shot encoder)
+
+    def validate(self) -> None:
+        if min(self.enc_width, self.enc_batch) < 1 or self.enc_steps < 0 or self.enc_iters < 0:
+            raise ValueError("enc_width, enc_batch must be >= 1; enc_steps, enc_iters >= 0")
+        if self.enc_lr <= 0:
+            raise ValueError("enc_lr must be positive")
+        if self.enc_loss == "latent" and (self.enc_perceptual_weight or self.enc_adv_weight):
+            raise ValueError(
+                "enc_perceptual_weight / enc_adv_weight need enc_loss=recon (eq. 22); "
+                "enc_loss=latent regresses latents only (eq. 21)"
+            )
+        if self.enc_iters and self.enc_loss != "recon":
+            raise ValueError("enc_iters > 0 (ReStyle) trains on reconstructions: enc_loss=recon")
+
+
+@dataclass
+class OptimEncoderConfig(OptimConfig, EncoderConfig):
+    """Latent optimisation that may start from (or be regularised by) a learned encoder."""
+
+    def validate(self) -> None:
+        OptimConfig.validate(self)
+        EncoderConfig.validate(self)
+
+
+class Encoder(nn.Module):
+    """Strided convs down to 4x4 (the DCGAN discriminator's trunk), then a linear head."""
+
+    def __init__(
+        self, in_channels: int, resolution: int, latent_shape: tuple[int, ...], width: int
+    ) -> None:
+        super().__init__()
+        n_down = int(math.log2(resolution)) - 2
+        if n_down < 1 or 4 * 2**n_down != resolution:
+            raise UsageError(f"encoders need a power-of-two resolution >= 8, got {resolution}")
+        layers: list[nn.Module] = []
+        ch_in, ch = in_channels, width
+        for i in range(n_down):
+            layers.append(nn.Conv2d(ch_in, ch, 4, 2, 1))
+            if i > 0:
+                layers.append(nn.GroupNorm(min(8, ch), ch))
+            layers.append(nn.LeakyReLU(0.2))
+            ch_in, ch = ch, ch * 2
+        self.trunk = nn.Sequential(*layers, nn.Flatten())
+        self.latent_shape = tuple(latent_shape)
+        self.head = nn.Linear(ch_in * 16, math.prod(latent_shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x)).view(len(x), *self.latent_shape)
+
+
+def build_encoder(gen: Generator, space: str, cfg: EncoderConfig) -> Encoder:
+    in_ch = gen.channels * (2 if cfg.enc_iters else 1)
+    return Encoder(in_ch, gen.resolution, gen.latent_shape(space), cfg.enc_width)
+
+
+def encode(
+    enc: Encoder, gen: Generator, x: torch.Tensor, space: str, iters: int, mean: torch.Tensor
+) -> torch.Tensor:
+    """E(x); with ``iters`` > 0 the ReStyle loop from the mean latent (Alaluf et al., eq. 1)."""
+    if not iters:
+        return enc(x)
+    lat = mean.expand(len(x), *mean.shape)
+    rec = gen.synthesize(lat, space)
+    for _ in range(iters):
+        lat = lat + enc(torch.cat([x, rec], 1))
+        rec = gen.synthesize(lat, space)
+    return lat
+
+
+def _r1(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    # R1 (Mescheder et al. 2018): ||grad_x D(x)||^2 on real images.
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(real).sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def train_encoder(
+    enc: Encoder,
+    gen: Generator,
+    space: str,
+    cfg: EncoderConfig,
+    images: torch.Tensor | None,
+    perceptual: Perceptual | None,
+    seed: int,
+    device: torch.device,
+    desc: str = "train encoder",
+) -> dict[str, float]:
+    """Train ``enc`` in place against the frozen ``gen``; return the last losses."""
+    g = torch.Generator().manual_seed(seed)
+    enc.to(device).train()
+    opt = torch.optim.Adam(enc.parameters(), lr=cfg.enc_lr)
+    disc: nn.Module | None = None
+    if cfg.enc_loss == "recon":
+        if images is None:
+            raise UsageError("enc_loss=recon needs the training images")
+        images = images.to(device)
+        if cfg.enc_adv_weight > 0:
+            # A fresh discriminator of the generator's family, trained alongside: the zoo
+            # caches generators only, so the GAN's own D is not available to fine-tune.
+            disc = gen.make_discriminator().to(device).train()
+            opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.enc_lr, betas=(0.5, 0.999))
+    mean = gen.mean_latent(space).to(device) if cfg.enc_iters else None
+    use_perc = perceptual is not None and cfg.enc_perceptual_weight > 0
+
+    def recon_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        loss = pixel_loss(rec, x, "l2").mean()
+        if use_perc:
+            loss = (
+                loss
+                + cfg.enc_perceptual_weight
+                * perceptual.distance(  # type: ignore[union-attr]
+                    rec,
+                    perceptual.prepare(x),  # type: ignore[union-attr]
+                ).mean()
+            )
+        if disc is not None:
+            loss = loss + cfg.enc_adv_weight * F.softplus(-disc(rec)).mean()  # -E[D(G(E(x)))]
+        return loss
+
+    last: dict[str, torch.Tensor] = {}
+    pbar = bar(cfg.enc_steps, desc)
+    for _ in range(cfg.enc_steps):
+        opt.zero_grad(set_to_none=True)
+        if cfg.enc_loss == "latent":  # eq. 21
+            with torch.no_grad():
+                lat = gen.to_space(gen.sample_z(cfg.enc_batch, g), space)
+                x = gen.synthesize(lat, space)
+            loss = (enc(x) - lat).pow(2).mean()
+            loss.backward()
+        else:
+            assert images is not None
+            x = images[torch.randint(len(images), (cfg.enc_batch,), generator=g).to(device)]
+            if cfg.enc_iters:  # ReStyle: sum the losses of every iteration, one update
+                assert mean is not None
+                lat = mean.expand(len(x), *mean.shape)
+                with torch.no_grad():
+                    rec = gen.synthesize(lat, space)
+                for _ in range(cfg.enc_iters):
+                    lat = lat.detach() + enc(torch.cat([x, rec.detach()], 1))
+                    rec = gen.synthesize(lat, space)
+                    loss = recon_loss(rec, x)
+                    loss.backward()
+            else:  # eq. 11 / eq. 22
+                rec = gen.synthesize(enc(x), space)
+                loss = recon_loss(rec, x)
+                loss.backward()
+            if disc is not None:
+                d_loss = F.softplus(disc(rec.detach())).mean() + F.softplus(-disc(x)).mean()
+                d_loss = d_loss + 0.5 * cfg.enc_r1 * _r1(disc, x)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                last["d_loss"] = d_loss.detach()
+        opt.step()
+        last["loss"] = loss.detach()
+        pbar.update(1)
+    pbar.close()
+    enc.eval().requires_grad_(False)
+    return {k: float(v) for k, v in last.items()}
+
+
+class EncoderInverter:
+    """Mixin: trains an encoder in ``fit`` (when the method needs one) and caches it.
+
+    Methods combine it with ``Inverter`` (and ``OptimisationInverter`` for hybrids). The
+    encoder and, when it is the domain network, the perceptual network travel in
+    ``state_dict`` so a cached inverter works without its training data.
+    """
+
+    cfg: Any
+    generator: Generator
+    device: torch.device
+    seed: int
+    encoder: Encoder | None = None
+    perceptual: Perceptual | None = None
+    fit_stats: dict[str, float] | None = None
+
+    def uses_encoder(self) -> bool:
+        return True
+
+    def uses_perceptual(self) -> bool:
+        return False
+
+    @property
+    def trains(self) -> bool:  # read by the runner: cache fit() through state_dict
+        return self.uses_encoder()
+
+    @property
+    def perceptual_flavor(self) -> str | None:
+        if self.perceptual is not None:
+            return self.perceptual.flavor
+        return self._loaded_flavor
+
+    _loaded_flavor: str | None = None
+    _mean: torch.Tensor | None = None
+
+    def fit(self, ctx: FitContext) -> None:
+        needs_perc = self.uses_perceptual() or (
+            self.uses_encoder() and self.cfg.enc_loss == "recon" and self.cfg.enc_perceptual_weight
+        )
+        if needs_perc and self.perceptual is None:
+            self.perceptual = perceptual_for(ctx, self.cfg.perceptual_net)
+        if self.uses_encoder():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(ctx.seed)
+                self.encoder = build_encoder(self.generator, self.space, self.cfg)
+            self.fit_stats = train_encoder(
+                self.encoder,
+                self.generator,
+                self.space,
+                self.cfg,
+                ctx.splits.train,
+                self.perceptual,
+                ctx.seed,
+                ctx.device,
+                desc=f"train {getattr(self, 'name', 'encoder')}",
+            )
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        if self.encoder is None:
+            raise UsageError("the encoder is not trained: call fit() (the runner does).")
+        iters = int(self.cfg.enc_iters)
+        if iters and self._mean is None:
+            self._mean = self.generator.mean_latent(self.space)
+        mean = self._mean if self._mean is not None else torch.zeros(0)
+        x = images.to(self.device)
+        with torch.no_grad():
+            return encode(self.encoder, self.generator, x, self.space, iters, mean)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.encoder is None:
+            return {}
+        state = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        return {**state, **perceptual_state(self.perceptual)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if not self.uses_encoder():
+            return
+        self.encoder = build_encoder(self.generator, self.space, self.cfg)
+        sub = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+        self.encoder.load_state_dict(sub)
+        self.encoder.to(self.device).eval().requires_grad_(False)
+        self._loaded_flavor = flavor_from_state(state)
+        if self.uses_perceptual():
+            self.perceptual = perceptual_from_state(state, self.device)
+
+    def flavor(self) -> dict[str, str]:
+        """The perceptual network behind the numbers (encoder training or the loss)."""
+        f = self.perceptual_flavor
+        return {"perceptual": f} if f else {}

@@ -1,0 +1,32 @@
+"""``restyle``: iterative residual refinement (Alaluf et al. 2021, "ReStyle", §3).
+
+An encoder sees the target and the current reconstruction, x ++ G(w_t), and predicts a latent
+update: w_{t+1} = w_t + E(x, G(w_t)), from w_0 = the mean latent. A handful of steps
+(``enc_iters``) at training and at inversion; training sums the reconstruction losses (pixel L2
++ perceptual) of every step on real training images, with no gradient across steps. The loop
+is the shared ``invbench.encoders`` code with ``enc_iters > 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from invbench.encoders import EncoderInverter
+from invbench.inverter import Inverter, Latents
+from invbench.methods.encoder import EncoderMethodConfig
+from invbench.registry import METHODS
+
+
+@METHODS.register("restyle")
+class ReStyle(EncoderInverter, Inverter):
+    @dataclass
+    class Config(EncoderMethodConfig):
+        def validate(self) -> None:
+            super().validate()
+            if self.enc_iters < 1 or self.enc_loss != "recon":
+                raise ValueError("restyle needs enc_iters >= 1 and enc_loss=recon")
+
+    def invert(self, images: torch.Tensor) -> Latents:
+        return Latents(self.encode(images), self.space)
