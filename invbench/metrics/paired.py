@@ -60,6 +60,14 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Written by hand because torchmetrics' SSIM averages over the reflect-padded border too and
     differs from scikit-image by up to 0.03 on 32x32 images; this matches it to 1e-12.
     """
+    side = 2 * int(3.5 * 1.5 + 0.5) + 1
+    if min(x.shape[-2:]) < side:
+        from invbench.errors import DataError
+
+        raise DataError(
+            f"SSIM needs images of at least {side}x{side} pixels (its Gaussian window); got "
+            f"{tuple(x.shape[-2:])}. Use a larger resolution (e.g. --set dataset.resolution=16)."
+        )
     x, y = x.double(), y.double()
     c = x.shape[1]
     g = _gaussian_taps().to(x.device)
