@@ -2,7 +2,7 @@
 
     invbench ls [methods|datasets|generators|metrics]
     invbench run --method M --dataset D [--generator G] [--set key=value ...] [--seed S]
-                 [--device cpu|cuda] [--out DIR] [--json] [--quiet]
+                 [--device cpu|cuda|auto] [--out DIR] [--json] [--quiet]
     invbench table [--results DIR] [--format csv|md|latex] [--metrics m1,m2]
     invbench weights [list|check|fetch] [NAME ...] [--json]
     invbench train-generator --generator G [--dataset D] [--set key=value ...] [--out DIR]
@@ -32,6 +32,8 @@ that declares it, in the order method, eval, dataset, generator; prefix it to ch
 --set generator.steps=500, --set eval.n_test=100, --set dataset.resolution=64.
 `invbench ls methods` lists methods with their hyper-parameters and defaults.
 """
+
+DEVICE_HELP = "cpu (default), cuda[:N], or auto (the first GPU if one is visible)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,7 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override a hyper-parameter (repeatable); prefix with method./dataset./generator./eval. if ambiguous",
     )
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    r.add_argument("--device", default="cpu", help=DEVICE_HELP)
     r.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     r.add_argument("--json", action="store_true", help="print exactly one JSON record on stdout")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
@@ -100,7 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="an eval setting, e.g. --set fid_small_n=100 --set feature_net=domain",
     )  # fmt: skip
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     e.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     t = sub.add_parser("table", help="render results as CSV, Markdown, LaTeX or a gate reference")
@@ -123,7 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
     su.add_argument("action", choices=["run", "show"])
     su.add_argument("name", help="suite name (invbench ls suites) or a path to a suite YAML")
     su.add_argument("--results", type=Path, default=None, help="default: results/suites/NAME")
-    su.add_argument("--device", default="cpu")
+    su.add_argument("--device", default="cpu", help=DEVICE_HELP)
     su.add_argument("--quiet", "-q", action="store_true")
 
     ck = sub.add_parser("check", help="regression gate: fresh results vs a committed reference")
@@ -144,7 +146,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override a hyper-parameter (repeatable); unprefixed keys go to the generator "
         "first, dataset.KEY to the dataset",
     )
-    tg.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    tg.add_argument("--device", default="cpu", help=DEVICE_HELP)
     tg.add_argument("--out", type=Path, default=Path("results/generators"), help="grid folder")
     tg.add_argument("--samples", type=int, default=64, help="images in the grid (default 64)")
     tg.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
@@ -168,7 +170,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--generator", "-g", default=None, help="zoo generator (default: dcgan)")
     ed.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ed.add_argument("--seed", type=int, default=0)
-    ed.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ed.add_argument("--device", default="cpu", help=DEVICE_HELP)
     ed.add_argument("--out", type=Path, default=Path("results/editing"))
     ed.add_argument("--json", action="store_true", help="print the score record(s) as JSON")
     ed.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
@@ -363,11 +365,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_train_generator(args: argparse.Namespace) -> int:
     from invbench import progress
+    from invbench.device import select
     from invbench.generators.train import train_generator
 
     progress.set_quiet(args.quiet)
+    device = str(select(args.device))  # the runner's choice and messages for --device
     info, png = train_generator(
-        args.generator, args.dataset, args.sets, args.out, args.device, args.samples
+        args.generator, args.dataset, args.sets, args.out, device, args.samples
     )
     how = "found in the cache" if info["cached"] else "trained"
     print(

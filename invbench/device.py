@@ -119,8 +119,9 @@ def run_batched(
                 mem = describe(device).get("memory_gib", "?")
                 raise UsageError(
                     f"out of memory on {describe(device)['device']} ({mem} GiB) with a {what} "
-                    "of a single image. Use a smaller resolution or model, free the device "
-                    "(other processes may hold memory), or run on a larger GPU."
+                    "of a single image. Run with --device cpu, free the device (other "
+                    "processes may hold memory), use a smaller resolution or model, or a "
+                    "larger GPU."
                 ) from None
             b //= 2
             log(f"out of memory with {what} size {b * 2}; retrying with {b}")

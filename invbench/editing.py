@@ -132,7 +132,7 @@ def _decode(model: LatentModel, codes: torch.Tensor, batch: int) -> torch.Tensor
 def _invert(inv: Inverter, images: torch.Tensor, batch: int) -> Latents:
     from invbench.runner import invert_all
 
-    return invert_all(inv, images.to(inv.device), batch)
+    return invert_all(inv, images.to(inv.device), batch)[0]
 
 
 def edit_grid(
@@ -291,13 +291,14 @@ def prepare(
 ) -> Prepared:
     """Resolve, load the data, obtain the generator and fit (cached) exactly as the runner does."""
     from invbench.config import stable_hash
+    from invbench.device import select
     from invbench.generators.train import obtain
     from invbench.inverter import FitContext
     from invbench.registry import DATASETS
-    from invbench.runner import RunSpec, _device, fit_cached, resolve
+    from invbench.runner import RunSpec, fit_cached, resolve
 
     res = resolve(RunSpec(method, dataset, generator, sets, seed, device))
-    dev = _device(device)
+    dev = select(device)
     ds = DATASETS.get(dataset)(res.dataset_cfg)
     splits = ds.load()
     data_fp = ds.fingerprint()

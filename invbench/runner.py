@@ -11,6 +11,10 @@ dataset (train / test split, images in [-1, 1])
 
 Metric time (features, statistics, distances) is clocked apart from method time (inverting
 the test set and the random samples) and recorded in the provenance.
+
+On CUDA (``--device cuda`` or ``auto``, see ``invbench.device``): timings are synchronised,
+a batch that runs out of memory is halved and retried (results do not depend on the batch),
+and inversion, synthesis and metrics run in float32 without TF32 so numbers match the CPU's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import dataclasses
 import datetime as _dt
 import math
 import os
-import platform
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,6 +38,7 @@ import invbench
 from invbench import artifacts
 from invbench.config import as_dict, build, config_file, load_yaml, parse_sets, stable_hash
 from invbench.data import Splits
+from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
@@ -200,36 +204,25 @@ def _git_rev() -> str:
         return "unknown"
 
 
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(
-            "--device cuda was asked for, but no CUDA device is visible. Use --device cpu."
-        )
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise UsageError(f"--device must be cpu or cuda[:N], got '{name}'.")
-    return torch.device(name)
+def invert_all(inv: Inverter, images: torch.Tensor, batch_size: int) -> tuple[Latents, int]:
+    """Invert in batches of ``batch_size``, halved on CUDA out-of-memory (see ``run_batched``);
+    return the latents (on the CPU) and the batch size that fitted."""
 
+    def invert(x: torch.Tensor) -> Latents:
+        lat = inv.invert(x)
+        return Latents(lat.tensor.detach().cpu(), lat.space)
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()})"
-
-
-def invert_all(inv: Inverter, images: torch.Tensor, batch_size: int) -> Latents:
-    parts = [inv.invert(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return Latents.cat([Latents(p.tensor.detach().cpu(), p.space) for p in parts])
+    parts, fitted = run_batched(invert, images, batch_size, inv.device, "inversion batch")
+    return Latents.cat(parts), fitted
 
 
 def decode_all(inv: Inverter, latents: Latents, batch_size: int) -> torch.Tensor:
-    parts = [
-        inv.decode(latents[i : i + batch_size]).cpu() for i in range(0, len(latents), batch_size)
-    ]
+    """Decode in batches of ``batch_size`` (halved on CUDA out-of-memory), on the CPU."""
+
+    def decode(t: torch.Tensor) -> torch.Tensor:
+        return inv.decode(Latents(t, latents.space)).cpu()
+
+    parts, _ = run_batched(decode, latents.tensor, batch_size, inv.device, "decoding batch")
     return torch.cat(parts)
 
 
@@ -238,9 +231,9 @@ def fit_cached(
 ) -> tuple[float, bool]:
     """Run ``fit`` or load its result from the cache; return (fit seconds, came from cache)."""
     if not inv.trains:
-        t0 = time.perf_counter()
-        inv.fit(ctx)
-        return time.perf_counter() - t0, False
+        with Stopwatch(ctx.device) as sw:
+            inv.fit(ctx)
+        return sw.seconds, False
     key = stable_hash(
         {
             "method": res.spec.method,
@@ -255,10 +248,9 @@ def fit_cached(
     if cached is not None:
         inv.load_state_dict(cached[0])
         return float(cached[1].get("fit_seconds", 0.0)), True
-    t0 = time.perf_counter()
-    inv.fit(ctx)
-    _sync(ctx.device)
-    seconds = time.perf_counter() - t0
+    with Stopwatch(ctx.device) as sw:
+        inv.fit(ctx)
+    seconds = sw.seconds
     artifacts.save_artifact(
         "inverters", key, inv.state_dict(), {"method": res.spec.method, "fit_seconds": seconds}
     )
@@ -300,6 +292,7 @@ class _Clock:
             self.seconds += time.perf_counter() - t0
 
 
+@exact_fp32()
 def score_paired(
     recon: torch.Tensor, test: torch.Tensor, ev: EvalConfig, device: torch.device, seed: int
 ) -> tuple[dict[str, float | None], dict[str, list[float]], dict[str, str], dict[str, str]]:
@@ -328,6 +321,7 @@ def score_paired(
     return metrics, ci, flavors, unavailable
 
 
+@exact_fp32()
 def score_tracks(
     inv: Inverter,
     ev: EvalConfig,
@@ -339,12 +333,15 @@ def score_tracks(
     device: torch.device,
     seed: int,
     clock: _Clock,
+    batch: int,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
     """The InvGAN tracks (random samples, their reconstructions, test reconstructions, test
     interpolations) scored by FID at two N, plus KID, SWD and latent recovery.
 
     Image generation and the inversion of random samples are method time, not metric time:
-    only feature extraction, statistics and distances run under ``clock``.
+    only feature extraction, statistics and distances run under ``clock``. Samples are drawn
+    ``ev.batch_size`` at a time (what they are depends on it); ``batch``, the size that fitted
+    the test split's inversion, bounds every decode and inversion (what they give does not).
     """
     metrics: dict[str, float] = {}
     flavors: dict[str, str] = {}
@@ -390,7 +387,7 @@ def score_tracks(
         mid = Latents((latents.tensor[a] + latents.tensor[b]) / 2, latents.space)
         interp = FeatureTrack("fid_interp", net, small)
         for i in range(0, n_pairs, ev.batch_size):
-            imgs = inv.decode(mid[i : i + ev.batch_size]).cpu()
+            imgs = decode_all(inv, mid[i : i + ev.batch_size], batch)
             with clock():
                 interp.update(imgs, mb)
         with clock():
@@ -406,17 +403,16 @@ def score_tracks(
     t_invert = 0.0
     while rand.n < n_rand or rand_rec.n < n_rec:
         lat = inv.sample(ev.batch_size, generator=g)
-        imgs = inv.decode(lat).cpu()
+        imgs = decode_all(inv, lat, batch)
         with clock():
             rand.update(imgs[: max(0, n_rand - rand.n)], mb)
         k = min(len(imgs), n_rec - rand_rec.n)
         if k <= 0:
             continue
-        t1 = time.perf_counter()
-        found = inv.invert(imgs[:k].to(device))
-        _sync(device)
-        t_invert += time.perf_counter() - t1
-        rec = inv.decode(found).cpu()
+        with Stopwatch(device) as sw:
+            found, _ = invert_all(inv, imgs[:k].to(device), batch)
+        t_invert += sw.seconds
+        rec = decode_all(inv, found, batch)
         with clock():
             rand_rec.update(rec, mb)
         true = lat.tensor[:k].detach().cpu().double()
@@ -449,8 +445,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
     """Execute one run and write its record (JSON) and grid (PNG) under ``spec.out``."""
     started = _dt.datetime.now(_dt.UTC)
     t_start = time.perf_counter()
+    device = select(spec.device)
     res = resolve(spec)
-    device = _device(spec.device)
     config = res.config()
     chash = stable_hash(config)
     torch.manual_seed(spec.seed)
@@ -480,13 +476,12 @@ def run(spec: RunSpec) -> dict[str, Any]:
         test = test[: len(splits.test)]  # as many train images as the test split has
     test_dev = test.to(device)
     log(f"inverting {len(test)} test images with '{spec.method}'")
-    inv.warmup(test_dev)
-    _sync(device)
-    t0 = time.perf_counter()
-    latents = invert_all(inv, test_dev, res.eval_cfg.batch_size)
-    _sync(device)
-    sec_per_image = (time.perf_counter() - t0) / len(test)
-    recon = decode_all(inv, latents, res.eval_cfg.batch_size)
+    with exact_fp32():  # like the metrics: float32 without TF32 (invbench.device)
+        run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
+        with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
+            latents, batch = invert_all(inv, test_dev, res.eval_cfg.batch_size)
+        sec_per_image = sw.seconds / len(test)
+        recon = decode_all(inv, latents, batch)
     if not torch.isfinite(recon).all():
         raise UsageError(
             f"method '{spec.method}' produced NaN/inf reconstructions; check its settings "
@@ -503,7 +498,17 @@ def run(spec: RunSpec) -> dict[str, Any]:
     track_info: dict[str, Any] = {}
     if res.eval_cfg.tracks:
         m, f, track_info = score_tracks(
-            inv, res.eval_cfg, splits, data_fp, test, recon, latents, device, spec.seed, clock
+            inv,
+            res.eval_cfg,
+            splits,
+            data_fp,
+            test,
+            recon,
+            latents,
+            device,
+            spec.seed,
+            clock,
+            batch,
         )
         metrics.update(m)
         flavors.update(f)
@@ -538,7 +543,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
             "invbench": invbench.__version__,
             "git": _git_rev(),
             "torch": torch.__version__,
-            "device": device_name(device),
+            **describe(device),  # "device": its name (+ memory, capability, CUDA on a GPU)
             "threads": torch.get_num_threads(),
             "host_cpus": os.cpu_count(),
             "started": started.isoformat(timespec="seconds"),
@@ -547,6 +552,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
             "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
             "fit_cached": fit_cached_flag,
             "invert_seconds": round(sec_per_image * len(test), 3),
+            "invert_batch_size": batch,  # eval.batch_size, or what fitted in device memory
             "metric_seconds": round(clock.seconds, 3),
             **track_info,
             **inv.flavor(),

@@ -1,4 +1,5 @@
-"""The CUDA path's helpers, run on the CPU: device choice, synchronised timing, OOM back-off.
+"""The CUDA path, run on the CPU: device choice, synchronised timing, OOM back-off, precision,
+and how the runner and the command line use them.
 
 The out-of-memory test raises ``torch.cuda.OutOfMemoryError`` — the exception CUDA raises —
 from a function whose memory budget is a fixed number of images, so the back-off code that
@@ -13,7 +14,11 @@ import pytest
 import torch
 
 from invbench import device as D
+from invbench import runner
+from invbench.cli import main
 from invbench.errors import UsageError
+from invbench.inverter import Inverter, Latents
+from invbench.metrics.perceptual import Unavailable
 
 
 def test_select():
@@ -70,3 +75,66 @@ def test_precision_policy_contexts():
     with D.autocast("cpu", enabled=True):
         assert (a @ a).dtype == torch.bfloat16
     assert D.describe("cpu")["device"].startswith("cpu")
+
+
+# -- the runner and the command line on the CUDA path ------------------------------------------------
+class _SmallDevice(Inverter):
+    """Inverts each image on its own (like every method) on a device that holds 3 images."""
+
+    def invert(self, images: torch.Tensor) -> Latents:
+        if len(images) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return Latents(images.flatten(1).tanh() * 2, "z")
+
+
+def test_runner_inversion_backs_off_and_matches_the_unbatched_result():
+    inv = _SmallDevice(None, None)
+    x = torch.randn(10, 1, 4, 4)
+    latents, fitted = runner.invert_all(inv, x, batch_size=16)
+    assert fitted == 2 and latents.space == "z"
+    torch.testing.assert_close(latents.tensor, x.flatten(1).tanh() * 2)
+
+    def no_memory(images: torch.Tensor) -> Latents:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    inv.invert = no_memory  # type: ignore[method-assign]
+    with pytest.raises(UsageError, match="single image. Run with --device cpu"):
+        runner.invert_all(inv, x, batch_size=4)
+
+
+def test_metrics_are_computed_without_tf32(monkeypatch):
+    seen = []
+
+    def paired(recon: torch.Tensor, test: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return {"mse": (recon - test).pow(2).flatten(1).mean(1)}
+
+    def no_lpips(*args: object) -> None:
+        raise Unavailable("no AlexNet here")
+
+    monkeypatch.setattr(runner, "compute_paired", paired)
+    monkeypatch.setattr(runner, "load_lpips", no_lpips)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    x = torch.zeros(2, 1, 4, 4)
+    ev = runner.EvalConfig(bootstrap=0)
+    metrics, *_ = runner.score_paired(x, x, ev, torch.device("cpu"), 0)
+    assert seen == [(False, False)] and metrics["mse"] == 0.0
+    assert torch.backends.cudnn.allow_tf32  # restored after the metrics
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--method", "creswell"],
+        ["train-generator", "--generator", "dcgan"],
+        ["edit", "--method", "creswell", "--directions", "sefa"],
+        ["eval-images", "--real", "nowhere", "--fake", "nowhere"],
+    ],
+)
+def test_device_cuda_without_a_gpu_exits_2_naming_the_fix(args, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "out")] if args[0] != "eval-images" else []
+    assert main([*args, "--device", "cuda", *out]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device is visible" in err and "--device cpu" in err
+    assert not list(tmp_path.rglob("*.*"))  # it stopped before training or writing anything

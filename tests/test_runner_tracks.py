@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from invbench.device import describe
 from invbench.runner import RunSpec, run
 
 
@@ -68,3 +69,10 @@ def test_paired_metrics_have_bootstrap_intervals(record) -> None:
     for name in ("mse", "mae", "psnr", "ssim"):
         lo, hi = record["ci"][name]
         assert lo <= record["metrics"][name] <= hi
+
+
+def test_provenance_names_the_device_and_the_batch_that_fitted(record) -> None:
+    prov = record["provenance"]
+    assert prov["device"] == describe("cpu")["device"] and prov["device"].startswith("cpu (")
+    assert prov["invert_batch_size"] == 32  # eval.batch_size: no out-of-memory on the CPU
+    assert record["metrics"]["sec_per_image"] > 0

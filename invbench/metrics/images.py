@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from invbench.device import exact_fp32, select
 from invbench.errors import DataError
 
 MODES = {"L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3}
@@ -77,6 +78,7 @@ def _content_hash(x: torch.Tensor) -> str:
     return hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16]
 
 
+@exact_fp32()  # float32 without TF32, as in the runner (invbench.device's precision policy)
 def evaluate_folders(
     real_dir: Path,
     fake_dir: Path,
@@ -90,14 +92,14 @@ def evaluate_folders(
     from invbench.config import build, parse_sets
     from invbench.metrics.evaluate import FeatureTrack, reference
     from invbench.metrics.swd import SWDAccumulator, swd
-    from invbench.runner import EvalConfig, _device, score_paired
+    from invbench.runner import EvalConfig, score_paired
 
     scoped = parse_sets(sets or [])
     extra = set(scoped) - {"", "eval"}
     if extra:
         raise DataError(f"eval-images takes only eval settings (--set key=value); got {extra}.")
     ev = build(EvalConfig, ("--set", {**scoped.get("", {}), **scoped.get("eval", {})}))
-    dev = _device(device)
+    dev = select(device)
     rnames, rarr = load_folder(real_dir)
     fnames, farr = load_folder(fake_dir)
     channels = max(a.shape[2] for a in rarr + farr)
