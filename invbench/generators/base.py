@@ -35,6 +35,9 @@ class GanTraining:
     n_critic: int = 1  # discriminator steps per generator step
     gp_weight: float = 10.0  # lambda of WGAN-GP (Gulrajani et al. 2017, eq. 3)
     r1_gamma: float = 0.0  # R1 penalty gamma/2 E||grad D(x_real)||^2 (Mescheder et al. 2018)
+    # Decay of an exponential moving average of G's weights, the generator that is kept
+    # (Karras et al. 2018, ProGAN §A.1; Yazici et al. 2019); 0 keeps the last iterate.
+    ema: float = 0.999
 
 
 def validate_training(cfg: GanTraining) -> None:
@@ -47,6 +50,8 @@ def validate_training(cfg: GanTraining) -> None:
         raise ValueError("n_critic must be >= 1")
     if cfg.instance_noise < 0 or cfg.gp_weight < 0 or cfg.r1_gamma < 0:
         raise ValueError("instance_noise, gp_weight and r1_gamma must be >= 0")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ValueError("ema must be in [0, 1)")
 
 
 class Generator(nn.Module):

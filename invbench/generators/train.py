@@ -16,6 +16,7 @@ its key is the hash of its ``fingerprint()`` (the weights' content).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -37,7 +38,8 @@ from invbench.registry import GENERATORS
 
 # Bump when training code changes its result, to invalidate cached weights.
 # v2: initial weights seeded from the config's seed; R1 penalty; Generator.training_forward.
-TRAIN_VERSION = 2
+# v3: optional EMA of G's weights with standing BatchNorm statistics.
+TRAIN_VERSION = 3
 StepHook = Callable[[int], None]
 
 
@@ -201,7 +203,11 @@ def train_gan(
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     rng = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    ckpt = Checkpointer(key, {"gen": gen, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, rng)
+    nets: dict[str, nn.Module] = {"gen": gen, "disc": disc}
+    ema = copy.deepcopy(gen).requires_grad_(False) if cfg.ema > 0 else None
+    if ema is not None:
+        nets["ema"] = ema
+    ckpt = Checkpointer(key, nets, {"opt_g": opt_g, "opt_d": opt_d}, rng)
     start = ckpt.restore()
     if start:
         log(f"resuming generator training at step {start}/{cfg.steps}")
@@ -240,6 +246,8 @@ def train_gan(
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        if ema is not None:
+            _ema_update(ema, gen, cfg.ema, step)
         check_finite(step, loss_d=loss_d.detach(), loss_g=loss_g.detach())
         pbar.update(1)
         if step % 50 == 0:
@@ -250,7 +258,37 @@ def train_gan(
         if on_step is not None:
             on_step(done)
     pbar.close()
+    if ema is not None:
+        gen.load_state_dict(ema.state_dict())
+        _standing_batchnorm(gen, cfg.batch_size, rng)
     gen.eval()
+
+
+def _ema_update(ema: nn.Module, gen: nn.Module, decay: float, step: int) -> None:
+    # theta_ema <- d * theta_ema + (1 - d) * theta, with the warm-up d_t = min(d, (1+t)/(10+t))
+    # so the average forgets the random initial weights quickly.
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), gen.parameters(), strict=True):
+            pe.lerp_(p, 1.0 - d)
+
+
+@torch.no_grad()
+def _standing_batchnorm(gen: Generator, batch_size: int, rng: torch.Generator) -> None:
+    """Re-estimate BatchNorm running statistics for the averaged weights ("standing statistics",
+    Brock et al. 2019, BigGAN §C.1): the live generator's statistics belong to other weights."""
+    bns = [m for m in gen.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the passes below
+    gen.train()
+    for _ in range(32):
+        gen.training_forward(gen.sample_z(batch_size, rng), rng)
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
 
 
 def route_sets(
