@@ -107,6 +107,9 @@ def load(name_or_path: str) -> Suite:
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise UsageError(f"{path}: 'seeds' must be a list of integers.")
+    claims = list(data.get("claims") or [])
+    for c in claims:
+        _check_claim(path, c, labels)
     table = data.get("table") or {}
     return Suite(
         name=path.stem,
@@ -115,9 +118,32 @@ def load(name_or_path: str) -> Suite:
         seeds=seeds,
         runs=runs,
         metrics=table.get("metrics"),
-        claims=list(data.get("claims") or []),
+        claims=claims,
         notes=list(data.get("notes") or []),
     )
+
+
+CLAIM_KEYS = {"text", "better", "worse", "metric", "factor"}
+
+
+def _check_claim(path: Path, claim: Any, labels: list[str]) -> None:
+    """A claim names two run labels and a metric; ``factor`` (default 1) relaxes "better than"
+    to "no worse than factor x" (e.g. InvGAN's fid_rand within 1.5x of a plain GAN's)."""
+    if not isinstance(claim, dict) or not {"better", "worse", "metric"} <= claim.keys():
+        raise UsageError(f"{path}: each claim needs better, worse and metric; got {claim!r}.")
+    unknown = set(claim) - CLAIM_KEYS
+    if unknown:
+        raise UsageError(
+            f"{path}: unknown claim key(s) {sorted(unknown)}; valid: {sorted(CLAIM_KEYS)}."
+        )
+    for side in ("better", "worse"):
+        if claim[side] not in labels:
+            raise UsageError(
+                f"{path}: claim {side}={claim[side]!r} is not a run label; labels: {labels}."
+            )
+    factor = claim.get("factor", 1.0)
+    if not isinstance(factor, int | float) or isinstance(factor, bool) or factor <= 0:
+        raise UsageError(f"{path}: claim factor must be a positive number, got {factor!r}.")
 
 
 def _spec(run: SuiteRun, seed: int, out: Path, device: str):
@@ -189,9 +215,15 @@ def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[st
         if a is None or b is None:
             lines.append(f"{text}: not measured ({metric} missing for {better!r} or {worse!r})")
             continue
-        held = a > b if higher_better(metric) else a < b
+        factor = float(c.get("factor", 1.0))
+        if factor == 1.0:
+            held = a > b if higher_better(metric) else a < b
+            bound = ""
+        else:  # "no worse than factor x": a <= factor * b (lower is better), a >= b / factor
+            held = a >= b / factor if higher_better(metric) else a <= factor * b
+            bound = f", bound {factor:g}x"
         verdict = "HELD" if held else "DID NOT HOLD"
-        lines.append(f"{text}: {verdict} ({metric}: {better} {a:.4g} vs {worse} {b:.4g})")
+        lines.append(f"{text}: {verdict} ({metric}: {better} {a:.4g} vs {worse} {b:.4g}{bound})")
     return lines
 
 

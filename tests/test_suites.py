@@ -160,3 +160,32 @@ def test_tolerance_comes_from_seed_spread():
     assert check.tolerance(1.0, 0.1) == pytest.approx(0.3)  # 3 sigma of the seed spread
     assert check.tolerance(1.0, 0.0) == pytest.approx(0.02)  # relative floor
     assert check.tolerance(1.0, None) == pytest.approx(0.10)  # single seed: wide floor
+
+
+def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
+    head = "runs:\n  - {label: a, method: creswell}\n  - {label: b, method: creswell}\nclaims:\n"
+    bad = tmp_path / "bad.yaml"
+    for claim, match in [
+        ("{better: a, worse: c, metric: mse}", "not a run label"),
+        ("{better: a, worse: b, metric: mse, factr: 2}", "unknown claim key"),
+        ("{better: a, worse: b, metric: mse, factor: -1}", "positive number"),
+        ("{better: a, metric: mse}", "needs better, worse and metric"),
+    ]:
+        bad.write_text(head + f"  - {claim}\n")
+        with pytest.raises(UsageError, match=match):
+            suites.load(str(bad))
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        head
+        + '  - {text: "a within 1.5x", better: a, worse: b, metric: fid_rand, factor: 1.5}\n'
+        + '  - {text: "a within 1.5x (ssim)", better: a, worse: b, metric: ssim, factor: 1.5}\n'
+        + '  - {text: "a below b", better: a, worse: b, metric: fid_rand}\n'
+    )
+    suite = suites.load(str(good))
+    means = {"a": {"fid_rand": 14.0, "ssim": 0.5}, "b": {"fid_rand": 10.0, "ssim": 0.7}}
+    lines = suites.evaluate_claims(suite, means)
+    assert lines[0].startswith("a within 1.5x: HELD") and "bound 1.5x" in lines[0]  # 14 <= 15
+    assert lines[1].startswith("a within 1.5x (ssim): HELD")  # 0.5 >= 0.7 / 1.5
+    assert lines[2].startswith("a below b: DID NOT HOLD")
+    means["a"]["fid_rand"] = 15.5
+    assert "DID NOT HOLD" in suites.evaluate_claims(suite, means)[0]
