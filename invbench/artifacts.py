@@ -22,6 +22,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+_UMASK = os.umask(0)  # read the process umask (the only way is to set it) and put it back
+os.umask(_UMASK)
+
 
 def home() -> Path:
     root = os.environ.get("INVBENCH_HOME")
@@ -37,6 +40,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -110,6 +110,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    artifacts.atomic_write_text(tmp_path / "atomic.json", "{}")
+    assert (tmp_path / "atomic.json").stat().st_mode == plain.stat().st_mode  # not mkstemp's 0600
+
+
 # -- creswell ---------------------------------------------------------------------------------------
 def test_creswell_latent_does_not_depend_on_batch_mates(digits, tiny_dcgan):
     _, s = digits
