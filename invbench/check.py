@@ -24,7 +24,7 @@ K_STD = 3.0
 REL_FLOOR = 0.02
 ABS_FLOOR = 1e-6
 SINGLE_SEED_REL = 0.10
-TIMING = {"sec_per_image", "fit_seconds"}
+TIMING = {"sec_per_image", "fit_seconds", "gen_train_seconds"}
 ROW_KEYS = ("method", "dataset", "generator", "space", "setting")
 
 

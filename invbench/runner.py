@@ -42,8 +42,8 @@ from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
-from invbench.metrics.evaluate import FeatureTrack, reference
-from invbench.metrics.features import DomainNetConfig, feature_network
+from invbench.metrics.evaluate import ClassShares, FeatureTrack, reference
+from invbench.metrics.features import DomainNet, DomainNetConfig, feature_network
 from invbench.metrics.paired import bootstrap_ci, compute_paired
 from invbench.metrics.perceptual import Unavailable, load_lpips
 from invbench.metrics.swd import SWDAccumulator, swd
@@ -398,6 +398,7 @@ def score_tracks(
     n_rec = ev.n_rand_rec or len(test)
     rand = FeatureTrack("fid_rand", net, small)
     rand_rec = FeatureTrack("fid_rand_rec", net, small)
+    classes = ClassShares(net) if isinstance(net, DomainNet) else None
     lat_mse: list[torch.Tensor] = []
     lat_max: list[torch.Tensor] = []
     t_invert = 0.0
@@ -405,6 +406,8 @@ def score_tracks(
         lat = inv.sample(ev.batch_size, generator=g)
         imgs = decode_all(inv, lat, batch)
         with clock():
+            if classes is not None:
+                classes.update(imgs[: max(0, n_rand - rand.n)], mb)
             rand.update(imgs[: max(0, n_rand - rand.n)], mb)
         k = min(len(imgs), n_rec - rand_rec.n)
         if k <= 0:
@@ -423,6 +426,8 @@ def score_tracks(
     with clock():
         add(rand.fid(ref))
         add(rand_rec.fid(ref))
+        if classes is not None:
+            add(classes.result())
     if lat_mse:
         mse_all, max_all = torch.cat(lat_mse), torch.cat(lat_max)
         metrics["latent_mse"] = float(mse_all.mean())
@@ -495,6 +500,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
         )
     metrics["sec_per_image"] = sec_per_image
     metrics["fit_seconds"] = fit_seconds
+    if gen_info and not gen_info.get("pretrained"):  # a zoo generator: its (cached) training
+        metrics["gen_train_seconds"] = gen_info["train_seconds"]
     track_info: dict[str, Any] = {}
     if res.eval_cfg.tracks:
         m, f, track_info = score_tracks(

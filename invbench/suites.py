@@ -123,27 +123,40 @@ def load(name_or_path: str) -> Suite:
     )
 
 
-CLAIM_KEYS = {"text", "better", "worse", "metric", "factor"}
+CLAIM_KEYS = {"text", "better", "worse", "metric", "factor", "row", "at_least", "at_most"}
 
 
 def _check_claim(path: Path, claim: Any, labels: list[str]) -> None:
-    """A claim names two run labels and a metric; ``factor`` (default 1) relaxes "better than"
-    to "no worse than factor x" (e.g. InvGAN's fid_rand within 1.5x of a plain GAN's)."""
-    if not isinstance(claim, dict) or not {"better", "worse", "metric"} <= claim.keys():
-        raise UsageError(f"{path}: each claim needs better, worse and metric; got {claim!r}.")
+    """A claim compares two rows (``better`` than ``worse`` on ``metric``; ``factor`` relaxes it
+    to "no worse than factor x", e.g. InvGAN's fid_rand within 1.5x of a plain GAN's) or bounds
+    one ``row``'s metric by ``at_least`` / ``at_most`` (e.g. every class >= 4% of samples)."""
+    if not isinstance(claim, dict) or "metric" not in claim:
+        raise UsageError(f"{path}: each claim needs a metric; got {claim!r}.")
     unknown = set(claim) - CLAIM_KEYS
     if unknown:
         raise UsageError(
             f"{path}: unknown claim key(s) {sorted(unknown)}; valid: {sorted(CLAIM_KEYS)}."
         )
-    for side in ("better", "worse"):
+    if "row" in claim:
+        sides, numbers = ("row",), ("at_least", "at_most")
+        if not set(numbers) & claim.keys() or {"better", "worse", "factor"} & claim.keys():
+            raise UsageError(f"{path}: a row claim needs at_least and/or at_most; got {claim!r}.")
+    else:
+        sides, numbers = ("better", "worse"), ("factor",)
+        if not {"better", "worse"} <= claim.keys():
+            raise UsageError(
+                f"{path}: a claim needs better, worse and metric (or row with at_least / "
+                f"at_most); got {claim!r}."
+            )
+    for side in sides:
         if claim[side] not in labels:
             raise UsageError(
                 f"{path}: claim {side}={claim[side]!r} is not a run label; labels: {labels}."
             )
-    factor = claim.get("factor", 1.0)
-    if not isinstance(factor, int | float) or isinstance(factor, bool) or factor <= 0:
-        raise UsageError(f"{path}: claim factor must be a positive number, got {factor!r}.")
+    for key in numbers:
+        v = claim.get(key, 1.0)
+        if not isinstance(v, int | float) or isinstance(v, bool) or (key == "factor" and v <= 0):
+            raise UsageError(f"{path}: claim {key} must be a positive number, got {v!r}.")
 
 
 def _spec(run: SuiteRun, seed: int, out: Path, device: str):
@@ -209,6 +222,9 @@ def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[st
     lines = []
     for c in suite.claims:
         text, metric = c.get("text", ""), c.get("metric", "")
+        if "row" in c:
+            lines.append(_bound_claim(c, means))
+            continue
         better, worse = c.get("better"), c.get("worse")
         a = means.get(better, {}).get(metric)
         b = means.get(worse, {}).get(metric)
@@ -225,6 +241,18 @@ def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[st
         verdict = "HELD" if held else "DID NOT HOLD"
         lines.append(f"{text}: {verdict} ({metric}: {better} {a:.4g} vs {worse} {b:.4g}{bound})")
     return lines
+
+
+def _bound_claim(c: dict[str, Any], means: dict[str, dict[str, float]]) -> str:
+    text, metric, row = c.get("text", ""), c["metric"], c["row"]
+    v = means.get(row, {}).get(metric)
+    if v is None:
+        return f"{text}: not measured ({metric} missing for {row!r})"
+    lo, hi = c.get("at_least"), c.get("at_most")
+    held = (lo is None or v >= lo) and (hi is None or v <= hi)
+    bounds = " and ".join(f"{op} {b:g}" for op, b in ((">=", lo), ("<=", hi)) if b is not None)
+    verdict = "HELD" if held else "DID NOT HOLD"
+    return f"{text}: {verdict} ({metric}: {row} {v:.4g}, bound {bounds})"
 
 
 def suite_hash(suite: Suite) -> str:

@@ -8,6 +8,7 @@ import torch
 
 from invbench.data import Splits
 from invbench.errors import DataError
+from invbench.metrics.evaluate import ClassShares
 from invbench.metrics.features import DomainNetConfig, domain_network, feature_network
 from invbench.metrics.weights import INCEPTION, find_weights
 
@@ -61,3 +62,21 @@ def test_inception_lookup(tmp_path, monkeypatch, digits) -> None:
     (tmp_path / "w" / INCEPTION.names[1]).write_bytes(b"not inception")
     with pytest.raises(DataError, match="checksum mismatch"):
         feature_network(splits, ds.fingerprint(), kind="auto")
+
+
+def test_class_shares_follow_the_labels_and_flag_a_collapsed_sample(lenet, digits) -> None:
+    _, splits = digits
+    true = torch.bincount(splits.test_labels, minlength=10).double() / len(splits.test_labels)
+    shares = ClassShares(lenet)
+    shares.update(splits.test, batch=64)  # batching does not change the counts
+    m, f = shares.result()
+    # Each predicted share is off its label share by at most the classifier's error rate.
+    slack = 1 - lenet.test_accuracy
+    assert true.min() - slack <= m["class_share_min"] <= true.min() + slack
+    assert true.max() - slack <= m["class_share_max"] <= true.max() + slack
+    assert f["class_share_min"] == f"{lenet.flavor}-classifier/N={len(splits.test)}/classes=10"
+    # A "generator" that only ever draws the digits of one class: one mode, nine missing.
+    collapsed = ClassShares(lenet)
+    collapsed.update(splits.test[splits.test_labels == 3])
+    m, _ = collapsed.result()
+    assert m["class_share_max"] >= 0.8 and m["class_share_min"] <= 0.05

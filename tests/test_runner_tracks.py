@@ -44,7 +44,7 @@ def test_every_track_metric_is_reported_with_its_flavor(record) -> None:
     expected = [
         "fid_rand", "fid_rand@N=20", "fid_rand_rec", "fid_rand_rec@N=20", "fid_test_rec",
         "fid_test_rec@N=20", "fid_interp", "fid_interp@N=20", "kid_test_rec", "kid_test_rec_sd",
-        "swd", "latent_mse", "recovery@0.1",
+        "swd", "latent_mse", "recovery@0.1", "class_share_min", "class_share_max",
     ]  # fmt: skip
     for name in expected:
         assert name in m and m[name] is not None and math.isfinite(m[name]), name
@@ -54,6 +54,8 @@ def test_every_track_metric_is_reported_with_its_flavor(record) -> None:
     assert fl["fid_rand"] == "lenet-digits-e3/N=64/ref=train"
     assert fl["fid_rand_rec"] == "lenet-digits-e3/N=24/ref=train"
     assert fl["swd"] == "progan/levels=32,16/N=40/ref=test"
+    assert fl["class_share_min"] == "lenet-digits-e3-classifier/N=64/classes=10"
+    assert 0 <= m["class_share_min"] <= 0.1 <= m["class_share_max"] <= 1
     assert 0 <= m["recovery@0.01"] <= m["recovery@0.1"] <= m["recovery@0.5"] <= 1
     assert m["fid_test_rec"] > 0 and m["kid_test_rec_sd"] >= 0
     assert 0 < record["provenance"]["feature_net_test_accuracy"] <= 1

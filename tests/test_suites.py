@@ -170,6 +170,8 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
         ("{better: a, worse: b, metric: mse, factr: 2}", "unknown claim key"),
         ("{better: a, worse: b, metric: mse, factor: -1}", "positive number"),
         ("{better: a, metric: mse}", "needs better, worse and metric"),
+        ("{row: a, metric: mse}", "needs at_least and/or at_most"),
+        ("{row: z, metric: mse, at_most: 1}", "not a run label"),
     ]:
         bad.write_text(head + f"  - {claim}\n")
         with pytest.raises(UsageError, match=match):
@@ -180,6 +182,8 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
         + '  - {text: "a within 1.5x", better: a, worse: b, metric: fid_rand, factor: 1.5}\n'
         + '  - {text: "a within 1.5x (ssim)", better: a, worse: b, metric: ssim, factor: 1.5}\n'
         + '  - {text: "a below b", better: a, worse: b, metric: fid_rand}\n'
+        + '  - {text: "b in range", row: b, metric: ssim, at_least: 0.6, at_most: 0.8}\n'
+        + '  - {text: "a above 0.6", row: a, metric: ssim, at_least: 0.6}\n'
     )
     suite = suites.load(str(good))
     means = {"a": {"fid_rand": 14.0, "ssim": 0.5}, "b": {"fid_rand": 10.0, "ssim": 0.7}}
@@ -187,5 +191,7 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
     assert lines[0].startswith("a within 1.5x: HELD") and "bound 1.5x" in lines[0]  # 14 <= 15
     assert lines[1].startswith("a within 1.5x (ssim): HELD")  # 0.5 >= 0.7 / 1.5
     assert lines[2].startswith("a below b: DID NOT HOLD")
+    assert lines[3] == "b in range: HELD (ssim: b 0.7, bound >= 0.6 and <= 0.8)"
+    assert lines[4].startswith("a above 0.6: DID NOT HOLD")
     means["a"]["fid_rand"] = 15.5
     assert "DID NOT HOLD" in suites.evaluate_claims(suite, means)[0]

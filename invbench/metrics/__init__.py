@@ -46,8 +46,17 @@ INFO: dict[str, MetricInfo] = {
         "|z_i - z*_i| < eps (Lipton & Tripathi 2017)",
         "{:.3f}",
     ),
+    "class_share_min": MetricInfo(
+        True, "smallest share of a class among random samples (domain classifier)", "{:.3f}"
+    ),
+    "class_share_max": MetricInfo(
+        False, "largest share of a class among random samples (domain classifier)", "{:.3f}"
+    ),
     "sec_per_image": MetricInfo(False, "wall-clock seconds per image for invert", "{:.4f}"),
     "fit_seconds": MetricInfo(False, "wall-clock seconds of fit", "{:.1f}"),
+    "gen_train_seconds": MetricInfo(
+        False, "wall-clock seconds the zoo generator took to train (when it was trained)", "{:.1f}"
+    ),
 }
 
 

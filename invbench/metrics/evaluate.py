@@ -19,7 +19,7 @@ import torch
 from invbench import artifacts
 from invbench.config import stable_hash
 from invbench.metrics.distribution import RunningStats, frechet_distance, kid
-from invbench.metrics.features import FeatureNet
+from invbench.metrics.features import DomainNet, FeatureNet
 
 # What happens to images before the feature network; part of the reference cache key.
 PREPROCESS = "float32 NCHW in [-1,1], native resolution (Inception: uint8 RGB, TF-bilinear 299)"
@@ -155,3 +155,29 @@ class FeatureTrack:
         mean, std = kid(feats, ref.feats, subsets, size, seed)
         flavor = f"{self.net.flavor}/N={len(feats)}/ref={ref.split}/subsets={subsets}x{size}"
         return {name: mean, f"{name}_sd": std}, {name: flavor, f"{name}_sd": flavor}
+
+
+class ClassShares:
+    """Mode coverage of random samples: the share of each class that the domain classifier
+    predicts, reported as its minimum and maximum (every class of a balanced dataset near
+    1/classes means no mode collapse; a dropped mode shows as ``class_share_min`` near 0)."""
+
+    def __init__(self, net: DomainNet) -> None:
+        self.net = net
+        self.counts = torch.zeros(net.head.out_features, dtype=torch.long)
+
+    def update(self, images: torch.Tensor, batch: int = 500) -> None:
+        dev = next(self.net.parameters()).device
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                pred = self.net.logits(images[i : i + batch].to(dev, torch.float32)).argmax(1)
+                self.counts += torch.bincount(pred.cpu(), minlength=len(self.counts))
+
+    def result(self) -> tuple[dict[str, float], dict[str, str]]:
+        n = int(self.counts.sum())
+        if n == 0:
+            return {}, {}
+        share = self.counts.double() / n
+        flavor = f"{self.net.flavor}-classifier/N={n}/classes={len(self.counts)}"
+        metrics = {"class_share_min": float(share.min()), "class_share_max": float(share.max())}
+        return metrics, dict.fromkeys(metrics, flavor)
