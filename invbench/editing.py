@@ -301,13 +301,13 @@ def prepare(
     dev = select(device)
     ds = DATASETS.get(dataset)(res.dataset_cfg)
     splits = ds.load()
-    data_fp = ds.fingerprint()
+    data_fp = ds.train_fingerprint()  # as the runner: probe datasets reuse the base models
     gen, gen_key = None, None
     if res.generator_name is not None:
         gen, info = obtain(res.generator_name, splits, data_fp, res.generator_sets, device=dev)
         gen_key = info["key"]
     inv = res.method_cls(res.method_cfg, gen, device=dev, seed=seed)
-    ctx = FitContext(splits=splits, dataset=dataset, device=dev, seed=seed)
+    ctx = FitContext(splits, dataset, dev, seed, extra={"dataset_fp": data_fp})
     fit_cached(inv, res, ctx, gen_key, data_fp)
     return Prepared(inv, splits, data_fp, dev, res.generator_name, stable_hash(res.config()))
 

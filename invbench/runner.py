@@ -471,7 +471,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
         gen_key = gen_info["key"]
 
     inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
-    ctx = FitContext(splits=splits, dataset=spec.dataset, device=device, seed=spec.seed)
+    ctx = FitContext(splits, spec.dataset, device, spec.seed, extra={"dataset_fp": data_fp})
     fit_seconds, fit_cached_flag = fit_cached(inv, res, ctx, gen_key, data_fp)
 
     test = splits.test if res.eval_cfg.split == "test" else splits.train

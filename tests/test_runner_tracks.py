@@ -78,3 +78,21 @@ def test_provenance_names_the_device_and_the_batch_that_fitted(record) -> None:
     assert prov["device"] == describe("cpu")["device"] and prov["device"].startswith("cpu (")
     assert prov["invert_batch_size"] == 32  # eval.batch_size: no out-of-memory on the CPU
     assert record["metrics"]["sec_per_image"] > 0
+
+
+def test_fit_gets_the_runners_dataset_fingerprint(tiny_dcgan, tmp_path, monkeypatch) -> None:
+    # Methods key their domain network (perceptual losses) on it: the same key as the metric
+    # tracks', so the LeNet is trained once per cache root, not once per consumer.
+    import invbench.runner as runner
+    from invbench.registry import DATASETS
+
+    seen = []
+    real = runner.fit_cached
+    monkeypatch.setattr(
+        runner, "fit_cached", lambda inv, res, ctx, *a: seen.append(ctx) or real(inv, res, ctx, *a)
+    )
+    sets = ["generator.steps=300", "generator.batch_size=32", "method.steps=2", "eval.n_test=4",
+            "eval.tracks=false", "eval.bootstrap=10"]  # fmt: skip
+    run(RunSpec(method="creswell", dataset="digits", sets=sets, out=tmp_path))
+    digits = DATASETS.get("digits")(DATASETS.get("digits").Config())
+    assert seen[0].extra["dataset_fp"] == digits.train_fingerprint()
