@@ -84,11 +84,7 @@ def load(name_or_path: str) -> Suite:
     for i, entry in enumerate(runs_raw):
         if not isinstance(entry, dict) or "method" not in entry:
             raise UsageError(f"{path}: runs[{i}] must be a mapping with at least 'method'.")
-        extra = set(entry) - RUN_KEYS
-        if extra:
-            raise UsageError(
-                f"{path}: runs[{i}] has unknown key(s) {', '.join(sorted(extra))}; valid: {', '.join(sorted(RUN_KEYS))}."
-            )
+        _reject_unknown(path, f"runs[{i}]", entry, RUN_KEYS)
         sets = entry.get("sets") or []
         if not isinstance(sets, list) or not all(isinstance(s, str) and "=" in s for s in sets):
             raise UsageError(f"{path}: runs[{i}].sets must be a list of 'key=value' strings.")
@@ -123,6 +119,15 @@ def load(name_or_path: str) -> Suite:
     )
 
 
+def _reject_unknown(path: Path, where: str, entry: dict[str, Any], valid: set[str]) -> None:
+    extra = set(entry) - valid
+    if extra:
+        raise UsageError(
+            f"{path}: {where} has unknown key(s) {', '.join(sorted(extra))}; "
+            f"valid: {', '.join(sorted(valid))}."
+        )
+
+
 CLAIM_KEYS = {"text", "better", "worse", "metric", "factor", "row", "at_least", "at_most"}
 
 
@@ -132,11 +137,7 @@ def _check_claim(path: Path, claim: Any, labels: list[str]) -> None:
     one ``row``'s metric by ``at_least`` / ``at_most`` (e.g. every class >= 4% of samples)."""
     if not isinstance(claim, dict) or "metric" not in claim:
         raise UsageError(f"{path}: each claim needs a metric; got {claim!r}.")
-    unknown = set(claim) - CLAIM_KEYS
-    if unknown:
-        raise UsageError(
-            f"{path}: unknown claim key(s) {sorted(unknown)}; valid: {sorted(CLAIM_KEYS)}."
-        )
+    _reject_unknown(path, "a claim", claim, CLAIM_KEYS)
     if "row" in claim:
         sides, numbers = ("row",), ("at_least", "at_most")
         if not set(numbers) & claim.keys() or {"better", "worse", "factor"} & claim.keys():

@@ -167,7 +167,7 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
     bad = tmp_path / "bad.yaml"
     for claim, match in [
         ("{better: a, worse: c, metric: mse}", "not a run label"),
-        ("{better: a, worse: b, metric: mse, factr: 2}", "unknown claim key"),
+        ("{better: a, worse: b, metric: mse, factr: 2}", "unknown key"),
         ("{better: a, worse: b, metric: mse, factor: -1}", "positive number"),
         ("{better: a, metric: mse}", "needs better, worse and metric"),
         ("{row: a, metric: mse}", "needs at_least and/or at_most"),
