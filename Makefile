@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format leaderboard bench clean
+.PHONY: run test check lint format leaderboard suites bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
+## check: the regression gate CI runs after the tests — the smoke suite on the embedded default,
+## single-threaded (bit-reproducible), in a fresh cache, against leaderboards/smoke.json
+check: $(STAMP)
+	d="$$(mktemp -d)"; export INVBENCH_HOME="$$d" OMP_NUM_THREADS=1; \
+	$(BIN)/invbench suite run smoke --results "$$d/results" --quiet && \
+	$(BIN)/invbench check --against leaderboards/smoke.json --results "$$d/results"; \
+	rc=$$?; rm -rf "$$d"; exit $$rc
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -36,6 +44,23 @@ leaderboard: $(STAMP)
 	$(BIN)/invbench table --results results/leaderboard --format latex --note "$(LB_NOTE)" -o leaderboards/digits.tex
 
 LB_NOTE := Regenerate: make leaderboard (OMP_NUM_THREADS=1 invbench run --method creswell --dataset digits; invbench table)
+
+## suites: run SUITES (skipping finished cells) and write leaderboards/<suite>.{md,csv,tex}
+SUITES ?= zoo creswell-models latent-dim ood-probes
+suites: $(STAMP)
+	set -e; for s in $(SUITES); do \
+	  OMP_NUM_THREADS=1 $(BIN)/invbench suite run $$s --quiet; \
+	  $(BIN)/invbench table --suite $$s --format md -o leaderboards/$$s.md; \
+	  $(BIN)/invbench table --suite $$s --format csv -o leaderboards/$$s.csv; \
+	  $(BIN)/invbench table --suite $$s --format latex -o leaderboards/$$s.tex; \
+	done
+
+## smoke-reference: rewrite leaderboards/smoke.json (the gate's reference) from fresh runs
+smoke-reference: $(STAMP)
+	d="$$(mktemp -d)"; export INVBENCH_HOME="$$d" OMP_NUM_THREADS=1; \
+	$(BIN)/invbench suite run smoke --results "$$d/results" --quiet && \
+	$(BIN)/invbench table --suite smoke --results "$$d/results" --format json -o leaderboards/smoke.json; \
+	rc=$$?; rm -rf "$$d"; exit $$rc
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache
