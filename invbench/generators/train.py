@@ -258,8 +258,10 @@ def train_gan(
         if on_step is not None:
             on_step(done)
     pbar.close()
-    if ema is not None:
-        gen.load_state_dict(ema.state_dict())
+    if ema is not None:  # keep the averaged weights; buffers stay the live model's
+        with torch.no_grad():
+            for p, pe in zip(gen.parameters(), ema.parameters(), strict=True):
+                p.copy_(pe)
         _standing_batchnorm(gen, cfg.batch_size, rng)
     gen.eval()
 
