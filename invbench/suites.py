@@ -10,6 +10,10 @@
     claims:                    # a paper's finding, checked against the measured means
       - {text: "encoder init beats random init", better: "encoder init", worse: "random init", metric: mse}
 
+A run's seed seeds the method (initial latents, a method's own training). A zoo generator keeps
+its own ``generator.seed`` unless the entry ties it to the run: ``sets: ["generator.seed={seed}"]``
+(``{seed}`` in any set is the cell's seed), so the spread over seeds includes the generator's.
+
 A cell (run entry x seed) whose record already exists (same configuration hash) is skipped, so a
 killed suite resumes where it stopped; records are written atomically, so no cell is half done.
 """
@@ -167,7 +171,7 @@ def _spec(run: SuiteRun, seed: int, out: Path, device: str):
         method=run.method,
         dataset=run.dataset,
         generator=run.generator,
-        sets=list(run.sets),
+        sets=[s.replace("{seed}", str(seed)) for s in run.sets],  # "generator.seed={seed}"
         seed=seed,
         device=device,
         out=out,

@@ -49,9 +49,12 @@ def load_records(results: Path) -> list[dict[str, Any]]:
 
 
 def setting_id(rec: dict[str, Any]) -> str:
-    """A short id of everything in the configuration except the seed."""
+    """A short id of everything in the configuration except the seeds (the run's and the zoo
+    generator's: records that differ only in them are seeds of one setting)."""
     cfg = dict(rec.get("config", {}))
     cfg.pop("seed", None)
+    if isinstance(cfg.get("generator"), dict):
+        cfg["generator"] = {k: v for k, v in cfg["generator"].items() if k != "seed"}
     return stable_hash(cfg, 8)
 
 

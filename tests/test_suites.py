@@ -195,3 +195,23 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
     assert lines[4].startswith("a above 0.6: DID NOT HOLD")
     means["a"]["fid_rand"] = 15.5
     assert "DID NOT HOLD" in suites.evaluate_claims(suite, means)[0]
+
+
+def test_seed_placeholder_ties_the_generator_seed_and_stays_one_setting(tmp_path):
+    from invbench.tables import setting_id
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "seeds: [0, 3]\nruns:\n  - {label: a, method: creswell, sets: "
+        '["generator.seed={seed}", "steps=1"]}\n'
+    )
+    cells = suites.cells(suites.load(str(path)), tmp_path)
+    assert [c[2].sets for c in cells] == [
+        ["generator.seed=0", "steps=1"],
+        ["generator.seed=3", "steps=1"],
+    ]
+    rec = {"config": {"seed": 0, "generator": {"name": "dcgan", "seed": 0, "steps": 9}}}
+    other = {"config": {"seed": 3, "generator": {"name": "dcgan", "seed": 3, "steps": 9}}}
+    assert setting_id(rec) == setting_id(other)  # seeds of one setting, one table row
+    other["config"]["generator"]["steps"] = 10
+    assert setting_id(rec) != setting_id(other)
