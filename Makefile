@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format leaderboard suites bench clean
+.PHONY: run test check lint format leaderboard suites smoke-reference bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,10 @@ test: $(STAMP)
 ## check: the regression gate CI runs after the tests — the smoke suite on the embedded default,
 ## single-threaded (bit-reproducible), in a fresh cache, against leaderboards/smoke.json
 check: $(STAMP)
-	d="$$(mktemp -d)"; export INVBENCH_HOME="$$d" OMP_NUM_THREADS=1; \
+	d="$$(mktemp -d)" || exit 2; trap 'rm -rf "$$d"' EXIT INT TERM; \
+	export INVBENCH_HOME="$$d" OMP_NUM_THREADS=1; \
 	$(BIN)/invbench suite run smoke --results "$$d/results" --quiet && \
-	$(BIN)/invbench check --against leaderboards/smoke.json --results "$$d/results"; \
-	rc=$$?; rm -rf "$$d"; exit $$rc
+	$(BIN)/invbench check --against leaderboards/smoke.json --results "$$d/results"
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -57,10 +57,10 @@ suites: $(STAMP)
 
 ## smoke-reference: rewrite leaderboards/smoke.json (the gate's reference) from fresh runs
 smoke-reference: $(STAMP)
-	d="$$(mktemp -d)"; export INVBENCH_HOME="$$d" OMP_NUM_THREADS=1; \
+	d="$$(mktemp -d)" || exit 2; trap 'rm -rf "$$d"' EXIT INT TERM; \
+	export INVBENCH_HOME="$$d" OMP_NUM_THREADS=1; \
 	$(BIN)/invbench suite run smoke --results "$$d/results" --quiet && \
-	$(BIN)/invbench table --suite smoke --results "$$d/results" --format json -o leaderboards/smoke.json; \
-	rc=$$?; rm -rf "$$d"; exit $$rc
+	$(BIN)/invbench table --suite smoke --results "$$d/results" --format json -o leaderboards/smoke.json
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache
