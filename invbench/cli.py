@@ -374,10 +374,9 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
         args.generator, args.dataset, args.sets, args.out, device, args.samples
     )
     how = "found in the cache" if info["cached"] else "trained"
-    print(
-        f"{args.generator} on {args.dataset}: {how} (key {info['key']}, "
-        f"{info['train_seconds']:.1f} s of training); samples: {png}"
-    )
+    secs = info["train_seconds"]
+    took = "training time unknown" if secs is None else f"{secs:.1f} s of training"
+    print(f"{args.generator} on {args.dataset}: {how} (key {info['key']}, {took}); samples: {png}")
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,7 +35,7 @@ def select(name: str = "auto") -> torch.device:
     """``auto`` = the first CUDA device if one is visible, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not name.startswith("cuda"):
+    if name != "cpu" and re.fullmatch(r"cuda(:\d+)?", name) is None:
         raise UsageError(f"--device must be auto, cpu or cuda[:N], got '{name}'.")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():

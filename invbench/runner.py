@@ -500,7 +500,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
         )
     metrics["sec_per_image"] = sec_per_image
     metrics["fit_seconds"] = fit_seconds
-    if gen_info and not gen_info.get("pretrained"):  # a zoo generator: its (cached) training
+    if gen_info and gen_info.get("train_seconds"):  # a trained zoo generator, when it trained
         metrics["gen_train_seconds"] = gen_info["train_seconds"]
     track_info: dict[str, Any] = {}
     if res.eval_cfg.tracks:
@@ -557,6 +557,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - t_start, 2),
             "generator_key": gen_key,
             "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
+            "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
             "fit_cached": fit_cached_flag,
             "invert_seconds": round(sec_per_image * len(test), 3),
             "invert_batch_size": batch,  # eval.batch_size, or what fitted in device memory

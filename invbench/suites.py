@@ -20,6 +20,7 @@ killed suite resumes where it stopped; records are written atomically, so no cel
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -142,12 +143,19 @@ def _check_claim(path: Path, claim: Any, labels: list[str]) -> None:
     if not isinstance(claim, dict) or "metric" not in claim:
         raise UsageError(f"{path}: each claim needs a metric; got {claim!r}.")
     _reject_unknown(path, "a claim", claim, CLAIM_KEYS)
-    if "row" in claim:
-        sides, numbers = ("row",), ("at_least", "at_most")
-        if not set(numbers) & claim.keys() or {"better", "worse", "factor"} & claim.keys():
-            raise UsageError(f"{path}: a row claim needs at_least and/or at_most; got {claim!r}.")
+    pair, bound = {"better", "worse", "factor"} & claim.keys(), {"row", "at_least", "at_most"}
+    bound &= claim.keys()
+    if pair and bound:
+        raise UsageError(
+            f"{path}: a claim is either a pair (better, worse, factor) or a bound (row, at_least, "
+            f"at_most), not both; got {claim!r}."
+        )
+    if bound:
+        sides = ("row",)
+        if "row" not in claim or not {"at_least", "at_most"} & claim.keys():
+            raise UsageError(f"{path}: a bound claim needs row and at_least and/or at_most.")
     else:
-        sides, numbers = ("better", "worse"), ("factor",)
+        sides = ("better", "worse")
         if not {"better", "worse"} <= claim.keys():
             raise UsageError(
                 f"{path}: a claim needs better, worse and metric (or row with at_least / "
@@ -158,10 +166,16 @@ def _check_claim(path: Path, claim: Any, labels: list[str]) -> None:
             raise UsageError(
                 f"{path}: claim {side}={claim[side]!r} is not a run label; labels: {labels}."
             )
-    for key in numbers:
-        v = claim.get(key, 1.0)
-        if not isinstance(v, int | float) or isinstance(v, bool) or (key == "factor" and v <= 0):
-            raise UsageError(f"{path}: claim {key} must be a positive number, got {v!r}.")
+    for key in ("factor", "at_least", "at_most"):
+        v = claim.get(key)
+        if v is not None and (
+            not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)
+        ):
+            raise UsageError(f"{path}: claim {key} must be a finite number, got {v!r}.")
+    if claim.get("factor", 1.0) <= 0:
+        raise UsageError(f"{path}: claim factor must be positive, got {claim['factor']!r}.")
+    if claim.get("at_least", -math.inf) > claim.get("at_most", math.inf):
+        raise UsageError(f"{path}: claim at_least is above at_most: it can never hold.")
 
 
 def _spec(run: SuiteRun, seed: int, out: Path, device: str):

@@ -24,8 +24,9 @@ from invbench.metrics.perceptual import Unavailable
 def test_select():
     assert D.select("cpu") == torch.device("cpu")
     assert D.select("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(UsageError, match="cpu or cuda"):
-        D.select("tpu")
+    for bad in ("tpu", "cudafoo", "cuda:x", "cuda:"):  # never a raw torch RuntimeError
+        with pytest.raises(UsageError, match="cpu or cuda"):
+            D.select(bad)
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA device is visible"):
             D.select("cuda")

@@ -110,11 +110,14 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path, monkeypatch):
     plain = tmp_path / "plain.json"
     plain.write_text("{}")
     artifacts.atomic_write_text(tmp_path / "atomic.json", "{}")
     assert (tmp_path / "atomic.json").stat().st_mode == plain.stat().st_mode  # not mkstemp's 0600
+    monkeypatch.setattr(artifacts, "_UMASK", 0o022)  # the common umask, whatever this one is
+    artifacts.atomic_write_text(tmp_path / "shared.json", "{}")
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644
 
 
 # -- creswell ---------------------------------------------------------------------------------------

@@ -139,7 +139,9 @@ def test_killed_training_resumes_to_the_same_weights(name, digits, tmp_path, mon
     key = ref_info["key"]
     assert artifacts.checkpoint_path("generators", key).is_file()  # step 4 was saved
     assert artifacts.load_artifact("generators", key) is None  # nothing half-trained cached
+    before = artifacts.load_checkpoint("generators", key)["elapsed"]
     resumed, info = obtain(name, splits, ds.fingerprint(), sets)
+    assert before > 0 and info["train_seconds"] >= round(before, 2)  # the killed run's time counts
     assert not info["cached"] and not artifacts.checkpoint_path("generators", key).exists()
     a, b = ref.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
@@ -155,6 +157,20 @@ def test_training_is_seeded(digits, tmp_path, monkeypatch):
         gen, _ = obtain("dcgan", splits, ds.fingerprint(), {**TINY, "seed": seed})
         weights.append(gen.net.fc.weight)
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_ema_first_step_and_the_kept_generator_is_the_average(digits, tmp_path, monkeypatch):
+    ema, live = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    e0 = ema.weight.detach().clone()
+    _ema_update(ema, live, 0.999, 0)  # step 0: d = min(0.999, 1/10) = 0.1
+    torch.testing.assert_close(ema.weight, 0.1 * e0 + 0.9 * live.weight)
+    ds, splits = digits
+    weights = {}
+    for decay in ("0", "0.9"):
+        monkeypatch.setenv("INVBENCH_HOME", str(tmp_path / decay))
+        gen, _ = obtain("dcgan", splits, ds.fingerprint(), {**TINY, "steps": "8", "ema": decay})
+        weights[decay] = gen.net.fc.weight
+    assert not torch.equal(weights["0"], weights["0.9"])  # same seed: only the averaging differs
 
 
 def test_ema_converges_geometrically_to_a_fixed_target():

@@ -168,9 +168,13 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
     for claim, match in [
         ("{better: a, worse: c, metric: mse}", "not a run label"),
         ("{better: a, worse: b, metric: mse, factr: 2}", "unknown key"),
-        ("{better: a, worse: b, metric: mse, factor: -1}", "positive number"),
+        ("{better: a, worse: b, metric: mse, factor: -1}", "factor must be positive"),
+        ("{better: a, worse: b, metric: mse, factor: .nan}", "finite number"),
         ("{better: a, metric: mse}", "needs better, worse and metric"),
-        ("{row: a, metric: mse}", "needs at_least and/or at_most"),
+        ("{row: a, metric: mse}", "needs row and at_least and/or at_most"),
+        ("{row: a, better: a, metric: mse, at_most: 1}", "not both"),
+        ("{better: a, worse: b, metric: mse, at_most: 1}", "not both"),
+        ("{row: a, metric: mse, at_least: 2, at_most: 1}", "can never hold"),
         ("{row: z, metric: mse, at_most: 1}", "not a run label"),
     ]:
         bad.write_text(head + f"  - {claim}\n")

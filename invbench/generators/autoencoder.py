@@ -90,8 +90,9 @@ class Autoencoder(Generator):
         key: str,
         device: str | torch.device = "cpu",
         on_step: StepHook | None = None,
-    ) -> None:
-        """Minimise eq. 3 by Adam; checkpointed and divergence-guarded like ``train_gan``."""
+    ) -> float:
+        """Minimise eq. 3 by Adam; checkpointed and divergence-guarded like ``train_gan``;
+        return the training seconds."""
         cfg = self.cfg
         self.to(device).train()
         opt = torch.optim.Adam(self.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -121,6 +122,7 @@ class Autoencoder(Generator):
         pbar.close()
         self.eval()
         self._fit_code_gaussian(data)
+        return ckpt.elapsed()
 
     @torch.no_grad()
     def _fit_code_gaussian(self, data: torch.Tensor) -> None:

@@ -78,25 +78,26 @@ def obtain(
         info = {"name": name, "key": stable_hash(fp), "config": as_dict(cfg)}
         return gen, {**info, "train_seconds": 0.0, "cached": True, "pretrained": True}
     cached = artifacts.load_artifact("generators", key)
-    seconds, from_cache = 0.0, cached is not None
+    seconds: float | None = None
+    from_cache, threads = cached is not None, torch.get_num_threads()
     if cached is not None:
         gen.load_state_dict(cached[0])
-        seconds = float(cached[1].get("train_seconds", 0.0))
+        seconds = cached[1].get("train_seconds")  # as measured when it was trained
+        threads = cached[1].get("train_threads")
     else:
         log(f"training generator '{name}' on {dataset_fp['dataset']} (cached after this run)")
-        t0 = time.perf_counter()
         try:
             if hasattr(gen, "train_model"):  # a generator with its own objective (autoencoder)
-                gen.train_model(splits.train, key, device=device, on_step=on_step)
+                seconds = gen.train_model(splits.train, key, device=device, on_step=on_step)
             else:
-                train_gan(gen, splits.train, key, device=device, on_step=on_step)
+                seconds = train_gan(gen, splits.train, key, device=device, on_step=on_step)
         except TrainingDiverged:
             artifacts.drop_checkpoint("generators", key)
             raise
-        seconds = time.perf_counter() - t0
         gen.cpu()
+        meta = {"name": name, "train_seconds": seconds, "train_threads": torch.get_num_threads()}
         artifacts.save_artifact(
-            "generators", key, gen.state_dict(), {"name": name, "train_seconds": seconds}
+            "generators", key, gen.state_dict(), {**meta, "device": str(device)}
         )
         artifacts.drop_checkpoint("generators", key)
     gen.to(device).eval().requires_grad_(False)
@@ -104,7 +105,8 @@ def obtain(
         "name": name,
         "key": key,
         "config": as_dict(cfg),
-        "train_seconds": round(seconds, 2),
+        "train_seconds": None if seconds is None else round(float(seconds), 2),
+        "train_threads": threads,
         "cached": from_cache,
     }
     return gen, info
@@ -148,6 +150,11 @@ class Checkpointer:
         rng: torch.Generator,
     ) -> None:
         self.key, self.nets, self.opts, self.rng = key, nets, opts, rng
+        self.started, self.before = time.perf_counter(), 0.0
+
+    def elapsed(self) -> float:
+        """Training seconds so far, including those before the checkpoint it resumed from."""
+        return self.before + time.perf_counter() - self.started
 
     def restore(self) -> int:
         """Load the last checkpoint if there is one; return the step to start from."""
@@ -160,11 +167,13 @@ class Checkpointer:
             opt.load_state_dict(state[k])
         self.rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+        self.before = float(state.get("elapsed", 0.0))
         return int(state["step"])
 
     def save(self, step: int) -> None:
         state: dict[str, Any] = {k: v.state_dict() for k, v in {**self.nets, **self.opts}.items()}
         state.update(rng=self.rng.get_state(), torch_rng=torch.get_rng_state(), step=step)
+        state["elapsed"] = self.elapsed()
         artifacts.save_checkpoint("generators", self.key, state)
 
 
@@ -191,8 +200,9 @@ def train_gan(
     key: str,
     device: str | torch.device = "cpu",
     on_step: StepHook | None = None,
-) -> None:
-    """Train ``gen`` (and a fresh discriminator) on ``data`` with its config's loss."""
+) -> float:
+    """Train ``gen`` (and a fresh discriminator) on ``data`` with its config's loss; return the
+    training seconds (those before a resumed checkpoint included)."""
     cfg = gen.cfg
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)  # the discriminator's initial weights, seeded too
@@ -264,6 +274,7 @@ def train_gan(
                 p.copy_(pe)
         _standing_batchnorm(gen, cfg.batch_size, rng)
     gen.eval()
+    return ckpt.elapsed()
 
 
 def _ema_update(ema: nn.Module, gen: nn.Module, decay: float, step: int) -> None:
