@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format leaderboard suites smoke-reference bench clean
+.PHONY: run test check lint format leaderboard suites plots smoke-reference bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ suites: $(STAMP)
 	  $(BIN)/invbench table --suite $$s --format csv -o leaderboards/$$s.csv; \
 	  $(BIN)/invbench table --suite $$s --format latex -o leaderboards/$$s.tex; \
 	done
+
+## plots: the curves of the committed suites (after `make suites`)
+plots: $(STAMP)
+	$(BIN)/invbench plot --suite latent-dim --x generator.z_dim --y mse --series method.name,eval.split --logx --title "latent-dim: reconstruction error vs latent dimension" -o leaderboards/latent-dim.png
+	$(BIN)/invbench plot --suite zoo --pareto --x fid_rand --y mse --title "zoo: sample quality vs invertibility (creswell)" -o leaderboards/zoo.png
 
 ## smoke-reference: rewrite leaderboards/smoke.json (the gate's reference) from fresh runs
 smoke-reference: $(STAMP)

@@ -121,6 +121,24 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--note", action="append", default=[], help="a footnote line (repeatable)")
     t.add_argument("--output", "-o", type=Path, default=None, help="write to a file (atomically)")
 
+    pl = sub.add_parser(
+        "plot",
+        help="a PNG: a metric against a config value per series, or a quality/cost Pareto chart",
+        description="Examples: invbench plot --suite latent-dim --x generator.z_dim --y mse "
+        "--series method.name,eval.split -o dim.png; invbench plot --results results/methods "
+        "--pareto --x sec_per_image --y mse --logx -o pareto.png. x and series take a metric "
+        "or a dotted configuration path of the records; seeds of one setting are averaged.",
+    )
+    pl.add_argument("--results", type=Path, default=None, help="default: results/ (or the suite's)")
+    pl.add_argument("--suite", default=None, help="take the records and row labels of suite NAME")
+    pl.add_argument("--x", required=True, help="metric or config path, e.g. generator.z_dim")
+    pl.add_argument("--y", required=True, help="metric, e.g. mse")
+    pl.add_argument("--series", default="", help="comma-separated config paths, one line each")
+    pl.add_argument("--pareto", action="store_true", help="scatter with the Pareto front")
+    pl.add_argument("--logx", action="store_true", help="logarithmic x axis")
+    pl.add_argument("--title", default=None)
+    pl.add_argument("--output", "-o", type=Path, required=True, help="the PNG to write")
+
     su = sub.add_parser("suite", help="run a declared suite of runs (configs/suites/NAME.yaml)")
     su.add_argument("action", choices=["run", "show"])
     su.add_argument("name", help="suite name (invbench ls suites) or a path to a suite YAML")
@@ -326,6 +344,26 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from invbench import suites
+    from invbench.plots import plot
+    from invbench.tables import load_records
+
+    labels = None
+    if args.suite:
+        suite = suites.load(args.suite)
+        results = _suite_results(suite.name, args.results)
+        labels = suites.labels_by_setting(suite, results)
+        records = [r for r in load_records(results) if _setting(r) in labels]
+    else:
+        records = load_records(args.results or Path("results"))
+    series = [s for s in args.series.split(",") if s]
+    path = plot(records, args.x, args.y, args.output, series, labels, args.pareto, args.logx,
+                args.title)  # fmt: skip
+    print(path)
+    return 0
+
+
 def _cmd_suite(args: argparse.Namespace) -> int:
     from invbench import progress, suites
 
@@ -446,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "ls": _cmd_ls,
         "run": _cmd_run,
         "table": _cmd_table,
+        "plot": _cmd_plot,
         "eval-images": _cmd_eval_images,
         "suite": _cmd_suite,
         "check": _cmd_check,
