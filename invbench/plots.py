@@ -135,6 +135,10 @@ def plot(
             ax.legend(fontsize=8, title=" / ".join(series or []) or None)
     if logx:
         ax.set_xscale("log")
+        xs = sorted({p["x"] for p in pts})
+        if len(xs) <= 12:  # label the measured values themselves, not powers of ten
+            ax.set_xticks(xs, [f"{v:g}" for v in xs])
+            ax.minorticks_off()
     ax.set_xlabel(_axes_label(x))
     ax.set_ylabel(_axes_label(y))
     ax.grid(alpha=0.3)
