@@ -351,7 +351,9 @@ def score_tracks(
     net = feature_network(
         splits, data_fp, ev.feature_net, ev.weights_dir or None, device, domain_cfg
     )
-    ref = reference(net, splits.train, "train", data_fp, ev.metric_batch)
+    # A lazy (paper-scale) train split streams through its DataLoader; in memory it is one tensor.
+    train = splits.loader("train", ev.metric_batch, device) if splits.lazy else splits.train
+    ref = reference(net, train, "train", data_fp, ev.metric_batch)
     info["metric_setup_seconds"] = round(time.perf_counter() - t0, 3)  # cached after a first run
     info["feature_net"] = net.flavor
     info["feature_net_test_accuracy"] = getattr(net, "test_accuracy", None)
@@ -394,7 +396,7 @@ def score_tracks(
             add(interp.fid(ref))
 
     # Random samples (RandFID) and their reconstructions (RandRecFID, latent recovery).
-    n_rand = ev.n_rand or len(splits.train)
+    n_rand = ev.n_rand or splits.n_train
     n_rec = ev.n_rand_rec or len(test)
     rand = FeatureTrack("fid_rand", net, small)
     rand_rec = FeatureTrack("fid_rand_rec", net, small)
@@ -474,11 +476,10 @@ def run(spec: RunSpec) -> dict[str, Any]:
     ctx = FitContext(splits, spec.dataset, device, spec.seed, extra={"dataset_fp": data_fp})
     fit_seconds, fit_cached_flag = fit_cached(inv, res, ctx, gen_key, data_fp)
 
-    test = splits.test if res.eval_cfg.split == "test" else splits.train
-    if res.eval_cfg.n_test:
-        test = test[: res.eval_cfg.n_test]
-    elif res.eval_cfg.split == "train":
-        test = test[: len(splits.test)]  # as many train images as the test split has
+    # Only the images evaluated are read (a lazy split is never materialised whole); split=train
+    # takes as many train images as the test split has, unless eval.n_test says otherwise.
+    n_eval = res.eval_cfg.n_test or (splits.n_test if res.eval_cfg.split == "train" else 0)
+    test = splits.take(res.eval_cfg.split, n_eval)
     test_dev = test.to(device)
     log(f"inverting {len(test)} test images with '{spec.method}'")
     with exact_fp32():  # like the metrics: float32 without TF32 (invbench.device)

@@ -3,6 +3,7 @@ learns its dataset (a real classifier, not a random projection) and is cached.""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,18 @@ def test_class_shares_follow_the_labels_and_flag_a_collapsed_sample(lenet, digit
     collapsed.update(splits.test[splits.test_labels == 3])
     m, _ = collapsed.result()
     assert m["class_share_max"] >= 0.8 and m["class_share_min"] <= 0.05
+
+
+def test_streamed_reference_equals_the_in_memory_one(lenet, digits, tmp_path, monkeypatch) -> None:
+    # A paper-scale train split is streamed through its DataLoader; statistics must not change.
+    from invbench.metrics.evaluate import reference
+
+    ds, splits = digits
+    monkeypatch.setenv("INVBENCH_HOME", str(tmp_path / "a"))  # no cache hit between the two
+    whole = reference(lenet, splits.train, "train", ds.fingerprint(), batch=100)
+    monkeypatch.setenv("INVBENCH_HOME", str(tmp_path / "b"))
+    streamed = reference(lenet, splits.loader("train", 100), "train", ds.fingerprint(), batch=100)
+    assert whole.n == streamed.n == len(splits.train)
+    np.testing.assert_allclose(streamed.mu, whole.mu, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(streamed.sigma, whole.sigma, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(streamed.feats, whole.feats)

@@ -10,11 +10,13 @@ content hash of (split, dataset, feature network, preprocessing, N).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data as tud
 
 from invbench import artifacts
 from invbench.config import stable_hash
@@ -45,7 +47,7 @@ class Reference:
 
 def reference(
     net: FeatureNet,
-    images: torch.Tensor,
+    images: torch.Tensor | tud.DataLoader,
     split: str,
     data_fp: dict[str, Any],
     batch: int = 500,
@@ -53,15 +55,22 @@ def reference(
 ) -> Reference:
     """Statistics of ``images`` (the reference split), cached as an artifact.
 
-    KID keeps at most ``kid_max`` reference features (the first ones) to bound memory.
+    ``images`` is one tensor or a DataLoader of image batches (a split too large for memory,
+    streamed: ``splits.loader(split, batch)``); both give the same statistics. KID keeps at most
+    ``kid_max`` reference features (the first ones) to bound memory.
     """
+    if isinstance(images, torch.Tensor):
+        n_images = len(images)
+        batches: Iterable[torch.Tensor] = (images[i : i + batch] for i in range(0, n_images, batch))
+    else:
+        n_images, batches = len(images.dataset), images  # type: ignore[arg-type]
     key = stable_hash(
         {
             "split": split,
             "data": data_fp,
             "net": net.key,
             "prep": PREPROCESS,
-            "n": len(images),
+            "n": n_images,
             "kid_max": kid_max,
             "v": REF_VERSION,
         }
@@ -69,19 +78,17 @@ def reference(
     cached = artifacts.load_artifact("refstats", key)
     if cached is not None:
         t = cached[0]
-        return Reference(
-            t["mu"].numpy(), t["sigma"].numpy(), t["feats"].numpy(), len(images), split
-        )
+        return Reference(t["mu"].numpy(), t["sigma"].numpy(), t["feats"].numpy(), n_images, split)
     stats = RunningStats()
     kept: list[torch.Tensor] = []
     n_kept = 0
-    for i in range(0, len(images), batch):
-        f = net.features(images[i : i + batch]).cpu()
+    for x in batches:
+        f = net.features(x).cpu()
         stats.update(f)
         if n_kept < kid_max:
             kept.append(f[: kid_max - n_kept])
             n_kept += len(kept[-1])
-    ref = Reference(stats.mean(), stats.cov(), torch.cat(kept).numpy(), len(images), split)
+    ref = Reference(stats.mean(), stats.cov(), torch.cat(kept).numpy(), n_images, split)
     artifacts.save_artifact(
         "refstats",
         key,
@@ -90,7 +97,7 @@ def reference(
             "sigma": torch.from_numpy(ref.sigma),
             "feats": torch.from_numpy(ref.feats),
         },
-        {"split": split, "net": net.flavor, "n": len(images)},
+        {"split": split, "net": net.flavor, "n": n_images},
     )
     return ref
 
