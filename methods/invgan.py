@@ -248,6 +248,9 @@ class InvGAN(Inverter):
         z_dim: int = 32
         w_dim: int = 32
         mapping_layers: int = 2
+        # Learning-rate multiplier of the mapping network M (StyleGAN's lr_mul; LIA's NICE uses
+        # 0.01 too). 1.0 = the paper's unstated default; see notes/session-2.md on M collapsing.
+        mapping_lr_mul: float = 1.0
         ngf: int = 16
         ndf: int = 16
         # Normalisation in D: "layer" keeps a code independent of its batch-mates and identical
@@ -275,8 +278,8 @@ class InvGAN(Inverter):
                 raise ValueError("z_dim, w_dim, mapping_layers, ngf and ndf must be positive")
             if self.steps < 1 or self.batch_size < 2:
                 raise ValueError("steps must be >= 1 and batch_size >= 2 (half prior, half real)")
-            if min(self.lr_g, self.lr_d) <= 0:
-                raise ValueError("lr_g and lr_d must be positive")
+            if min(self.lr_g, self.lr_d, self.mapping_lr_mul) <= 0:
+                raise ValueError("lr_g, lr_d and mapping_lr_mul must be positive")
             weights = (
                 self.w_gan,
                 self.w_latent,
@@ -338,9 +341,11 @@ class InvGAN(Inverter):
         nets = self._build(ctx.splits.channels, ctx.splits.resolution)
         key = self._key(data, ctx.dataset)
         opt_d = torch.optim.Adam(nets.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-        opt_g = torch.optim.Adam(
-            [*nets.M.parameters(), *nets.G.parameters()], lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2)
-        )
+        groups = [
+            {"params": list(nets.M.parameters()), "lr": cfg.lr_g * cfg.mapping_lr_mul},
+            {"params": list(nets.G.parameters())},
+        ]
+        opt_g = torch.optim.Adam(groups, lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         rng = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)  # per-pixel noise of the stylegan-lite backbone
         fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(1234))
