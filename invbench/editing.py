@@ -342,6 +342,7 @@ def run_edit(
     table ``editing.md`` of every pair recorded under ``out`` (when there are several)."""
     from invbench import artifacts
     from invbench.config import as_dict, build, config_file, load_yaml, stable_hash
+    from invbench.device import select
     from invbench.metrics.evaluate import reference
     from invbench.metrics.features import domain_network, feature_network
     from invbench.metrics.perceptual import Unavailable, load_lpips
@@ -350,6 +351,7 @@ def run_edit(
     run_sets, dir_sets, edit_sets = split_sets(sets or [])
     ecfg = build(EditConfig, ("--set edit.", edit_sets))
     classes = [DIRECTIONS.get(n) for n in directions]  # fail early on a bad name
+    select(device)  # and on a device that is not there, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for method in methods:
