@@ -484,6 +484,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
     log(f"inverting {len(test)} test images with '{spec.method}'")
     with exact_fp32():  # like the metrics: float32 without TF32 (invbench.device)
         run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
+        if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
+            run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
         with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
             latents, batch = invert_all(inv, test_dev, res.eval_cfg.batch_size)
         sec_per_image = sw.seconds / len(test)
