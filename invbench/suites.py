@@ -258,8 +258,23 @@ def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[st
             held = a >= b / factor if higher_better(metric) else a <= factor * b
             bound = f", bound {factor:g}x"
         verdict = "HELD" if held else "DID NOT HOLD"
-        lines.append(f"{text}: {verdict} ({metric}: {better} {a:.4g} vs {worse} {b:.4g}{bound})")
+        line = f"{text}: {verdict} ({metric}: {better} {a:.4g} vs {worse} {b:.4g}{bound})"
+        if factor == 1.0 and _indistinct(means.get(better, {}), means.get(worse, {}), metric):
+            line += "; the gap is within 2 standard errors of the seed spread: not distinguishable"
+        lines.append(line)
     return lines
+
+
+def _indistinct(ra: dict[str, Any], rb: dict[str, Any], metric: str) -> bool:
+    """|mean_a - mean_b| < 2 sqrt(s_a^2/n_a + s_b^2/n_b) (both rows over >= 2 seeds)."""
+    try:
+        sa, sb = float(ra[f"{metric}_std"]), float(rb[f"{metric}_std"])
+        na, nb = int(ra["seeds"]), int(rb["seeds"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if na < 2 or nb < 2 or not (math.isfinite(sa) and math.isfinite(sb)):
+        return False
+    return abs(float(ra[metric]) - float(rb[metric])) < 2 * math.sqrt(sa**2 / na + sb**2 / nb)
 
 
 def _bound_claim(c: dict[str, Any], means: dict[str, dict[str, float]]) -> str:

@@ -199,6 +199,13 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
     assert lines[4].startswith("a above 0.6: DID NOT HOLD")
     means["a"]["fid_rand"] = 15.5
     assert "DID NOT HOLD" in suites.evaluate_claims(suite, means)[0]
+    # With 3 seeds each and std 2: s.e. of the gap = sqrt(8/3) = 1.63, so 10 vs 13 (gap 3 < 3.27)
+    # is not distinguishable, 10 vs 14 (gap 4) is.
+    spread = {"fid_rand_std": 2.0, "seeds": 3}
+    means = {"a": {"fid_rand": 10.0, **spread}, "b": {"fid_rand": 13.0, **spread}}
+    assert "not distinguishable" in suites.evaluate_claims(suite, means)[2]
+    means["b"]["fid_rand"] = 14.0
+    assert "not distinguishable" not in suites.evaluate_claims(suite, means)[2]
 
 
 def test_seed_placeholder_ties_the_generator_seed_and_stays_one_setting(tmp_path):
