@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import math
 import os
 import subprocess
@@ -190,7 +191,10 @@ def resolve(spec: RunSpec) -> Resolved:
     )
 
 
+@functools.cache
 def _git_rev() -> str:
+    """The checkout's commit, asked once per process: records written while the checkout moves
+    under a running suite name the code the process loaded, not the new HEAD."""
     try:
         root = Path(invbench.__file__).resolve().parent.parent
         out = subprocess.run(
@@ -452,6 +456,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     """Execute one run and write its record (JSON) and grid (PNG) under ``spec.out``."""
     started = _dt.datetime.now(_dt.UTC)
     t_start = time.perf_counter()
+    _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
     config = res.config()

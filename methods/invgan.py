@@ -48,21 +48,34 @@ from invbench.losses import gan_d_loss, gan_g_loss, mmd_rbf, r1_penalty
 from invbench.progress import bar, log
 from invbench.registry import METHODS
 
-TRAIN_VERSION = 1  # bump when training changes its result, to invalidate checkpoints
+TRAIN_VERSION = 2  # bump when training changes its result, to invalidate checkpoints
 Variant = Literal["naive", "augmented", "full"]
 
 
 # -- networks ----------------------------------------------------------------------------------
 class MappingMLP(nn.Module):
-    """M: z -> w, the 2-layer mapping network added to DCGAN / BigGAN backbones (§4)."""
+    """M: z -> w, the 2-layer mapping network added to DCGAN / BigGAN backbones (§4).
+
+    He-initialised with zero biases, so that w = M(z) starts at about the prior's scale (per-
+    coordinate variance ~0.7 for z ~ N(0, I)), as StyleGAN's equalised learning rate keeps its
+    mapping's output. PyTorch's default Linear init gives w a variance of ~0.05: G then starts
+    from nearly one input and the GAN collapsed to a single image on 2 of 3 seeds
+    (notes/session-3.md).
+    """
 
     def __init__(self, z_dim: int, w_dim: int, layers: int) -> None:
         super().__init__()
         mods: list[nn.Module] = []
         d = z_dim
         for i in range(layers):
-            mods.append(nn.Linear(d, w_dim))
-            if i < layers - 1:
+            lin = nn.Linear(d, w_dim)
+            hidden = i < layers - 1
+            nn.init.kaiming_normal_(
+                lin.weight, a=0.2, nonlinearity="leaky_relu" if hidden else "linear"
+            )
+            nn.init.zeros_(lin.bias)
+            mods.append(lin)
+            if hidden:
                 mods.append(nn.LeakyReLU(0.2))
             d = w_dim
         self.net = nn.Sequential(*mods)
@@ -187,9 +200,15 @@ def generator_losses(
     fake = nets.G(w_in)
     with frozen(nets.D):
         logit_f, w_tilde, _ = nets.D(fake)
+    if cfg.latent_to_mapping:  # eq. 5 read as min over G and M of the latent term
+        latent = F.mse_loss(w_tilde, w_in)
+    else:  # §3.2: min over G and D only; M's codes enter as constants (a second pass of G)
+        w_const = w_in.detach()
+        with frozen(nets.D):
+            latent = F.mse_loss(nets.D(nets.G(w_const))[1], w_const)
     parts = {
         "gan_g": gan_g_loss(logit_f),  # eq. 1, non-saturating
-        "latent_g": F.mse_loss(w_tilde, w_in),  # eq. 3 term 1, min over G and M (eq. 5)
+        "latent_g": latent,  # eq. 3 term 1
     }
     if cfg.variant != "full":
         return parts
@@ -251,6 +270,12 @@ class InvGAN(Inverter):
         # Learning-rate multiplier of the mapping network M (StyleGAN's lr_mul; LIA's NICE uses
         # 0.01 too). 1.0 = the paper's unstated default; see notes/session-2.md on M collapsing.
         mapping_lr_mul: float = 1.0
+        # Whether the latent reconstruction ||M(z) - w~||^2 also trains M. §3.2 writes the naive
+        # objective as min_{G,D} ||w - w~||; eq. 5 puts the term under min_{G,M}. Pulling M(z)
+        # towards D's estimate w~ (a regression, shrunk towards the mean) contracts M's codes:
+        # with True, M collapsed on 2 of 3 seeds (notes/session-2.md). M then learns from the
+        # GAN loss and, in ``full``, from the MMD -- the term the paper names as M's signal.
+        latent_to_mapping: bool = True
         ngf: int = 16
         ndf: int = 16
         # Normalisation in D: "layer" keeps a code independent of its batch-mates and identical

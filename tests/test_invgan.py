@@ -211,6 +211,39 @@ def test_full_d_gradient_comes_from_the_real_image_path(tiny_batch):
     assert nets.D.body.logit.weight.grad is None
 
 
+def test_mapping_starts_at_the_priors_scale():
+    """He init: w = M(z) has about unit variance per coordinate at initialisation (PyTorch's
+    default Linear init gave ~0.05, a near-constant input to G)."""
+    torch.manual_seed(0)
+    m = ig.MappingMLP(32, 32, 2)
+    var = float(m(torch.randn(8192, 32)).var(0).mean())
+    assert 0.4 < var < 1.6, var
+
+
+@pytest.mark.parametrize("to_mapping", [True, False])
+def test_latent_term_trains_m_only_when_asked(to_mapping, tiny_batch):
+    """§3.2's min_{G,D} ||w - w~||: with latent_to_mapping off the term trains G, never M;
+    the GAN term still reaches M, and the term's value is the same either way."""
+    real, z = tiny_batch
+    values = {}
+    for flag in (True, False):
+        cfg = tiny_cfg(variant="naive", latent_to_mapping=flag)
+        torch.manual_seed(0)
+        nets = ig.InvGANNets(cfg, 1, 8)
+        parts = ig.generator_losses(nets, real, z, None, cfg)
+        values[flag] = float(parts["latent_g"])
+        if flag != to_mapping:
+            continue
+        parts["latent_g"].backward(retain_graph=True)
+        m_grad = sum(float(p.grad.abs().sum()) for p in nets.M.parameters() if p.grad is not None)
+        assert (m_grad > 0) == to_mapping
+        assert sum(float(p.grad.abs().sum()) for p in nets.G.parameters()) > 0
+        nets.zero_grad(set_to_none=True)
+        parts["gan_g"].backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in nets.M.parameters())
+    assert values[True] == pytest.approx(values[False], rel=1e-6)
+
+
 def test_discriminator_step_leaves_g_and_m_alone(tiny_batch):
     real, z = tiny_batch
     cfg = tiny_cfg(variant="full")
