@@ -43,6 +43,7 @@ from invbench import artifacts
 from invbench.config import as_dict, stable_hash
 from invbench.errors import DataError, TrainingDiverged, UsageError
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
+from invbench.generators.mapping import MappingMLP
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.losses import gan_d_loss, gan_g_loss, mmd_rbf, r1_penalty
 from invbench.progress import bar, log
@@ -53,37 +54,6 @@ Variant = Literal["naive", "augmented", "full"]
 
 
 # -- networks ----------------------------------------------------------------------------------
-class MappingMLP(nn.Module):
-    """M: z -> w, the 2-layer mapping network added to DCGAN / BigGAN backbones (§4).
-
-    He-initialised with zero biases, so that w = M(z) starts at about the prior's scale (per-
-    coordinate variance ~0.7 for z ~ N(0, I)), as StyleGAN's equalised learning rate keeps its
-    mapping's output. PyTorch's default Linear init gives w a variance of ~0.05: G then starts
-    from nearly one input and the GAN collapsed to a single image on 2 of 3 seeds
-    (notes/session-3.md).
-    """
-
-    def __init__(self, z_dim: int, w_dim: int, layers: int) -> None:
-        super().__init__()
-        mods: list[nn.Module] = []
-        d = z_dim
-        for i in range(layers):
-            lin = nn.Linear(d, w_dim)
-            hidden = i < layers - 1
-            nn.init.kaiming_normal_(
-                lin.weight, a=0.2, nonlinearity="leaky_relu" if hidden else "linear"
-            )
-            nn.init.zeros_(lin.bias)
-            mods.append(lin)
-            if hidden:
-                mods.append(nn.LeakyReLU(0.2))
-            d = w_dim
-        self.net = nn.Sequential(*mods)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
-
-
 class TwoHeadDiscriminator(nn.Module):
     """D with a shared trunk and two heads: real/fake logit c and inferred code w~ (§3.1)."""
 

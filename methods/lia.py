@@ -40,6 +40,7 @@ from invbench.encoders import Encoder
 from invbench.errors import TrainingDiverged, UsageError
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
+from invbench.generators.mapping import MappingMLP
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import OptimConfig, Perceptual, init_latents, optimise, perceptual_for
 from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
@@ -48,7 +49,7 @@ from invbench.nice import NICE
 from invbench.progress import bar, log
 from invbench.registry import METHODS
 
-TRAIN_VERSION = 1  # bump when the training code changes its result, to invalidate caches
+TRAIN_VERSION = 2  # bump when the training code changes its result, to invalidate caches
 ARTIFACT_KIND = "lia"
 
 VGG16 = WeightFile(
@@ -63,25 +64,6 @@ INFERENCE_FIELDS = ("space", "refine_steps", "refine_init", "refine_lr", "refine
 
 
 # -- networks -----------------------------------------------------------------------------------
-class MLPMapping(nn.Module):
-    """An ordinary (non-invertible) mapping z -> y, leaky ReLU as StyleGAN's (lia-mlp)."""
-
-    def __init__(self, dim: int, depth: int, hidden: int) -> None:
-        super().__init__()
-        mods: list[nn.Module] = []
-        d = dim
-        for i in range(depth):
-            out = dim if i == depth - 1 else hidden
-            mods.append(nn.Linear(d, out))
-            if i < depth - 1:
-                mods.append(nn.LeakyReLU(0.2))
-            d = out
-        self.net = nn.Sequential(*mods)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
-
-
 class LIADecoder(Generator):
     """phi^-1 (or the MLP) followed by the synthesis network g; offers spaces z and y."""
 
@@ -95,7 +77,7 @@ class LIADecoder(Generator):
         if cfg.mapping == "nice":
             self.mapping = NICE(d, cfg.flow_depth, cfg.flow_hidden)
         else:
-            self.mapping = MLPMapping(d, cfg.flow_depth, cfg.flow_hidden)
+            self.mapping = MappingMLP(d, d, cfg.flow_depth, cfg.flow_hidden)
         self.backbone = cfg.backbone
         self.num_ws = 1
         if cfg.backbone == "dcgan":
