@@ -11,23 +11,20 @@ forward pass, z = E(x); decoding is G(z).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from invbench import artifacts
 from invbench.config import as_dict, stable_hash
 from invbench.encoders import Encoder
-from invbench.errors import TrainingDiverged
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGAN, DCGANDiscriminator
+from invbench.generators.train import Checkpointer, TrainingLoop
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import dataset_fingerprint
 from invbench.losses import gan_d_loss
-from invbench.progress import bar, log
 from invbench.registry import METHODS
 
 TRAIN_VERSION = 1
@@ -130,22 +127,23 @@ class BiGAN(Inverter):
         )
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=betas)
         rng = torch.Generator().manual_seed(self.seed)
-        start = 0
-        state = artifacts.load_checkpoint(CKPT_KIND, key)
-        if state is not None:
-            gen.load_state_dict(state["gen"])
-            enc.load_state_dict(state["enc"])
-            disc.load_state_dict(state["disc"])
-            opt_ge.load_state_dict(state["opt_ge"])
-            opt_d.load_state_dict(state["opt_d"])
-            rng.set_state(state["rng"])
-            start = int(state["step"])
-            log(f"bigan: resuming at step {start}/{cfg.steps}")
+        nets = {"gen": gen, "enc": enc, "disc": disc}
+        opts = {"opt_ge": opt_ge, "opt_d": opt_d}
+        ckpt = Checkpointer(key, nets, opts, rng, kind=CKPT_KIND, torch_rng=False)
+        start = ckpt.restore()
         for m in (gen, enc, disc):
             m.train().requires_grad_(True)
         data = ctx.splits.train
-        pbar = bar(cfg.steps, "bigan (encoder + generator)", initial=start)
-        for step in range(start, cfg.steps):
+        loop = TrainingLoop(
+            ckpt,
+            start,
+            cfg.steps,
+            cfg.ckpt_every,
+            "bigan (encoder + generator)",
+            what="bigan",
+            lower="the learning rate (--set lr=...)",
+        )
+        for step in loop:
             x = data[torch.randint(len(data), (cfg.batch_size,), generator=rng)].to(self.device)
             z = gen.sample_z(cfg.batch_size, rng)
             # D: encoder pairs are "real", generator pairs "fake" (BiGAN eq. 3).
@@ -162,33 +160,8 @@ class BiGAN(Inverter):
             loss_ge.backward()
             opt_ge.step()
             disc.requires_grad_(True)
-            ld, lge = float(loss_d.detach()), float(loss_ge.detach())
-            for k, v in (("loss_d", ld), ("loss_ge", lge)):
-                if not math.isfinite(v) or abs(v) > 1e6:
-                    raise TrainingDiverged(
-                        f"bigan diverged at step {step}: {k} = {float(v):.4g}. Nothing was "
-                        "cached. Lower the learning rate (--set lr=...) or change the seed."
-                    )
-            pbar.update(1)
-            if step % 50 == 0:
-                pbar.set_postfix(loss_d=f"{ld:.3f}", loss_ge=f"{lge:.3f}")
-            done = step + 1
-            if done % cfg.ckpt_every == 0 and done < cfg.steps:
-                artifacts.save_checkpoint(
-                    CKPT_KIND,
-                    key,
-                    {
-                        "gen": gen.state_dict(),
-                        "enc": enc.state_dict(),
-                        "disc": disc.state_dict(),
-                        "opt_ge": opt_ge.state_dict(),
-                        "opt_d": opt_d.state_dict(),
-                        "rng": rng.get_state(),
-                        "step": done,
-                    },
-                )
-        pbar.close()
-        artifacts.drop_checkpoint(CKPT_KIND, key)
+            loop.report(step, loss_d=loss_d, loss_ge=loss_ge)
+        ckpt.drop()
         gen.eval().requires_grad_(False)
         enc.eval().requires_grad_(False)
         disc.eval().requires_grad_(False)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,12 +40,12 @@ from torch import nn
 
 from invbench import artifacts
 from invbench.config import as_dict, stable_hash
-from invbench.errors import DataError, TrainingDiverged, UsageError
+from invbench.errors import DataError, UsageError
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
 from invbench.generators.mapping import MappingMLP
+from invbench.generators.train import Checkpointer, TrainingLoop
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.losses import gan_d_loss, gan_g_loss, mmd_rbf, r1_penalty
-from invbench.progress import bar, log
 from invbench.registry import METHODS
 
 TRAIN_VERSION = 2  # bump when training changes its result, to invalidate checkpoints
@@ -212,16 +211,6 @@ def weighted(parts: dict[str, torch.Tensor], cfg: Any) -> torch.Tensor:
     return sum(weights[k] * v for k, v in parts.items())  # type: ignore[return-value]
 
 
-def _check_finite(step: int, parts: dict[str, torch.Tensor]) -> None:
-    for k, v in parts.items():
-        x = float(v.detach())
-        if not math.isfinite(x) or abs(x) > 1e6:
-            raise TrainingDiverged(
-                f"invgan training diverged at step {step}: {k} = {x:.4g}. Nothing was cached. "
-                "Lower the learning rates (--set lr_g=..., lr_d=...) or change the seed."
-            )
-
-
 # -- the method ----------------------------------------------------------------------------------
 @METHODS.register("invgan")
 class InvGAN(Inverter):
@@ -347,71 +336,55 @@ class InvGAN(Inverter):
         data = data.to(self.device)
         n = len(data)
         w_real: torch.Tensor | None = None
-        start = 0
-        state = artifacts.load_checkpoint("invgan", key)
-        if state is not None:
-            nets.load_state_dict(state["nets"])
-            opt_d.load_state_dict(state["opt_d"])
-            opt_g.load_state_dict(state["opt_g"])
-            rng.set_state(state["rng"])
-            torch.set_rng_state(state["torch_rng"])
-            w_real = state["w_real"].to(self.device)
-            start = int(state["step"])
-            log(f"resuming invgan training at step {start}/{cfg.steps}")
+
+        def carried() -> dict[str, Any]:  # the codes of the last batch, the next step's w_R
+            assert w_real is not None
+            return {"w_real": w_real.cpu()}
+
+        def samples(done: int) -> None:
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                self._save_samples(key, done, fixed_z, data[:32])
+                nets.train()
+
+        opts = {"opt_d": opt_d, "opt_g": opt_g}
+        ckpt = Checkpointer(key, {"nets": nets}, opts, rng, kind="invgan", extra=carried)
+        start = ckpt.restore()
+        if ckpt.loaded is not None:
+            w_real = ckpt.loaded["w_real"].to(self.device)
         nets.train()
-        pbar = bar(cfg.steps, f"train invgan ({cfg.variant})", initial=start)
-        try:
-            for step in range(start, cfg.steps):
-                real = data[torch.randint(n, (cfg.batch_size,), generator=rng).to(self.device)]
-                if w_real is None:  # first step: no previous batch yet (Fig. 1)
-                    with torch.no_grad():
-                        w_real = nets.D(real)[1]
-                z_d = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(self.device)
-                z_g = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(self.device)
+        loop = TrainingLoop(
+            ckpt,
+            start,
+            cfg.steps,
+            cfg.ckpt_every,
+            f"train invgan ({cfg.variant})",
+            what="invgan training",
+            lower="the learning rates (--set lr_g=..., lr_d=...)",
+            on_step=samples if cfg.sample_every else None,
+        )
+        for step in loop:
+            real = data[torch.randint(n, (cfg.batch_size,), generator=rng).to(self.device)]
+            if w_real is None:  # first step: no previous batch yet (Fig. 1)
+                with torch.no_grad():
+                    w_real = nets.D(real)[1]
+            z_d = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(self.device)
+            z_g = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(self.device)
 
-                d_parts, w_next = discriminator_losses(nets, real, z_d, w_real, cfg)
-                opt_d.zero_grad(set_to_none=True)
-                weighted(d_parts, cfg).backward()
+            d_parts, w_next = discriminator_losses(nets, real, z_d, w_real, cfg)
+            opt_d.zero_grad(set_to_none=True)
+            weighted(d_parts, cfg).backward()
+            opt_d.step()
+
+            g_parts = generator_losses(nets, real, z_g, w_real, cfg)
+            opt_g.zero_grad(set_to_none=True)
+            opt_d.zero_grad(set_to_none=True)
+            weighted(g_parts, cfg).backward()
+            opt_g.step()
+            if cfg.variant == "full":  # D's share of the real-image path (§3.2)
                 opt_d.step()
-
-                g_parts = generator_losses(nets, real, z_g, w_real, cfg)
-                opt_g.zero_grad(set_to_none=True)
-                opt_d.zero_grad(set_to_none=True)
-                weighted(g_parts, cfg).backward()
-                opt_g.step()
-                if cfg.variant == "full":  # D's share of the real-image path (§3.2)
-                    opt_d.step()
-                w_real = w_next
-
-                parts = {**d_parts, **g_parts}
-                _check_finite(step, parts)
-                pbar.update(1)
-                done = step + 1
-                if step % 50 == 0:
-                    pbar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in parts.items()})
-                if done % cfg.ckpt_every == 0 and done < cfg.steps:
-                    artifacts.save_checkpoint(
-                        "invgan",
-                        key,
-                        {
-                            "nets": nets.state_dict(),
-                            "opt_d": opt_d.state_dict(),
-                            "opt_g": opt_g.state_dict(),
-                            "rng": rng.get_state(),
-                            "torch_rng": torch.get_rng_state(),
-                            "w_real": w_real.cpu(),
-                            "step": done,
-                        },
-                    )
-                if cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps):
-                    self._save_samples(key, done, fixed_z, data[:32])
-                    nets.train()
-        except TrainingDiverged:
-            artifacts.drop_checkpoint("invgan", key)
-            raise
-        finally:
-            pbar.close()
-        artifacts.drop_checkpoint("invgan", key)
+            w_real = w_next
+            loop.report(step, **d_parts, **g_parts)
+        ckpt.drop()
         nets.eval()
 
     def _save_samples(self, key: str, step: int, fixed_z: torch.Tensor, real: torch.Tensor) -> None:

@@ -26,7 +26,6 @@ It is deterministic (no KL term): the ablation isolates the latent space the enc
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,16 +36,17 @@ from torch import nn
 from invbench import artifacts
 from invbench.config import as_dict, stable_hash
 from invbench.encoders import Encoder
-from invbench.errors import TrainingDiverged, UsageError
+from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
 from invbench.generators.mapping import MappingMLP
+from invbench.generators.train import Checkpointer, TrainingLoop
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import OptimConfig, Perceptual, init_latents, optimise, perceptual_for
 from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
 from invbench.metrics.weights import WeightFile, find_weights, missing_message
 from invbench.nice import NICE
-from invbench.progress import bar, log
+from invbench.progress import log
 from invbench.registry import METHODS
 
 TRAIN_VERSION = 2  # bump when the training code changes its result, to invalidate caches
@@ -302,14 +302,33 @@ class LIA(Inverter):
         artifacts.save_artifact(ARTIFACT_KIND, key, self.state_dict(), {"method": self.name})
         artifacts.drop_checkpoint(ARTIFACT_KIND, key)
 
-    def _check(self, stage: int, step: int, **losses: float) -> None:
-        for k, v in losses.items():
-            if not math.isfinite(v) or abs(v) > 1e6:
-                raise TrainingDiverged(
-                    f"{self.name} stage {stage} diverged at step {step}: {k} = {float(v):.4g}. "
-                    "Nothing was cached. Lower the learning rates (--set lr_g=..., lr_d=..., "
-                    "lr_e=..., lr_d2=...) or change the seed."
-                )
+    def _checkpointer(
+        self, key: str, stage: int, rng: torch.Generator, **opts: torch.optim.Optimizer
+    ) -> Checkpointer:
+        """The resumable state of ``stage``: the three networks, its optimisers and ``rng``."""
+        assert self.generator is not None
+        nets = {"gen": self.generator, "disc": self.disc, "enc": self.encoder}
+        return Checkpointer(
+            key,
+            nets,
+            opts,
+            rng,
+            kind=ARTIFACT_KIND,
+            torch_rng=False,
+            extra=lambda: {"stage": stage},
+        )
+
+    def _loop(self, ckpt: Checkpointer, stage: int, start: int, steps: int) -> TrainingLoop:
+        part = "decoder" if stage == 1 else "encoder"
+        return TrainingLoop(
+            ckpt,
+            start,
+            steps,
+            self.cfg.ckpt_every,
+            f"{self.name} stage {stage} ({part})",
+            what=f"{self.name} stage {stage}",
+            lower="the learning rates (--set lr_g=..., lr_d=..., lr_e=..., lr_d2=...)",
+        )
 
     def _batch(self, data: torch.Tensor, n: int, rng: torch.Generator) -> torch.Tensor:
         return data[torch.randint(len(data), (n,), generator=rng)].to(self.device)
@@ -328,20 +347,13 @@ class LIA(Inverter):
         opt_g = torch.optim.Adam(groups, lr=cfg.lr_g, betas=betas)
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas)
         rng = torch.Generator().manual_seed(self.seed)
-        start = 0
-        if state is not None:
-            gen.load_state_dict(state["gen"])
-            disc.load_state_dict(state["disc"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-            rng.set_state(state["rng"])
-            start = int(state["step"])
-            log(f"{self.name}: resuming stage 1 at step {start}/{cfg.steps}")
+        ckpt = self._checkpointer(key, 1, rng, opt_g=opt_g, opt_d=opt_d)
+        start = ckpt.resume_from(state)
         gen.train().requires_grad_(True)
         disc.train().requires_grad_(True)
         data = ctx.splits.train
-        pbar = bar(cfg.steps, f"{self.name} stage 1 (decoder)", initial=start)
-        for step in range(start, cfg.steps):
+        loop = self._loop(ckpt, 1, start, cfg.steps)
+        for step in loop:
             real = self._batch(data, cfg.batch_size, rng)
             with torch.no_grad():
                 fake = gen.synthesize(gen.sample_z(cfg.batch_size, rng))
@@ -360,16 +372,9 @@ class LIA(Inverter):
             loss_g.backward()
             opt_g.step()
             disc.requires_grad_(True)
-            ld, lg = float(loss_d.detach()), float(loss_g.detach())
-            self._check(1, step, loss_d=ld, loss_g=lg)
-            pbar.update(1)
-            if step % 50 == 0:
-                pbar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}")
-            done = step + 1
-            if done % cfg.ckpt_every == 0 and done < cfg.steps:
-                self._save(key, 1, done, rng, opt_g=opt_g, opt_d=opt_d)
-        pbar.close()
-        self._save(key, 2, 0, rng)  # stage 1 done: an interruption from here resumes stage 2
+            loop.report(step, loss_d=loss_d, loss_g=loss_g)
+        # Stage 1 done: an interruption from here resumes stage 2 with fresh optimisers.
+        self._checkpointer(key, 2, rng).save(0)
 
     def train_encoder(
         self,
@@ -385,18 +390,8 @@ class LIA(Inverter):
         opt_e = torch.optim.Adam(enc.parameters(), lr=cfg.lr_e, betas=betas)
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d2, betas=betas)
         rng = torch.Generator().manual_seed(self.seed + 1)
-        start = 0
-        if state is not None:
-            gen.load_state_dict(state["gen"])
-            disc.load_state_dict(state["disc"])
-            enc.load_state_dict(state["enc"])
-            if "opt_e" in state:
-                opt_e.load_state_dict(state["opt_e"])
-                opt_d.load_state_dict(state["opt_d2"])
-                rng.set_state(state["rng"])
-            start = int(state["step"])
-            if start:
-                log(f"{self.name}: resuming stage 2 at step {start}/{cfg.enc_steps}")
+        ckpt = self._checkpointer(key, 2, rng, opt_e=opt_e, opt_d2=opt_d)
+        start = ckpt.resume_from(state)  # the hand-over of stage 1 loads the networks only
         # Frozen, and in eval mode so that no BatchNorm statistic of g moves either (§5.2).
         gen.eval().requires_grad_(False)
         disc.train().requires_grad_(True)
@@ -404,8 +399,8 @@ class LIA(Inverter):
         eps = build_perceptual(perceptual, ctx) if cfg.beta1_perceptual > 0 else None
         self.perceptual_flavor = eps.flavor if eps is not None else "none"
         data = ctx.splits.train
-        pbar = bar(cfg.enc_steps, f"{self.name} stage 2 (encoder)", initial=start)
-        for step in range(start, cfg.enc_steps):
+        loop = self._loop(ckpt, 2, start, cfg.enc_steps)
+        for step in loop:
             real = self._batch(data, cfg.enc_batch_size, rng)
             # Discriminator: fine-tuned with the gradient penalty of eq. 14 on real images.
             with torch.no_grad():
@@ -432,32 +427,10 @@ class LIA(Inverter):
             loss_e.backward()
             opt_e.step()
             disc.requires_grad_(True)
-            ld, le = float(loss_d.detach()), float(loss_e.detach())
-            self._check(2, step, loss_d=ld, loss_e=le)
-            pbar.update(1)
-            if step % 50 == 0:
-                pbar.set_postfix(pixel=f"{float(loss_pix.detach()):.4f}", loss_d=f"{ld:.3f}")
-            done = step + 1
-            if done % cfg.ckpt_every == 0 and done < cfg.enc_steps:
-                self._save(key, 2, done, rng, opt_e=opt_e, opt_d2=opt_d)
-        pbar.close()
+            shown = {"pixel": (loss_pix, ".4f"), "loss_d": (loss_d, ".3f")}
+            loop.report(step, shown, loss_d=loss_d, loss_e=loss_e)
         enc.eval().requires_grad_(False)
         disc.eval().requires_grad_(False)
-
-    def _save(
-        self, key: str, stage: int, step: int, rng: torch.Generator, **opts: torch.optim.Optimizer
-    ) -> None:
-        assert self.generator is not None
-        state: dict[str, Any] = {
-            "stage": stage,
-            "step": step,
-            "gen": self.generator.state_dict(),
-            "disc": self.disc.state_dict(),
-            "enc": self.encoder.state_dict(),
-            "rng": rng.get_state(),
-        }
-        state.update({k: o.state_dict() for k, o in opts.items()})
-        artifacts.save_checkpoint(ARTIFACT_KIND, key, state)
 
     # -- cache ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -314,17 +314,19 @@ def test_resume_after_interruption_is_bit_identical(digits8, monkeypatch):
     ctx = FitContext(splits=digits8, dataset="digits", device=torch.device("cpu"))
     ref = InvGAN(cfg, None, "cpu", seed=3)
     ref.fit(ctx)
-    real_check = ig._check_finite
+    import invbench.generators.train as train_mod
 
-    def interrupt(step, parts):
+    real_check = train_mod.check_finite
+
+    def interrupt(step, *args, **losses):
         if step == 7:
             raise KeyboardInterrupt
-        real_check(step, parts)
+        real_check(step, *args, **losses)
 
-    monkeypatch.setattr(ig, "_check_finite", interrupt)
+    monkeypatch.setattr(train_mod, "check_finite", interrupt)
     with pytest.raises(KeyboardInterrupt):
         InvGAN(cfg, None, "cpu", seed=3).fit(ctx)
-    monkeypatch.setattr(ig, "_check_finite", real_check)
+    monkeypatch.setattr(train_mod, "check_finite", real_check)
     resumed = InvGAN(cfg, None, "cpu", seed=3)
     resumed.fit(ctx)  # resumes at step 5 from the checkpoint
     a, b = ref.state_dict(), resumed.state_dict()

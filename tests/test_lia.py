@@ -192,7 +192,9 @@ def test_stage1_resumes_from_checkpoint_to_identical_weights(digits, monkeypatch
         return inv.generator.state_dict()
 
     straight = decoder_after("resume-a", None)
-    real_bar = lia_mod.bar
+    import invbench.generators.train as train_mod  # the shared training loop draws the bar
+
+    real_bar = train_mod.bar
 
     class Interrupting:
         def __init__(self, *a, **k):
@@ -207,10 +209,10 @@ def test_stage1_resumes_from_checkpoint_to_identical_weights(digits, monkeypatch
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-    monkeypatch.setattr(lia_mod, "bar", Interrupting)
+    monkeypatch.setattr(train_mod, "bar", Interrupting)
     with pytest.raises(KeyboardInterrupt):
         decoder_after("resume-b", None)
-    monkeypatch.setattr(lia_mod, "bar", real_bar)
+    monkeypatch.setattr(train_mod, "bar", real_bar)
     state = artifacts.load_checkpoint(lia_mod.ARTIFACT_KIND, "resume-b")
     assert state is not None and state["step"] == 4
     resumed = decoder_after("resume-b", None)

@@ -25,8 +25,7 @@ from torch import nn
 
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
-from invbench.generators.train import Checkpointer, StepHook, check_finite
-from invbench.progress import bar, log
+from invbench.generators.train import Checkpointer, StepHook, TrainingLoop
 from invbench.registry import GENERATORS
 
 
@@ -100,26 +99,17 @@ class Autoencoder(Generator):
         torch.manual_seed(cfg.seed)
         ckpt = Checkpointer(key, {"ae": self}, {"opt": opt}, rng)
         start = ckpt.restore()
-        if start:
-            log(f"resuming autoencoder training at step {start}/{cfg.steps}")
         data = data.to(device)
-        pbar = bar(cfg.steps, f"train {self.name}", initial=start)
-        for step in range(start, cfg.steps):
+        loop = TrainingLoop(
+            ckpt, start, cfg.steps, cfg.ckpt_every, f"train {self.name}", on_step=on_step
+        )
+        for step in loop:
             x = data[torch.randint(len(data), (cfg.batch_size,), generator=rng).to(device)]
             loss = F.mse_loss(self.net(self.encoder(x)), x)  # eq. 3
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            check_finite(step, loss=loss.detach())
-            pbar.update(1)
-            if step % 50 == 0:
-                pbar.set_postfix(mse=f"{float(loss.detach()):.4f}")
-            done = step + 1
-            if done % cfg.ckpt_every == 0 and done < cfg.steps:
-                ckpt.save(done)
-            if on_step is not None:
-                on_step(done)
-        pbar.close()
+            loop.report(step, {"mse": (loss, ".4f")}, loss=loss)
         self.eval()
         self._fit_code_gaussian(data)
         return ckpt.elapsed()

@@ -8,10 +8,13 @@ interrupted run resumes to bit-identical weights; a NaN or exploding loss stops 
 ``TrainingDiverged`` and caches nothing (its checkpoint is dropped too: resuming it would only
 diverge again).
 
-A generator trains with ``train_gan`` unless it defines ``train_model`` (the autoencoder does);
-both use ``Checkpointer`` for resumable state and ``check_finite`` for the divergence guard. A
-generator class with ``pretrained = True`` (``stylegan2``) is loaded from its file, never trained;
-its key is the hash of its ``fingerprint()`` (the weights' content).
+A generator trains with ``train_gan`` unless it defines ``train_model`` (the autoencoder does).
+Every trainer of the benchmark (these two, and the methods that train their own networks:
+``invgan``, ``lia``, ``bigan``) shares the scaffolding below: ``Checkpointer`` for the resumable
+state, ``TrainingLoop`` for the step loop (progress bar, checkpoint every ``ckpt_every`` steps,
+the ``check_finite`` divergence guard). A generator class with ``pretrained = True``
+(``stylegan2``) is loaded from its file, never trained; its key is the hash of its
+``fingerprint()`` (the weights' content).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,19 +131,43 @@ def _load_pretrained(
     return gen, {**info, "cached": True, "pretrained": True}
 
 
-def check_finite(step: int, **losses: torch.Tensor) -> None:
-    """Raise ``TrainingDiverged`` on a NaN / inf loss or one whose magnitude exceeds 1e6."""
+#: The fix a divergence message suggests for the zoo's GANs.
+LOWER_GAN_LRS = "the learning rate (--set lr_g=..., lr_d=...)"
+
+
+def check_finite(
+    step: int,
+    /,
+    what: str = "generator training",
+    lower: str = LOWER_GAN_LRS,
+    **losses: torch.Tensor | float,
+) -> None:
+    """Raise ``TrainingDiverged`` on a NaN / inf loss or one whose magnitude exceeds 1e6.
+
+    The message names ``what`` diverged (e.g. ``"invgan training"``), the step, the loss term
+    and its value, and suggests lowering ``lower`` (the learning rates to ``--set``).
+    """
     for k, v in losses.items():
-        if not math.isfinite(float(v)) or abs(float(v)) > 1e6:
+        x = _scalar(v)
+        if not math.isfinite(x) or abs(x) > 1e6:
             raise TrainingDiverged(
-                f"generator training diverged at step {step}: {k} = {float(v):.4g}. "
-                "Nothing was cached. Lower the learning rate (--set lr_g=..., lr_d=...) "
-                "or change the seed."
+                f"{what} diverged at step {step}: {k} = {x:.4g}. Nothing was cached. "
+                f"Lower {lower} or change the seed."
             )
 
 
+def _scalar(v: torch.Tensor | float) -> float:
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+
+
 class Checkpointer:
-    """Resumable training state (modules, optimisers, RNG states, step) of one artifact key."""
+    """Resumable training state (modules, optimisers, RNG states, step) of one artifact key.
+
+    The checkpoint holds each module's and optimiser's state dict under its name, the state of
+    ``rng`` and (``torch_rng``) of torch's global generator, the step, the training seconds so
+    far, and whatever ``extra()`` returns at save time (e.g. a tensor carried between steps);
+    ``loaded`` keeps the restored checkpoint for those entries.
+    """
 
     def __init__(
         self,
@@ -148,9 +175,15 @@ class Checkpointer:
         nets: dict[str, nn.Module],
         opts: dict[str, torch.optim.Optimizer],
         rng: torch.Generator,
+        *,
+        kind: str = "generators",
+        torch_rng: bool = True,
+        extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.key, self.nets, self.opts, self.rng = key, nets, opts, rng
+        self.kind, self.torch_rng, self.extra = kind, torch_rng, extra
         self.started, self.before = time.perf_counter(), 0.0
+        self.loaded: dict[str, Any] | None = None
 
     def elapsed(self) -> float:
         """Training seconds so far, including those before the checkpoint it resumed from."""
@@ -158,23 +191,99 @@ class Checkpointer:
 
     def restore(self) -> int:
         """Load the last checkpoint if there is one; return the step to start from."""
-        state = artifacts.load_checkpoint("generators", self.key)
+        return self.resume_from(artifacts.load_checkpoint(self.kind, self.key))
+
+    def resume_from(self, state: dict[str, Any] | None) -> int:
+        """Load ``state`` (a checkpoint, or None for a fresh start); return its step.
+
+        A checkpoint without this trainer's optimisers is the hand-over of an earlier training
+        stage: only its modules are loaded, the optimisers and RNGs start afresh.
+        """
+        self.loaded = state
         if state is None:
             return 0
         for k, net in self.nets.items():
             net.load_state_dict(state[k])
-        for k, opt in self.opts.items():
-            opt.load_state_dict(state[k])
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        if all(k in state for k in self.opts):
+            for k, opt in self.opts.items():
+                opt.load_state_dict(state[k])
+            self.rng.set_state(state["rng"])
+            if self.torch_rng:
+                torch.set_rng_state(state["torch_rng"])
         self.before = float(state.get("elapsed", 0.0))
         return int(state["step"])
 
     def save(self, step: int) -> None:
         state: dict[str, Any] = {k: v.state_dict() for k, v in {**self.nets, **self.opts}.items()}
-        state.update(rng=self.rng.get_state(), torch_rng=torch.get_rng_state(), step=step)
+        state.update(rng=self.rng.get_state(), step=step)
+        if self.torch_rng:
+            state["torch_rng"] = torch.get_rng_state()
         state["elapsed"] = self.elapsed()
-        artifacts.save_checkpoint("generators", self.key, state)
+        if self.extra is not None:
+            state.update(self.extra())
+        artifacts.save_checkpoint(self.kind, self.key, state)
+
+    def drop(self) -> None:
+        artifacts.drop_checkpoint(self.kind, self.key)
+
+
+class TrainingLoop:
+    """The steps ``start .. steps - 1`` of a resumable training, with its scaffolding.
+
+    Iterating yields the step; the body ends with ``report`` (the divergence guard and the
+    progress read-out). After each step the bar advances, the state is checkpointed every
+    ``ckpt_every`` steps (not after the last) and ``on_step(steps_done)`` runs. On divergence
+    the checkpoint is dropped (resuming it would only diverge again) before the error rises.
+    """
+
+    def __init__(
+        self,
+        ckpt: Checkpointer,
+        start: int,
+        steps: int,
+        ckpt_every: int,
+        desc: str,
+        *,
+        what: str = "generator training",
+        lower: str = LOWER_GAN_LRS,
+        on_step: StepHook | None = None,
+    ) -> None:
+        self.ckpt, self.start, self.steps, self.ckpt_every = ckpt, start, steps, ckpt_every
+        self.desc, self.what, self.lower, self.on_step = desc, what, lower, on_step
+        if start:
+            log(f"resuming {desc} at step {start}/{steps}")
+
+    def __iter__(self) -> Iterator[int]:
+        self.pbar = bar(self.steps, self.desc, initial=self.start)
+        try:
+            for step in range(self.start, self.steps):
+                yield step
+                self.pbar.update(1)
+                done = step + 1
+                if done % self.ckpt_every == 0 and done < self.steps:
+                    self.ckpt.save(done)
+                if self.on_step is not None:
+                    self.on_step(done)
+        finally:
+            self.pbar.close()
+
+    def report(
+        self,
+        step: int,
+        /,
+        show: dict[str, tuple[torch.Tensor | float, str]] | None = None,
+        **losses: torch.Tensor | float,
+    ) -> None:
+        """Check ``losses`` (``check_finite``); every 50 steps show them on the bar to three
+        decimals, or ``show``'s values instead (name -> (value, format spec))."""
+        try:
+            check_finite(step, self.what, self.lower, **losses)
+        except TrainingDiverged:
+            self.ckpt.drop()
+            raise
+        if step % 50 == 0:
+            shown = show if show is not None else {k: (v, ".3f") for k, v in losses.items()}
+            self.pbar.set_postfix({k: f"{_scalar(v):{spec}}" for k, (v, spec) in shown.items()})
 
 
 def _gradient_penalty(
@@ -219,12 +328,12 @@ def train_gan(
         nets["ema"] = ema
     ckpt = Checkpointer(key, nets, {"opt_g": opt_g, "opt_d": opt_d}, rng)
     start = ckpt.restore()
-    if start:
-        log(f"resuming generator training at step {start}/{cfg.steps}")
     data = data.to(device)
     n = len(data)
-    pbar = bar(cfg.steps, f"train {gen.name}", initial=start)
-    for step in range(start, cfg.steps):
+    loop = TrainingLoop(
+        ckpt, start, cfg.steps, cfg.ckpt_every, f"train {gen.name}", on_step=on_step
+    )
+    for step in loop:
         # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise): on both of D's inputs,
         # its std decays linearly from ``instance_noise`` to 0 over training.
         sigma = cfg.instance_noise * max(0.0, 1.0 - step / max(1, cfg.steps - 1))
@@ -258,16 +367,7 @@ def train_gan(
         opt_g.step()
         if ema is not None:
             _ema_update(ema, gen, cfg.ema, step)
-        check_finite(step, loss_d=loss_d.detach(), loss_g=loss_g.detach())
-        pbar.update(1)
-        if step % 50 == 0:
-            pbar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}")
-        done = step + 1
-        if done % cfg.ckpt_every == 0 and done < cfg.steps:
-            ckpt.save(done)
-        if on_step is not None:
-            on_step(done)
-    pbar.close()
+        loop.report(step, loss_d=loss_d.detach(), loss_g=loss_g.detach())
     if ema is not None:  # keep the averaged weights; buffers stay the live model's
         with torch.no_grad():
             for p, pe in zip(gen.parameters(), ema.parameters(), strict=True):
