@@ -62,6 +62,9 @@ class Inverter:
     owns_generator: ClassVar[bool] = False
     #: True when ``fit`` trains something worth caching.
     trains: ClassVar[bool] = False
+    #: Bump when ``fit`` changes what it trains without a config change (a new init, a fixed
+    #: bug): it is part of the runner's cache key, so models trained by older code are refit.
+    train_version: ClassVar[int] = 0
 
     def __init__(
         self,

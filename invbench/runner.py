@@ -238,16 +238,17 @@ def fit_cached(
         with Stopwatch(ctx.device) as sw:
             inv.fit(ctx)
         return sw.seconds, False
-    key = stable_hash(
-        {
-            "method": res.spec.method,
-            "config": as_dict(res.method_cfg),
-            "generator": gen_key,
-            "data": data_fp,
-            "seed": res.spec.seed,
-            "v": SUITE_VERSION,
-        }
-    )
+    payload = {
+        "method": res.spec.method,
+        "config": as_dict(res.method_cfg),
+        "generator": gen_key,
+        "data": data_fp,
+        "seed": res.spec.seed,
+        "v": SUITE_VERSION,
+    }
+    if inv.train_version:  # only when set, so the keys of unversioned methods stay as they were
+        payload["train_version"] = inv.train_version
+    key = stable_hash(payload)
     cached = artifacts.load_artifact("inverters", key)
     if cached is not None:
         inv.load_state_dict(cached[0])

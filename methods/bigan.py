@@ -55,6 +55,7 @@ class JointDiscriminator(nn.Module):
 class BiGAN(Inverter):
     owns_generator = True
     trains = True
+    train_version = TRAIN_VERSION
 
     @dataclass
     class Config:

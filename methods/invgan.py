@@ -216,6 +216,7 @@ def weighted(parts: dict[str, torch.Tensor], cfg: Any) -> torch.Tensor:
 class InvGAN(Inverter):
     owns_generator = True
     trains = True
+    train_version = TRAIN_VERSION
 
     @dataclass
     class Config:

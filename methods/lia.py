@@ -173,6 +173,7 @@ def data_hash(ctx: FitContext) -> str:
 class LIA(Inverter):
     owns_generator = True
     trains = True
+    train_version = TRAIN_VERSION
 
     @dataclass
     class Config:

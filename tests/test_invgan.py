@@ -370,3 +370,21 @@ def test_stylegan_lite_backbone_trains_and_inverts(digits8):
     assert lat.space == "w" and lat.tensor.shape == (5, 4)
     rec = inv.decode(lat)
     assert rec.shape == (5, 1, 8, 8) and torch.equal(rec, inv.decode(lat))  # fixed noise
+
+
+def test_a_new_train_version_refits_instead_of_loading_the_old_model(tmp_path, monkeypatch):
+    """The runner's fit cache names the method's train_version: models trained by older code
+    (a TRAIN_VERSION bump, no config change) are not loaded silently."""
+    from invbench.runner import RunSpec, run
+
+    sets = [f"{k}={v}" for k, v in TINY.items()] + [
+        "steps=5",
+        "resolution=16",
+        "bootstrap=0",
+        "tracks=false",
+    ]
+    spec = RunSpec(method="invgan", dataset="digits", sets=sets, out=tmp_path)
+    assert run(spec)["provenance"]["fit_cached"] is False
+    assert run(spec)["provenance"]["fit_cached"] is True
+    monkeypatch.setattr(InvGAN, "train_version", InvGAN.train_version + 1)
+    assert run(spec)["provenance"]["fit_cached"] is False
