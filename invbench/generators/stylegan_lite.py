@@ -238,7 +238,7 @@ class StyleGANLite(Generator):
         lr_d: float = 2e-3
         beta1: float = 0.0
         beta2: float = 0.99
-        r1_gamma: float = 0.1
+        r1_gamma: float = 1.0  # see configs/generators/stylegan-lite.yaml
 
         def validate(self) -> None:
             if min(self.z_dim, self.w_dim, self.mapping_layers, self.channel_base) < 1:
