@@ -151,8 +151,29 @@ def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+MAX_SEED = 2**32  # numpy's RandomState and the bootstrap take seeds in [0, 2**32)
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed < MAX_SEED:
+        raise UsageError(f"seed {seed} is out of range: use an integer in [0, 2**32).")
+
+
+def check_out(out: Path | str) -> None:
+    """Refuse an output folder that cannot be one before any work is done."""
+    path = Path(out)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(
+                    f"--out {out}: {p} exists and is not a folder. Pick another --out."
+                )
+            break
+
+
 def resolve(spec: RunSpec) -> Resolved:
     """Resolve every component's configuration and route ``--set`` keys to their owners."""
+    check_seed(spec.seed)
     method_cls = METHODS.get(spec.method)
     dataset_cls = DATASETS.get(spec.dataset)
     gen_name = None if method_cls.owns_generator else (spec.generator or DEFAULT_GENERATOR)
@@ -380,7 +401,7 @@ def score_tracks(
             fake.update(recon)
             metrics["swd"], levels = swd(real, fake)
             res = ",".join(str(r) for r in levels)
-            flavors["swd"] = f"progan/levels={res}/N={len(test)}/ref=test"
+            flavors["swd"] = f"progan/levels={res}/N={len(test)}/ref={ev.split}"
         except ValueError as e:
             info.setdefault("unavailable", {})["swd"] = f"swd unavailable: {e}"
 
@@ -460,6 +481,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
+    check_out(spec.out)
     config = res.config()
     chash = stable_hash(config)
     torch.manual_seed(spec.seed)

@@ -108,6 +108,8 @@ def load(name_or_path: str) -> Suite:
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise UsageError(f"{path}: 'seeds' must be a list of integers.")
+    if any(not 0 <= s < 2**32 for s in seeds):
+        raise UsageError(f"{path}: seeds must lie in [0, 2**32); got {seeds}.")
     claims = list(data.get("claims") or [])
     for c in claims:
         _check_claim(path, c, labels)
@@ -245,8 +247,8 @@ def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[st
             lines.append(_bound_claim(c, means))
             continue
         better, worse = c.get("better"), c.get("worse")
-        a = means.get(better, {}).get(metric)
-        b = means.get(worse, {}).get(metric)
+        a = _measured(means.get(better, {}).get(metric))
+        b = _measured(means.get(worse, {}).get(metric))
         if a is None or b is None:
             lines.append(f"{text}: not measured ({metric} missing for {better!r} or {worse!r})")
             continue
@@ -265,6 +267,18 @@ def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[st
     return lines
 
 
+def _measured(v: Any) -> float | None:
+    """A table cell as a number, or None where the metric is absent (pandas writes NaN for a
+    metric one row lacks and another has)."""
+    if v is None:
+        return None
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
 def _indistinct(ra: dict[str, Any], rb: dict[str, Any], metric: str) -> bool:
     """|mean_a - mean_b| < 2 sqrt(s_a^2/n_a + s_b^2/n_b) (both rows over >= 2 seeds)."""
     try:
@@ -279,7 +293,7 @@ def _indistinct(ra: dict[str, Any], rb: dict[str, Any], metric: str) -> bool:
 
 def _bound_claim(c: dict[str, Any], means: dict[str, dict[str, float]]) -> str:
     text, metric, row = c.get("text", ""), c["metric"], c["row"]
-    v = means.get(row, {}).get(metric)
+    v = _measured(means.get(row, {}).get(metric))
     if v is None:
         return f"{text}: not measured ({metric} missing for {row!r})"
     lo, hi = c.get("at_least"), c.get("at_most")

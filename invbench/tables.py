@@ -58,6 +58,11 @@ def setting_id(rec: dict[str, Any]) -> str:
     return stable_hash(cfg, 8)
 
 
+def _base(metric: str) -> str:
+    """``fid_rand@N=100`` -> ``fid_rand``; ``recovery@eps=0.1`` -> ``recovery``."""
+    return metric.split("@", 1)[0]
+
+
 def frame(
     records: list[dict[str, Any]],
     metrics: list[str] | None = None,
@@ -77,6 +82,14 @@ def frame(
     df = pd.DataFrame(rows)
     skip = set(KEYS) | {"setting", "seed", "label"}
     present = [m for m in df.columns if m not in skip]
+    # A known metric a record lacks (lpips without its weights) is left out; a name that is no
+    # metric at all (a typo) is an error.
+    unknown = [m for m in metrics or [] if m not in present and _base(m) not in INFO]
+    if unknown:
+        raise UsageError(
+            f"unknown metric(s) {', '.join(unknown)}: these records have "
+            f"{', '.join(sorted(present))}."
+        )
     order = [m for m in (metrics or DEFAULT_ORDER) if m in present]
     if metrics is None:
         order += sorted(m for m in present if m not in order)

@@ -185,6 +185,8 @@ def test_cli_run_json_prints_exactly_one_record(tmp_path):
     # the table command renders what run wrote
     t = run_cli(["table", "--results", str(out), "--format", "latex"], tmp_path / "home")
     assert t.returncode == 0 and r"\toprule" in t.stdout and "creswell" in t.stdout
+    t = run_cli(["table", "--results", str(out), "--metrics", "mes"], tmp_path / "home")
+    assert t.returncode == 2 and "unknown metric(s) mes" in t.stderr
 
 
 @pytest.mark.parametrize(
@@ -196,6 +198,7 @@ def test_cli_run_json_prints_exactly_one_record(tmp_path):
         (["run", "--method", "creswell", "--dataset", "digitz"], "Did you mean 'digits'"),
         (["run", "--method", "creswell", "--device", "tpu"], "--device"),
         (["table", "--results", "/nonexistent/dir"], "does not exist"),
+        (["run", "--method", "creswell", "--seed", "-1"], "seed -1 is out of range"),
     ],
 )
 def test_cli_bad_input_exits_2_with_a_message(tmp_path, args, needle):
@@ -203,6 +206,14 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path, args, needle):
     assert p.returncode == 2
     assert needle in p.stderr
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_out_under_a_file_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("not a folder")
+    p = run_cli(["run", "--method", "creswell", "--out", str(blocker / "r")], tmp_path / "home")
+    assert p.returncode == 2 and "exists and is not a folder" in p.stderr
+    assert not (tmp_path / "home" / "generators").exists()  # nothing was trained
 
 
 def test_killed_run_leaves_no_record_and_next_run_recovers(tmp_path):

@@ -206,6 +206,10 @@ def test_claims_are_validated_and_a_factor_bounds_the_ratio(tmp_path):
     assert "not distinguishable" in suites.evaluate_claims(suite, means)[2]
     means["b"]["fid_rand"] = 14.0
     assert "not distinguishable" not in suites.evaluate_claims(suite, means)[2]
+    # a metric one row lacks arrives from pandas as NaN: not measured, never "DID NOT HOLD"
+    means = {"a": {"fid_rand": float("nan"), "ssim": float("nan")}, "b": {"fid_rand": 10.0}}
+    lines = suites.evaluate_claims(suite, means)
+    assert all("not measured" in line for line in lines), lines
 
 
 def test_seed_placeholder_ties_the_generator_seed_and_stays_one_setting(tmp_path):
