@@ -144,6 +144,13 @@ def _build_parser() -> argparse.ArgumentParser:
     su.add_argument("name", help="suite name (invbench ls suites) or a path to a suite YAML")
     su.add_argument("--results", type=Path, default=None, help="default: results/suites/NAME")
     su.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    su.add_argument(
+        "--only",
+        default=None,
+        metavar="PATTERN",
+        help="only the runs whose label matches this shell pattern, e.g. '*dcgan*' (the table "
+        "shows every finished cell; a claim on a missing row says 'not measured')",
+    )
     su.add_argument("--quiet", "-q", action="store_true")
 
     ck = sub.add_parser("check", help="regression gate: fresh results vs a committed reference")
@@ -371,11 +378,13 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     suite = suites.load(args.name)
     results = _suite_results(suite.name, args.results)
     if args.action == "show":
-        for run, seed, _spec, path in suites.cells(suite, results, args.device):
+        for run, seed, _spec, path in suites.select(
+            suites.cells(suite, results, args.device), args.only
+        ):
             state = "done" if path.is_file() else "todo"
             print(f"{state}  {run.label:30s} seed={seed}  {path.name}")
         return 0
-    ran, done = suites.run_suite(suite, results, args.device)
+    ran, done = suites.run_suite(suite, results, args.device, args.only)
     progress.log(f"suite {suite.name}: {ran} cells run, {done} were already done ({results})")
     targs = argparse.Namespace(
         suite=str(suite.path), results=results, format="md", metrics=None, title=None

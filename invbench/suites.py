@@ -20,6 +20,7 @@ killed suite resumes where it stopped; records are written atomically, so no cel
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -208,11 +209,25 @@ def cells(suite: Suite, out: Path, device: str = "cpu"):
     return out_cells
 
 
-def run_suite(suite: Suite, out: Path, device: str = "cpu") -> tuple[int, int]:
-    """Run the missing cells; return (cells run now, cells already done)."""
+def select(todo: list, only: str | None) -> list:
+    """The cells whose run label matches the shell pattern ``only`` (all when None), e.g.
+    ``--only '*dcgan*'``: a grid split between machines, or its cheap half first."""
+    if only is None:
+        return todo
+    picked = [c for c in todo if fnmatch.fnmatchcase(c[0].label, only)]
+    if not picked:
+        labels = ", ".join(dict.fromkeys(c[0].label for c in todo))
+        raise UsageError(f"--only {only!r} matches no run label; the labels are: {labels}.")
+    return picked
+
+
+def run_suite(
+    suite: Suite, out: Path, device: str = "cpu", only: str | None = None
+) -> tuple[int, int]:
+    """Run the missing cells (of those ``only`` selects); return (run now, already done)."""
     from invbench.runner import run
 
-    todo = cells(suite, out, device)
+    todo = select(cells(suite, out, device), only)
     done = sum(1 for *_, path in todo if path.is_file())
     ran = 0
     for i, (entry, seed, spec, path) in enumerate(todo, 1):

@@ -230,3 +230,26 @@ def test_seed_placeholder_ties_the_generator_seed_and_stays_one_setting(tmp_path
     assert setting_id(rec) == setting_id(other)  # seeds of one setting, one table row
     other["config"]["generator"]["steps"] = 10
     assert setting_id(rec) != setting_id(other)
+
+
+def test_only_selects_runs_by_label_pattern(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "seeds: [0, 1]\nruns:\n"
+        "  - {label: 'creswell / dcgan z', method: creswell}\n"
+        "  - {label: 'projected / dcgan z', method: projected}\n"
+        "  - {label: 'creswell / stylegan-lite w', method: creswell, generator: stylegan-lite,"
+        " sets: [space=w]}\n"
+    )
+    suite = suites.load(str(path))
+    all_cells = suites.cells(suite, tmp_path / "r")
+    assert len(suites.select(all_cells, None)) == 6
+    picked = suites.select(all_cells, "*dcgan z")
+    assert [(c[0].label, c[1]) for c in picked] == [
+        ("creswell / dcgan z", 0),
+        ("creswell / dcgan z", 1),
+        ("projected / dcgan z", 0),
+        ("projected / dcgan z", 1),
+    ]
+    with pytest.raises(UsageError, match="matches no run label"):
+        suites.select(all_cells, "nope*")
