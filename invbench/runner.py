@@ -201,10 +201,18 @@ def resolve(spec: RunSpec) -> Resolved:
             valid = "; ".join(f"{n}: {', '.join(sorted(_fields(c)))}" for n, c in owners.items())
             raise UsageError(f"--set {key}=…: unknown key '{key}'. Valid keys — {valid}.")
         routed[hits[0]][key] = value
+    method_cfg = _resolve(method_cls.Config, "method", spec.method, routed["method"])
+    space = getattr(method_cfg, "space", None)
+    if gen_cls is not None and space is not None and space not in gen_cls.latent_spaces:
+        raise UsageError(  # before the generator trains, not after
+            f"generator '{gen_name}' has no latent space '{space}'; it offers "
+            f"{', '.join(gen_cls.latent_spaces)}. Set space= to one of those (or pick a "
+            "generator with that space: invbench ls generators)."
+        )
     return Resolved(
         spec=spec,
         method_cls=method_cls,
-        method_cfg=_resolve(method_cls.Config, "method", spec.method, routed["method"]),
+        method_cfg=method_cfg,
         dataset_cfg=_resolve(dataset_cls.Config, "dataset", spec.dataset, routed["dataset"]),
         generator_name=gen_name,
         generator_sets=routed.get("generator", {}),
