@@ -458,7 +458,7 @@ def train_generator(
     gen_cls, ds_cls = GENERATORS.get(generator), DATASETS.get(dataset)
     gen_sets, ds_sets = route_sets(sets, gen_cls, ds_cls)
     ds = ds_cls(resolve(ds_cls.Config, "dataset", dataset, ds_sets))
-    gen, info = obtain(generator, ds.load(), ds.fingerprint(), gen_sets, device=device)
+    gen, info = obtain(generator, ds.load(), ds.train_fingerprint(), gen_sets, device=device)
     path = Path(out) / f"{generator}__{dataset}__{info['key']}.png"
     save_samples(gen, path, n_samples)
     return info, path

@@ -195,4 +195,6 @@ def _feature_net(
             f"the '{dataset}' feature network takes images of shape {want} (C, H, W); the "
             f"folders hold {tuple(shape)}. Convert them (channels, size) or drop --dataset."
         )
-    return domain_network(splits, ds.fingerprint(), dev, DomainNetConfig(epochs=ev.feature_epochs))
+    return domain_network(
+        splits, ds.train_fingerprint(), dev, DomainNetConfig(epochs=ev.feature_epochs)
+    )
