@@ -84,6 +84,8 @@ class EvalConfig:
     def validate(self) -> None:
         if self.n_test < 0 or self.batch_size < 1 or self.bootstrap < 0 or self.grid_images < 0:
             raise ValueError("n_test, bootstrap, grid_images must be >= 0 and batch_size >= 1")
+        if self.n_test == 1:
+            raise ValueError("n_test must be 0 (the whole test split) or >= 2 (FID, KID need 2)")
         if min(self.fid_small_n, self.n_rand, self.n_rand_rec, self.n_interp) < 0:
             raise ValueError("fid_small_n, n_rand, n_rand_rec, n_interp must be >= 0")
         if self.kid_subsets < 1 or self.kid_subset_size < 2 or self.metric_batch < 1:

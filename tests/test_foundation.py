@@ -200,6 +200,7 @@ def test_cli_run_json_prints_exactly_one_record(tmp_path):
         (["table", "--results", "/nonexistent/dir"], "does not exist"),
         (["run", "--method", "creswell", "--seed", "-1"], "seed -1 is out of range"),
         (["run", "--method", "creswell", "--set", "space=w"], "has no latent space 'w'"),
+        (["run", "--method", "creswell", "--set", "eval.n_test=1"], "n_test must be 0"),
     ],
 )
 def test_cli_bad_input_exits_2_with_a_message(tmp_path, args, needle):

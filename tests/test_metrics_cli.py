@@ -88,3 +88,8 @@ def test_bad_folders_exit_2_with_a_message(folders, tmp_path, capsys) -> None:
         capsys, "eval-images", "--real", str(tmp_path / "empty"), "--fake", str(root / "fake")
     )
     assert code == 2 and "no .png files" in err
+    _save(tmp_path / "one", real[:1], names=["a.png"])
+    code, _, err = _run(
+        capsys, "eval-images", "--real", str(tmp_path / "one"), "--fake", str(root / "fake")
+    )
+    assert code == 2 and "at least 2 in each folder" in err

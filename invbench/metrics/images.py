@@ -105,6 +105,11 @@ def evaluate_folders(
     channels = max(a.shape[2] for a in rarr + farr)
     real = to_tensor(rarr, channels, str(real_dir), rnames)
     fake = to_tensor(farr, channels, str(fake_dir), fnames)
+    if min(len(real), len(fake)) < 2:
+        raise DataError(
+            f"eval-images compares image sets: {real_dir} holds {len(real)} and {fake_dir} "
+            f"{len(fake)} PNG file(s); FID, KID and SWD need at least 2 in each folder."
+        )
     if real.shape[1:] != fake.shape[1:]:
         raise DataError(
             f"real images are {tuple(real.shape[2:])}, fake images {tuple(fake.shape[2:])}: "
