@@ -202,6 +202,11 @@ def resolve(spec: RunSpec) -> Resolved:
         if not hits:
             valid = "; ".join(f"{n}: {', '.join(sorted(_fields(c)))}" for n, c in owners.items())
             raise UsageError(f"--set {key}=…: unknown key '{key}'. Valid keys — {valid}.")
+        if key in scoped.get(hits[0], {}) and scoped[hits[0]][key] != value:
+            raise UsageError(
+                f"--set {key}={value} and --set {hits[0]}.{key}={scoped[hits[0]][key]} set the "
+                "same key twice; keep one."
+            )
         routed[hits[0]][key] = value
     method_cfg = _resolve(method_cls.Config, "method", spec.method, routed["method"])
     space = getattr(method_cfg, "space", None)

@@ -201,6 +201,7 @@ def test_cli_run_json_prints_exactly_one_record(tmp_path):
         (["run", "--method", "creswell", "--seed", "-1"], "seed -1 is out of range"),
         (["run", "--method", "creswell", "--set", "space=w"], "has no latent space 'w'"),
         (["run", "--method", "creswell", "--set", "eval.n_test=1"], "n_test must be 0"),
+        (["run", "--method", "creswell", "--set", "method.steps=5", "--set", "steps=9"], "twice"),
     ],
 )
 def test_cli_bad_input_exits_2_with_a_message(tmp_path, args, needle):
