@@ -1,11 +1,16 @@
 """The ``invbench`` command line.
 
-    invbench ls [methods|datasets|generators|metrics]
+    invbench ls [methods|datasets|generators|metrics|suites|directions]
     invbench run --method M --dataset D [--generator G] [--set key=value ...] [--seed S]
                  [--device cpu|cuda|auto] [--out DIR] [--json] [--quiet]
-    invbench table [--results DIR] [--format csv|md|latex] [--metrics m1,m2]
-    invbench weights [list|check|fetch] [NAME ...] [--json]
+    invbench eval-images --real DIR --fake DIR [--paired] [--json]
     invbench train-generator --generator G [--dataset D] [--set key=value ...] [--out DIR]
+    invbench edit --method M --directions D [--k K] [--steps A:B:N]
+    invbench suite run|show NAME [--only PATTERN]
+    invbench table [--results DIR] [--suite NAME] [--format csv|md|latex|json] [--metrics m1,m2]
+    invbench plot --suite NAME --x X --y METRIC [--pareto] -o FILE.png
+    invbench check --against leaderboards/NAME.json [--results DIR]
+    invbench weights [list|check|fetch] [NAME ...] [--json]
 
 Exit codes: 0 ok, 1 a regression or failed check, 2 bad usage or bad input.
 """
@@ -52,7 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
 
-    ls = sub.add_parser("ls", help="list methods, datasets, generators or metrics")
+    ls = sub.add_parser(
+        "ls", help="list methods, datasets, generators, metrics, suites or directions"
+    )
     ls.add_argument(
         "what",
         nargs="?",
