@@ -210,12 +210,8 @@ def resolve(spec: RunSpec) -> Resolved:
         routed[hits[0]][key] = value
     method_cfg = _resolve(method_cls.Config, "method", spec.method, routed["method"])
     space = getattr(method_cfg, "space", None)
-    if gen_cls is not None and space is not None and space not in gen_cls.latent_spaces:
-        raise UsageError(  # before the generator trains, not after
-            f"generator '{gen_name}' has no latent space '{space}'; it offers "
-            f"{', '.join(gen_cls.latent_spaces)}. Set space= to one of those (or pick a "
-            "generator with that space: invbench ls generators)."
-        )
+    if gen_cls is not None and space is not None:
+        gen_cls.check_space(space)  # before the generator trains, not after
     return Resolved(
         spec=spec,
         method_cls=method_cls,

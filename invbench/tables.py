@@ -63,22 +63,22 @@ def _base(metric: str) -> str:
     return metric.split("@", 1)[0]
 
 
-def _check_flavors(records: list[dict[str, Any]]) -> None:
+def _check_flavors(
+    rec: dict[str, Any], sid: str, seen: dict[tuple[str, str], tuple[str, Any]]
+) -> None:
     """Seeds of one setting are averaged only if each metric has one flavor among them (an
     Inception FID and a LeNet FID are different numbers: weights that appear half-way through a
-    suite would otherwise be mixed into one mean)."""
-    seen: dict[tuple[str, str], tuple[str, Any]] = {}
-    for rec in records:
-        sid = setting_id(rec)
-        for metric, flavor in (rec.get("metric_flavors") or {}).items():
-            first = seen.setdefault((sid, metric), (str(flavor), rec.get("seed")))
-            if first[0] != str(flavor):
-                raise UsageError(
-                    f"{rec.get('method')} ({sid}): {metric} is '{first[0]}' for seed {first[1]} "
-                    f"but '{flavor}' for seed {rec.get('seed')}; numbers of different flavors "
-                    "are not averaged. Re-run those cells under one flavor (delete the odd "
-                    "records, e.g. after feature-network weights appeared)."
-                )
+    suite would otherwise be mixed into one mean). ``seen`` holds the first flavor per
+    (setting, metric)."""
+    for metric, flavor in (rec.get("metric_flavors") or {}).items():
+        first = seen.setdefault((sid, metric), (str(flavor), rec.get("seed")))
+        if first[0] != str(flavor):
+            raise UsageError(
+                f"{rec.get('method')} ({sid}): {metric} is '{first[0]}' for seed {first[1]} "
+                f"but '{flavor}' for seed {rec.get('seed')}; numbers of different flavors "
+                "are not averaged. Re-run those cells under one flavor (delete the odd "
+                "records, e.g. after feature-network weights appeared)."
+            )
 
 
 def frame(
@@ -89,11 +89,12 @@ def frame(
     """One row per setting: mean, std and number of seeds of every metric."""
     if not records:
         raise UsageError("no result records found. Run `invbench run ...` first.")
-    _check_flavors(records)
     rows = []
+    flavors_seen: dict[tuple[str, str], tuple[str, Any]] = {}
     for rec in records:
         row = {k: rec.get(k, "") for k in KEYS}
         row["setting"] = setting_id(rec)
+        _check_flavors(rec, row["setting"], flavors_seen)
         row["label"] = (labels or {}).get(row["setting"], rec.get("method", ""))
         row["seed"] = rec.get("seed", 0)
         row.update({k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))})

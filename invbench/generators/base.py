@@ -90,13 +90,15 @@ class Generator(nn.Module):
                 f"[B, {', '.join(map(str, shape))}], got {list(latent.shape)}."
             )
 
-    def check_space(self, space: str) -> None:
-        if space not in self.latent_spaces:
+    @classmethod
+    def check_space(cls, space: str) -> None:
+        """Refuse a latent space this generator does not offer (the runner asks before training)."""
+        if space not in cls.latent_spaces:
             from invbench.errors import UsageError
 
             raise UsageError(
-                f"generator '{self.name}' has no latent space '{space}'; it offers "
-                f"{', '.join(self.latent_spaces)}. Set space= to one of those."
+                f"generator '{cls.name}' has no latent space '{space}'; it offers "
+                f"{', '.join(cls.latent_spaces)}. Set space= to one of those."
             )
 
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
