@@ -17,6 +17,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -178,11 +179,9 @@ class VGGPerceptual(Perceptual):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        from torchvision.models import vgg16
+        from invbench.metrics.perceptual import vgg16_features
 
-        net = vgg16()
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.body = net.features[: self.LAYERS[-1] + 1].eval().requires_grad_(False)
+        self.body = vgg16_features(Path(path), self.LAYERS[-1] + 1)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.flavor = "vgg16-imagenet"
@@ -205,20 +204,14 @@ class VGGPerceptual(Perceptual):
 
 
 class LPIPSPerceptual(Perceptual):
-    """LPIPS v0.1 (AlexNet) of the ``lpips`` package, the backbone read from a verified file."""
+    """LPIPS v0.1 (AlexNet), built by the metric's loader from verified files."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        import lpips
+        from invbench.metrics.perceptual import LPIPS_FLAVOR, build_lpips_model
 
-        self.net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
-        feats = torch.load(path, map_location="cpu", weights_only=True)
-        for slice_ in self.net.net.children():  # slices hold AlexNet's features[i] as "i"
-            for idx, mod in slice_.named_children():
-                for pname, p in mod.named_parameters(recurse=False):
-                    p.data.copy_(feats[f"features.{idx}.{pname}"])
-        self.net.eval().requires_grad_(False)
-        self.flavor = "lpips-alex-v0.1"
+        self.net = build_lpips_model(Path(path))
+        self.flavor = LPIPS_FLAVOR
 
     def prepare(self, target: torch.Tensor) -> torch.Tensor:
         return _rgb(target, 64)
@@ -227,21 +220,13 @@ class LPIPSPerceptual(Perceptual):
         return self.net(_rgb(x, 64), prepared).flatten()
 
 
-VGG16_FILE = ("vgg16-397923af.pth", "397923af", "torchvision VGG-16 (ImageNet)")
-
-
 def make_perceptual(
     kind: str, splits: Any, dataset_fp: dict[str, Any], device: torch.device
 ) -> Perceptual:
     """LPIPS or VGG when their weights are on disk; otherwise the dataset's domain network."""
-    from invbench.metrics.weights import ALEXNET, WeightFile, find_weights, missing_message
+    from invbench.metrics.weights import ALEXNET, VGG16, find_weights, missing_message
 
-    vgg = WeightFile(
-        (VGG16_FILE[0],),
-        VGG16_FILE[1],
-        VGG16_FILE[2],
-        "https://download.pytorch.org/models/vgg16-397923af.pth",
-    )
+    vgg = VGG16
     if kind in ("auto", "lpips"):
         path = find_weights(ALEXNET)
         if path is not None:

@@ -44,7 +44,12 @@ from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.metrics.evaluate import ClassShares, FeatureTrack, reference
-from invbench.metrics.features import DomainNet, DomainNetConfig, feature_network
+from invbench.metrics.features import (
+    DomainNet,
+    DomainNetConfig,
+    check_feature_weights,
+    feature_network,
+)
 from invbench.metrics.paired import bootstrap_ci, compute_paired
 from invbench.metrics.perceptual import Unavailable, load_lpips
 from invbench.metrics.swd import SWDAccumulator, swd
@@ -493,6 +498,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     device = select(spec.device)
     res = resolve(spec)
     check_out(spec.out)
+    check_feature_weights(res.eval_cfg.feature_net, res.eval_cfg.weights_dir or None)
     config = res.config()
     chash = stable_hash(config)
     torch.manual_seed(spec.seed)

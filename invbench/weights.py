@@ -1,9 +1,9 @@
 """Every pretrained file the suite can use: where it is looked for, and whether it is right.
 
 ``invbench weights list`` shows each entry's status offline; ``check`` exits 1 when a file is
-present but wrong; ``fetch`` downloads (to ``$INVBENCH_WEIGHTS``, else the torch hub cache) and
-keeps a file only after its checksum matched. Feature networks follow torchvision's convention
-``name-<sha256[:8]>.pth``; their entries and search directories come from
+present but wrong (its full SHA-256 differs from the published one); ``fetch`` downloads (to
+``$INVBENCH_WEIGHTS``, else the torch hub cache) and keeps a file only after its full digest
+matched. Feature networks' entries, digests and search directories come from
 ``invbench.metrics.weights`` so that the metrics and this manager can never disagree.
 StyleGAN2 checkpoints have no published checksum: they are checked structurally instead
 (readable with ``weights_only=True``, a ``g_ema`` state dict of the StyleGAN2 layout).
@@ -23,9 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from invbench.artifacts import atomic_path, sha256_file
+from invbench.artifacts import atomic_path
 from invbench.errors import DataError, UsageError
-from invbench.metrics.weights import ALEXNET, ENV, INCEPTION, search_dirs
+from invbench.metrics.weights import (
+    ALEXNET,
+    ENV,
+    INCEPTION,
+    LPIPS_ALEX_LINEAR,
+    VGG16,
+    WeightFile,
+    file_digest,
+    search_dirs,
+)
 
 MIRROR_ENV = "INVBENCH_WEIGHTS_MIRROR"
 ROSINALITY = "https://github.com/rosinality/stylegan2-pytorch#pretrained-checkpoints"
@@ -41,24 +50,14 @@ class Entry:
     files: tuple[str, ...]
     purpose: str
     kind: Kind
-    sha256_prefix: str = ""  # "" = no published checksum (checked structurally)
+    sha256: str = ""  # the full published digest; "" = none published (checked structurally)
     url: str = ""  # direct download; "" = manual (see ``page``)
     page: str = ""  # where a person finds it when there is no direct URL
     package: str = ""  # kind "package": the Python package that ships the file
 
 
-VGG16 = Entry(
-    "vgg16",
-    ("vgg16-397923af.pth",),
-    "torchvision VGG16 (ImageNet): perceptual losses of encoder / hybrid methods",
-    "feature",
-    "397923af",
-    "https://download.pytorch.org/models/vgg16-397923af.pth",
-)
-
-
-def _feature(name: str, spec, purpose: str) -> Entry:
-    return Entry(name, spec.names, purpose, "feature", spec.sha256_prefix, spec.url)
+def _feature(name: str, spec: WeightFile, purpose: str) -> Entry:
+    return Entry(name, spec.names, purpose, "feature", spec.sha256, spec.url)
 
 
 ENTRIES: tuple[Entry, ...] = (
@@ -69,10 +68,11 @@ ENTRIES: tuple[Entry, ...] = (
         ("weights/v0.1/alex.pth",),
         "LPIPS v0.1 linear calibration layers (ship inside the lpips package)",
         "package",
+        LPIPS_ALEX_LINEAR.sha256,
         page="https://pypi.org/project/lpips/",
         package="lpips",
     ),
-    VGG16,
+    _feature("vgg16", VGG16, "torchvision VGG-16 (ImageNet): perceptual losses (LIA, encoders)"),
     # rosinality's conversions of NVIDIA's official config-F models (convert_weight.py) and its
     # own FFHQ-256 model; all are distributed through the Google Drive folder of its README.
     Entry(
@@ -144,11 +144,11 @@ def get(name: str) -> Entry:
 
 
 def _check_file(entry: Entry, path: Path) -> tuple[bool, str]:
-    if entry.sha256_prefix:
-        digest = sha256_file(path)
-        if digest.startswith(entry.sha256_prefix):
-            return True, f"sha256 {digest[:8]}… matches"
-        return False, f"sha256 {digest[:8]}…, expected {entry.sha256_prefix}…"
+    if entry.sha256:
+        digest = file_digest(path)
+        if digest == entry.sha256:
+            return True, f"sha256 {digest[:12]}… matches the published digest in full"
+        return False, f"sha256 {digest}, expected {entry.sha256}"
     from invbench.generators.stylegan2 import architecture, read_checkpoint
 
     try:
@@ -175,7 +175,9 @@ def status(entry: Entry, verify: bool = True) -> Status:
         if path is None or not path.is_file():
             where = [pkg] if pkg else []
             return Status(entry, "missing", None, f"install {entry.package}", where)
-        return Status(entry, "ok", path, f"ships with {entry.package}", [path.parent])
+        ok, detail = _check_file(entry, path) if verify else (True, "present (not verified)")
+        detail = f"ships with {entry.package}; {detail}"
+        return Status(entry, "ok" if ok else "bad", path, detail, [path.parent])
     dirs = search_dirs()
     for d in dirs:
         for f in entry.files:

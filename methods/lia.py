@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -44,20 +45,14 @@ from invbench.generators.train import Checkpointer, TrainingLoop
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import OptimConfig, Perceptual, init_latents, optimise, perceptual_for
 from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
-from invbench.metrics.weights import WeightFile, find_weights, missing_message
+from invbench.metrics.perceptual import vgg16_features
+from invbench.metrics.weights import VGG16, find_weights, missing_message
 from invbench.nice import NICE
 from invbench.progress import log
 from invbench.registry import METHODS
 
 TRAIN_VERSION = 2  # bump when the training code changes its result, to invalidate caches
 ARTIFACT_KIND = "lia"
-
-VGG16 = WeightFile(
-    ("vgg16-397923af.pth",),
-    "397923af",
-    "torchvision VGG-16 (ImageNet), conv4_3 features of LIA's perceptual loss",
-    "https://download.pytorch.org/models/vgg16-397923af.pth",
-)
 
 #: Settings that change only how ``invert`` works, not what ``fit`` trains.
 INFERENCE_FIELDS = ("space", "refine_steps", "refine_init", "refine_lr", "refine_optimizer")
@@ -130,11 +125,7 @@ class VGGConv43(Perceptual):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        from torchvision.models import vgg16
-
-        net = vgg16()
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.body = net.features[:23].eval().requires_grad_(False)
+        self.body = vgg16_features(Path(path), 23)  # conv1_1 .. relu4_3
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.flavor = "vgg16-conv4_3"

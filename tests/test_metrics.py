@@ -145,7 +145,7 @@ def alexnet_home(tmp_path_factory) -> tuple:
         torch.manual_seed(0)
         torch.save(torchvision.models.alexnet().state_dict(), path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return home, WeightFile(ALEXNET.names, digest[:8], ALEXNET.what, ALEXNET.url)
+    return home, WeightFile(ALEXNET.names, digest, ALEXNET.what, ALEXNET.url)
 
 
 @pytest.fixture
@@ -183,8 +183,8 @@ def test_lpips_equals_the_lpips_package_with_the_same_backbone_file(alexnet_file
 def test_lpips_refuses_a_backbone_with_the_wrong_checksum(alexnet_file) -> None:
     from invbench.metrics.perceptual import load_lpips
 
-    with pytest.raises(DataError, match="checksum mismatch"):
-        load_lpips("cpu")  # the published checksum; the file holds random weights
+    with pytest.raises(DataError, match="SHA-256 mismatch"):
+        load_lpips("cpu")  # the published digest; the file holds random weights
 
 
 def test_lpips_is_unavailable_without_the_backbone(tmp_path, monkeypatch) -> None:

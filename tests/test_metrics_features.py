@@ -61,7 +61,7 @@ def test_inception_lookup(tmp_path, monkeypatch, digits) -> None:
     # A file with the right name and the wrong content is an error, never used.
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / INCEPTION.names[1]).write_bytes(b"not inception")
-    with pytest.raises(DataError, match="checksum mismatch"):
+    with pytest.raises(DataError, match="SHA-256 mismatch"):
         feature_network(splits, ds.fingerprint(), kind="auto")
 
 

@@ -64,7 +64,9 @@ def test_list_shows_every_file_and_where_it_is_looked_for(dirs, capsys):
 def test_feature_entries_agree_with_the_metrics(dirs):
     # The manager and the metric code read the same specs: they cannot disagree on a file.
     assert W.get("inception").files == MW.INCEPTION.names
-    assert W.get("alexnet").sha256_prefix == MW.ALEXNET.sha256_prefix
+    assert W.get("alexnet").sha256 == MW.ALEXNET.sha256
+    assert W.get("vgg16").sha256 == MW.VGG16.sha256
+    assert W.get("lpips-alex-linear").sha256 == MW.LPIPS_ALEX_LINEAR.sha256
     assert W.get("alexnet-owt-7be5be79.pth").name == "alexnet"  # a file name works too
 
 
@@ -76,8 +78,8 @@ def test_check_statuses(dirs, tiny_ckpt, capsys):
     (user / "stylegan2-cat-config-f.pt").write_bytes(b"junk")
     code, out, _ = weights_cli(["check"], capsys)
     assert code == 1  # a present file is wrong
-    digest = hashlib.sha256(b"truncated download").hexdigest()[:8]
-    assert f"sha256 {digest}…, expected 7be5be79…" in out
+    digest = hashlib.sha256(b"truncated download").hexdigest()
+    assert f"sha256 {digest}, expected {MW.ALEXNET.sha256}" in out
     st = {s.entry.name: s for s in map(W.status, W.ENTRIES)}
     assert st["alexnet"].state == "bad" and st["stylegan2-cat-256"].state == "bad"
     assert st["stylegan2-ffhq-1024"].state == "ok" and "32²" in st["stylegan2-ffhq-1024"].detail

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -24,7 +25,7 @@ from invbench import artifacts
 from invbench.config import stable_hash
 from invbench.data import Splits
 from invbench.errors import DataError, UsageError
-from invbench.metrics.weights import INCEPTION, find_weights, missing_message
+from invbench.metrics.weights import INCEPTION, find_weights, load_state, missing_message
 from invbench.progress import log
 
 DOMAIN_VERSION = 1  # bump when the domain network's code changes its weights
@@ -175,12 +176,25 @@ class InceptionNet(nn.Module):
 
     def __init__(self, path: str, device: torch.device) -> None:
         super().__init__()
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        import types
+        from unittest import mock
 
-        # torch-fidelity unpickles the file; find_weights() verified its SHA-256 first.
-        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], path).to(device)
+        import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+        state = load_state(INCEPTION, Path(path))  # full SHA-256, tensors only
+        # torch-fidelity's constructor reads its weight file with torch.load(weights_only=False),
+        # which would run any code a forged file carries. Its architecture and forward pass (the
+        # TF-exact resize) are what we want, so it is built with its module-level ``torch``
+        # answered by a proxy whose ``load`` returns the state dict read above: no file of ours
+        # reaches that unpickler.
+        proxy = types.ModuleType("torch")
+        proxy.__getattr__ = lambda name: getattr(torch, name)  # type: ignore[method-assign]
+        proxy.load = lambda *a, **k: state  # type: ignore[attr-defined]
+        with mock.patch.object(fe, "torch", proxy):
+            net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], "<verified>")
+        self.net = net.to(device)
         self.flavor = "inception-v3"
-        self.key = f"inception-2015-12-05-{INCEPTION.sha256_prefix}"
+        self.key = f"inception-2015-12-05-{INCEPTION.sha256[:8]}"
         self.test_accuracy = float("nan")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,3 +231,14 @@ def feature_network(
             f"{missing_message(INCEPTION, weights_dir)}"
         )
     return domain_network(splits, dataset_fp, device, domain_cfg)
+
+
+def check_feature_weights(kind: str, weights_dir: str | None = None) -> None:
+    """Before any work: a wrong Inception / AlexNet file (full SHA-256) or a missing Inception
+    file that ``feature_net=inception`` demands stops the run now, not after training."""
+    from invbench.metrics.weights import ALEXNET
+
+    found = find_weights(INCEPTION, weights_dir) if kind in ("auto", "inception") else None
+    if kind == "inception" and found is None:
+        raise DataError(missing_message(INCEPTION, weights_dir))
+    find_weights(ALEXNET, weights_dir)  # LPIPS: absent is fine (reported unavailable), wrong is not
