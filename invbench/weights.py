@@ -190,8 +190,14 @@ def status(entry: Entry, verify: bool = True) -> Status:
     return Status(entry, "missing", None, "not found", dirs)
 
 
-def find_stylegan2(spec: str) -> Path:
-    """A StyleGAN2 checkpoint from a path or a bare file name searched in the weight directories."""
+def find_file(spec: str, what: str, setting: str, page: str) -> Path:
+    """A file from a path or a bare file name searched in the weight directories (in order).
+
+    ``what`` names the file in messages, ``setting`` is the ``--set`` key that passes it and
+    ``page`` where a person downloads it.
+    """
+    if not spec:
+        raise UsageError(f"no {what} given: pass its path with --set {setting}=PATH ({page}).")
     p = Path(spec).expanduser()
     if p.is_file():
         return p
@@ -201,14 +207,18 @@ def find_stylegan2(spec: str) -> Path:
                 return d / spec
         where = ", ".join(str(d) for d in search_dirs())
         raise DataError(
-            f"StyleGAN2 checkpoint '{spec}' not found in {where}. Put the file in one of those "
-            f"directories (or in ${ENV}), or pass its path: --set generator.checkpoint=PATH. "
-            f"Files: {ROSINALITY}; `invbench weights list` shows what is present."
+            f"{what} '{spec}' not found in {where}. Put the file in one of those "
+            f"directories (or in ${ENV}), or pass its path: --set {setting}=PATH. "
+            f"Files: {page}; `invbench weights list` shows what is present."
         )
     raise DataError(
-        f"StyleGAN2 checkpoint {p} does not exist. Pass the path of a stylegan2-pytorch .pt file "
-        "with --set generator.checkpoint=PATH."
+        f"{what} {p} does not exist. Pass the path of the file with --set {setting}=PATH."
     )
+
+
+def find_stylegan2(spec: str) -> Path:
+    """A StyleGAN2 checkpoint (stylegan2-pytorch .pt or NVlabs .pkl) by path or file name."""
+    return find_file(spec, "StyleGAN2 checkpoint", "generator.checkpoint", ROSINALITY)
 
 
 def fetch(entry: Entry, timeout: float = 30.0) -> Path:
