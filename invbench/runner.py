@@ -50,6 +50,9 @@ from invbench.metrics.features import (
     check_feature_weights,
     feature_network,
 )
+from invbench.metrics.identity import load_identity
+from invbench.metrics.msssim import FLAVOR as MSSSIM_FLAVOR
+from invbench.metrics.msssim import ms_ssim
 from invbench.metrics.paired import bootstrap_ci, compute_paired
 from invbench.metrics.perceptual import Unavailable, load_lpips
 from invbench.metrics.swd import SWDAccumulator, swd
@@ -352,9 +355,21 @@ def score_paired(
     except Unavailable as e:
         unavailable["lpips"] = str(e)
         log(str(e))
+    # The face-inversion protocol (issue #20): MS-SSIM, and ArcFace identity when available.
+    per_image["ms_ssim"], flavors["ms_ssim"] = ms_ssim(recon, test), MSSSIM_FLAVOR
+    try:
+        idn = load_identity(device, ev.weights_dir or None, tuple(test.shape[1:]))
+        mb = ev.metric_batch
+        per_image["id_sim"] = torch.cat(
+            [idn(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)]
+        )
+        flavors["id_sim"] = idn.flavor
+    except Unavailable as e:
+        unavailable["id_sim"] = str(e)
     metrics: dict[str, float | None] = {k: float(v.mean()) for k, v in per_image.items()}
-    if "lpips" in unavailable:
-        metrics["lpips"] = None
+    for name in ("lpips", "id_sim"):
+        if name in unavailable:
+            metrics[name] = None
     ci = {}
     if ev.bootstrap:
         ci = {

@@ -242,7 +242,7 @@ def test_codes_and_images_equal_the_authors_code(fam, layouts) -> None:
 
 
 # -- end to end through `invbench run`, tiny widths -------------------------------------------------
-TINY = {64: 8, 128: 16, 256: 24, 512: 32, 4: 2, 8: 2, 16: 3, 32: 4}  # channels; SE widths
+TINY = {64: 8, 128: 16, 256: 24, 512: 32, 4: 2, 8: 2, 16: 3, 32: 4, 512 * 49: 32 * 49}
 
 
 def tiny_checkpoint(fam: str, lay: dict, path: Path, size: int = 256) -> Path:
@@ -289,8 +289,17 @@ def run(args: list[str], sets: list[str], capsys) -> tuple[int, dict | None, str
 
 
 @pytest.mark.parametrize("fam", ["psp", "e4e", "restyle-psp"])
-def test_a_checkpoint_runs_end_to_end(fam, layouts, faces, tmp_path, capsys) -> None:
+def test_a_checkpoint_runs_end_to_end(fam, layouts, faces, tmp_path, capsys, monkeypatch) -> None:
     ckpt = tiny_checkpoint(fam, layouts[fam], tmp_path / f"{fam}.pt")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setenv("INVBENCH_WEIGHTS", str(weights))
+    if fam == "psp":  # an identity network in the IR-SE50 layout (small widths): id_sim is scored
+        arc = {
+            k: tuple(TINY.get(s, s) for s in v)
+            for k, v in layouts["arcface-ir-se50"]["layout_1024"].items()
+        }
+        torch.save(seeded_state(arc, 3), weights / "model_ir_se50.pth")
     method = METHOD[fam.split("-")[0]]
     sets = [f"root={faces}", "resolution=256", "dataset.n_test=2", f"checkpoint={ckpt}"]
     sets += ["tracks=false", "bootstrap=0"] + (
@@ -305,6 +314,13 @@ def test_a_checkpoint_runs_end_to_end(fam, layouts, faces, tmp_path, capsys) -> 
     assert prov["encoder_type"] == layouts[fam]["opts"]["encoder_type"]
     assert record["space"] == "w+" and record["generator"] == "own"
     assert np.isfinite(record["metrics"]["mse"])
+    assert 0 < record["metrics"]["ms_ssim"] <= 1 and record["metric_flavors"]["ms_ssim"]
+    if fam == "psp":
+        assert -1 <= record["metrics"]["id_sim"] <= 1
+        assert record["metric_flavors"]["id_sim"] == "arcface-ir-se50/psp-crop"
+    else:
+        assert record["metrics"]["id_sim"] is None
+        assert "model_ir_se50.pth" in record["unavailable"]["id_sim"]
 
 
 def test_another_decoder_replaces_the_checkpoints(layouts, faces, tmp_path, capsys) -> None:

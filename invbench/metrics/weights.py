@@ -84,6 +84,25 @@ LPIPS_ALEX_LINEAR = WeightFile(
 )
 
 
+@dataclass(frozen=True)
+class UnverifiedFile:
+    """A weight file with no published digest (none could be confirmed from two independent
+    public listings): found by name, read as tensors only (``read_state_bytes``), and accepted
+    only when its structure is the network's (checked by the code that builds it)."""
+
+    names: tuple[str, ...]
+    what: str
+    url: str  # where a person downloads it (no direct link: shared through Google Drive)
+
+
+#: ArcFace IR-SE50 of TreB1eN's InsightFace_Pytorch as pSp / e4e / ReStyle distribute it.
+IR_SE50 = UnverifiedFile(
+    ("model_ir_se50.pth",),
+    "ArcFace IR-SE50 identity network (pSp / e4e's ID loss, the id_sim metric)",
+    "https://github.com/eladrich/pixel2style2pixel#pretrained-models",
+)
+
+
 def search_dirs(user_dir: str | None = None) -> list[Path]:
     dirs = []
     if user_dir:
@@ -114,6 +133,15 @@ def file_digest(path: Path) -> str:
                 h.update(chunk)
         _DIGESTS[key] = h.hexdigest()
     return _DIGESTS[key]
+
+
+def find_unverified(spec: UnverifiedFile, user_dir: str | None = None) -> Path | None:
+    """The first file of ``spec``'s names in the search directories, or None."""
+    for d in search_dirs(user_dir):
+        for name in spec.names:
+            if (d / name).is_file():
+                return d / name
+    return None
 
 
 def mismatch_message(spec: WeightFile, path: Path, digest: str) -> str:
@@ -182,7 +210,7 @@ def verified_state(spec: WeightFile, user_dir: str | None = None) -> dict[str, t
     return None if path is None else load_state(spec, path)
 
 
-def missing_message(spec: WeightFile, user_dir: str | None = None) -> str:
+def missing_message(spec: WeightFile | UnverifiedFile, user_dir: str | None = None) -> str:
     where = ", ".join(str(d) for d in search_dirs(user_dir))
     return (
         f"{spec.names[0]} ({spec.what}) not found in {where}. Download {spec.url} into one "
