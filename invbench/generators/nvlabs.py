@@ -179,7 +179,7 @@ def read_pickle(path: Path) -> dict[str, Any]:
 
 
 # -- StyleGAN2-ADA's G_ema -> the suite's StyleGAN2 ------------------------------------------------
-def _is_stylegan3(G: Persistent) -> bool:
+def is_stylegan3(G: Persistent) -> bool:
     syn = G.children.get("synthesis")
     return syn is not None and (syn.has("input") or syn.class_name != "SynthesisNetwork")
 
@@ -221,7 +221,7 @@ def stylegan2_weights(data: dict[str, Any], where: str) -> NVlabsWeights:
     G = data["G_ema"]
     if G.class_name != "Generator":
         raise DataError(f"{where}: G_ema is a {G.class_name}, not an NVlabs Generator.")
-    if _is_stylegan3(G):
+    if is_stylegan3(G):
         raise UsageError(
             f"{where} is a StyleGAN3 generator (synthesis.input: Fourier features, filtered "
             "nonlinearities); invbench's generators do not support StyleGAN3 synthesis. Use a "
