@@ -138,3 +138,42 @@ def test_a_wrong_or_malicious_identity_file_is_refused(tmp_path, monkeypatch) ->
     torch.save({"input_layer.0.weight": torch.zeros(64, 3, 3, 3)}, path)
     with pytest.raises(DataError, match="not the ArcFace IR-SE50 network"):
         load_identity(image_shape=(3, 256, 256))
+
+
+# -- an identity loss needs the network: checked before any training ---------------------------------
+def test_a_run_with_an_id_loss_stops_before_training_without_the_network(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from invbench import cli
+
+    monkeypatch.setenv("INVBENCH_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    home = tmp_path / "home"
+    monkeypatch.setenv("INVBENCH_HOME", str(home))
+    out = tmp_path / "out"
+    args = ["run", "--method", "restyle", "--out", str(out), "--set", "enc_id_weight=0.1"]
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and "model_ir_se50.pth" in err and "Traceback" not in err
+    assert not out.exists() and not (home.exists() and any(home.rglob("*.safetensors")))
+
+
+def test_the_id_loss_moves_the_encoder(arcface_file) -> None:
+    from invbench.encoders import EncoderConfig, build_encoder, train_encoder
+    from invbench.generators.stylegan2 import StyleGAN2
+
+    pkl = Path(__file__).parent / "fixtures" / "nvlabs" / "sg2ada-tiny.pkl"
+    gen = StyleGAN2(StyleGAN2.Config(checkpoint=str(pkl)), 3, 32).eval().requires_grad_(False)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    idn = IdentitySimilarity(arcface_file)
+    trained = []
+    for weight in (0.0, 1.0):
+        cfg = EncoderConfig(enc_loss="recon", enc_steps=2, enc_batch=2, enc_width=4)
+        cfg.enc_id_weight = weight  # set after construction: validate() would look for the file
+        torch.manual_seed(0)
+        enc = build_encoder(gen, "w", cfg)
+        train_encoder(
+            enc, gen, "w", cfg, x, None, 0, torch.device("cpu"), identity=idn if weight else None
+        )
+        trained.append(torch.cat([p.flatten() for p in enc.parameters()]))
+    assert (trained[0] - trained[1]).abs().max() > 1e-6  # the identity term reached the encoder

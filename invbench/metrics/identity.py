@@ -52,16 +52,20 @@ class IdentitySimilarity:
         self.net = net.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, grad: bool = False) -> torch.Tensor:
         x = x.to(self.device, torch.float32)
         if x.shape[-2:] != (256, 256):
             x = F.interpolate(x, (256, 256), mode="bilinear", align_corners=False, antialias=True)
         x = F.adaptive_avg_pool2d(x[:, :, CROP[0], CROP[1]], (112, 112))
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             return self.net(x)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (self.embed(x) * self.embed(y)).sum(1).double().cpu()
+
+    def distance(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """pSp's identity loss per image, 1 - <e(x), e(target)>, differentiable in ``x``."""
+        return 1 - (self.embed(x, grad=True) * self.embed(target)).sum(1)
 
 
 def require_identity_network(weights_dir: str | None = None) -> Path:
