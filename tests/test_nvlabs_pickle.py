@@ -50,6 +50,16 @@ committed)::
 
 ``conv_clamp=1.5`` (NVlabs' models use 256) is small so that the clamp acts; z_dim != w_dim and
 non-zero noise strengths make every mapped tensor matter.
+
+``fixtures/nvlabs/sg3repo-sg2-tiny.pkl`` is the same script run against NVlabs/stylegan3 at
+c233a91 (whose ``training/networks_stylegan2.py`` wrote the StyleGAN2 pickles NVIDIA distributes
+through NGC, e.g. stylegan2-ffhq-1024x1024.pkl), with three changes: ``sys.path`` points at that
+checkout, ``from training.networks_stylegan2 import Generator, Discriminator``, and the synthesis
+keywords are passed flat (``Generator(..., mapping_kwargs=dnnlib.EasyDict(num_layers=2),
+channel_base=256, channel_max=16, num_fp16_res=2, conv_clamp=1.5)``, that repository's
+signature); a stand-in ``pkg_resources`` module (``parse_version`` from ``packaging``) is put in
+``sys.modules`` first because its conv2d_gradfix imports it. Its outputs were bit-identical to
+the StyleGAN2-ADA ones (same seeds, same numbers), so only the pickle is committed.
 """
 
 from __future__ import annotations
@@ -93,6 +103,12 @@ def test_the_pickle_synthesises_the_image_nvlabs_code_made(ref) -> None:
             zero.synthesize(ref["z"]), ref["img_noise_none"], rtol=0, atol=1e-4
         )
     assert gen.w_avg_source == "checkpoint latent_avg" and gen.lr_mlp == pytest.approx(0.01)
+
+
+def test_the_stylegan3_releases_stylegan2_pickle_loads_alike(ref) -> None:
+    gen = load(FIX / "sg3repo-sg2-tiny.pkl")
+    with torch.no_grad():
+        torch.testing.assert_close(gen.synthesize(ref["z"], "z"), ref["img"], rtol=0, atol=1e-4)
 
 
 def test_the_fixture_exercises_clamp_and_noise(ref) -> None:
