@@ -43,6 +43,7 @@ from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
+from invbench.metrics.cleanfid_ref import reference_for
 from invbench.metrics.evaluate import ClassShares, FeatureTrack, reference
 from invbench.metrics.features import (
     DomainNet,
@@ -425,6 +426,15 @@ def score_tracks(
         test_rec = FeatureTrack("fid_test_rec", net, small, keep_features=True)
         test_rec.update(recon, mb)
         add(test_rec.fid(ref))
+        if net.flavor == "inception-v3":  # the dataset's published statistics (issue #20)
+            try:
+                published = reference_for(str(data_fp.get("dataset")), test.shape[-1])
+                if published is not None:
+                    m, f = test_rec.fid(published)
+                    name = "fid_test_rec_cleanfid"
+                    add(({name: m["fid_test_rec"]}, {name: f["fid_test_rec"]}))
+            except Unavailable as e:
+                info.setdefault("unavailable", {})["fid_test_rec_cleanfid"] = str(e)
         add(test_rec.kid(ref, "kid_test_rec", ev.kid_subsets, ev.kid_subset_size, seed))
         try:
             real, fake = SWDAccumulator(test.shape[-1], seed), SWDAccumulator(test.shape[-1], seed)
@@ -619,6 +629,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
             "started": started.isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t_start, 2),
             "generator_key": gen_key,
+            "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
             "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
             "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
             "fit_cached": fit_cached_flag,

@@ -177,3 +177,29 @@ def test_the_id_loss_moves_the_encoder(arcface_file) -> None:
         )
         trained.append(torch.cat([p.flatten() for p in enc.parameters()]))
     assert (trained[0] - trained[1]).abs().max() > 1e-6  # the identity term reached the encoder
+
+
+# -- FID against clean-fid's published statistics ------------------------------------------------------
+def test_cleanfid_statistics_are_read_offline_or_named(tmp_path, monkeypatch) -> None:
+    import inspect
+
+    import cleanfid.fid
+
+    from invbench.metrics import cleanfid_ref
+
+    monkeypatch.setattr(cleanfid_ref, "stats_dir", lambda: tmp_path)
+    assert cleanfid_ref.reference_for("digits", 32) is None  # clean-fid publishes none
+    with pytest.raises(Unavailable, match="ffhq_legacy_tensorflow_trainval70k_256.npz not found"):
+        cleanfid_ref.reference_for("ffhq", 256)
+    with pytest.raises(Unavailable, match="at 256 and 1024 px, the run is at 128 px"):
+        cleanfid_ref.reference_for("ffhq", 128)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2048, 64))
+    mu, sigma = rng.standard_normal(2048), a @ a.T / 64
+    np.savez(tmp_path / "ffhq_legacy_tensorflow_trainval70k_256.npz", mu=mu, sigma=sigma)
+    ref = cleanfid_ref.reference_for("ffhq", 256)
+    np.testing.assert_array_equal(ref.mu, mu)
+    np.testing.assert_array_equal(ref.sigma, sigma)
+    assert ref.split == "clean-fid:ffhq/legacy_tensorflow/trainval70k/256"
+    # the file name follows clean-fid's own rule for what its API downloads
+    assert "{name}_{mode}{model_modifier}_{split}_{res}.npz" in inspect.getsource(cleanfid.fid)

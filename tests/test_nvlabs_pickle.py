@@ -64,6 +64,7 @@ the StyleGAN2-ADA ones (same seeds, same numbers), so only the pickle is committ
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import sys
 import types
@@ -157,6 +158,7 @@ def test_a_generator_from_a_pickle_runs_through_invbench_run(tmp_path, capsys) -
     assert code == 0, captured.err
     record = json.loads(captured.out)
     assert record["config"]["generator"]["checkpoint"] == str(PKL)
+    assert record["provenance"]["generator_sha256"] == hashlib.sha256(PKL.read_bytes()).hexdigest()
     assert np.isfinite(record["metrics"]["mse"])
 
 

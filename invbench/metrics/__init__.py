@@ -34,6 +34,9 @@ INFO: dict[str, MetricInfo] = {
         False, "FID of reconstructions of random samples vs train", "{:.2f}"
     ),
     "fid_test_rec": MetricInfo(False, "FID of test reconstructions vs train", "{:.2f}"),
+    "fid_test_rec_cleanfid": MetricInfo(
+        False, "FID of test reconstructions vs clean-fid's published dataset statistics", "{:.2f}"
+    ),
     "fid_interp": MetricInfo(
         False, "FID of midpoint interpolations of test pairs vs train", "{:.2f}"
     ),
