@@ -9,11 +9,11 @@ into invbench's StyleGAN2, or, with ``decoder=PATH``, another StyleGAN2 checkpoi
 Inference follows the authors' scripts (pSp ``scripts/inference.py``, ReStyle
 ``scripts/inference_iterative.py``): images at 256x256 (their test transforms; other sizes are
 resized bilinearly with antialiasing), codes = E(x) plus ``latent_avg`` when the checkpoint was
-trained with ``start_from_latent_avg`` (pSp §3; e4e always is), decoded with the decoder's
+trained with ``start_from_latent_avg`` (the published FFHQ models are), decoded with the decoder's
 fixed noise maps (``randomize_noise=False``) and area-pooled to the dataset's size (their
-``face_pool``). ReStyle (§3, eq. 1): w_0 = latent_avg and y_0 = G(w_0); step t feeds x ++ y_t
-(both pooled to 256) to the encoder and w_{t+1} = w_t + E(x ++ y_t); ``n_iters`` steps (5 in
-the paper and the authors' inference script).
+``face_pool``). ReStyle's residual refinement: w_0 = latent_avg and y_0 = G(w_0); step t
+feeds x ++ y_t (both pooled to 256) to the encoder and w_{t+1} = w_t + E(x ++ y_t);
+``n_iters`` steps (5, the authors' ``n_iters_per_batch`` at inference).
 
 The record names the checkpoint, its SHA-256 and the decoder used (``provenance``).
 """
@@ -181,7 +181,7 @@ class ReStylePretrained(PublishedEncoder):
 
     @dataclass
     class Config(PublishedConfig):
-        n_iters: int = 5  # §4.3 and scripts/inference_iterative.py: 5 steps at inference
+        n_iters: int = 5  # options/test_options.py: n_iters_per_batch = 5 at inference
 
         def validate(self) -> None:
             super().validate()
