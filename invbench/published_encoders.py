@@ -32,7 +32,6 @@ Encoders (``opts['encoder_type']``):
 from __future__ import annotations
 
 import argparse
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from torch import nn
 
 from invbench.errors import DataError, UsageError
 from invbench.generators.stylegan2 import EqualLinear
+from invbench.metrics.weights import load_tensors_only
 
 COARSE, MIDDLE = 3, 7  # pSp's style-group boundaries (coarse 0-2, middle 3-6, fine 7+)
 
@@ -160,6 +160,15 @@ def _style_blocks(state: dict[str, torch.Tensor], prefix: str = "styles.") -> nn
     return blocks
 
 
+def _codes(outs: list[torch.Tensor], progressive: bool) -> torch.Tensor:
+    """One w per style input (pSp), or e4e's progressive form: the first block's w for every
+    input plus the other blocks' outputs as offsets, w_i = w_0 + delta_i (the inference stage
+    of e4e's ``ProgressiveStage``, every delta on)."""
+    if not progressive:
+        return torch.stack(outs, 1)
+    return torch.stack([outs[0]] + [outs[0] + d for d in outs[1:]], 1)
+
+
 def _upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=True) + y
 
@@ -204,38 +213,6 @@ class _Trunk(nn.Module):
         return c1, c2, c3
 
 
-class GradualStyleEncoder(_Trunk):
-    """pSp's FPN encoder (and ReStyle's, 6-channel input); ``progressive`` = e4e's forward."""
-
-    def __init__(
-        self, state: dict[str, torch.Tensor], resnet: bool = False, progressive: bool = False
-    ) -> None:
-        super().__init__()
-        self._build_trunk(state, resnet)
-        self.styles = _style_blocks(state)
-        w1, w2 = state["latlayer1.weight"], state["latlayer2.weight"]
-        self.latlayer1 = nn.Conv2d(int(w1.shape[1]), int(w1.shape[0]), 1)
-        self.latlayer2 = nn.Conv2d(int(w2.shape[1]), int(w2.shape[0]), 1)
-        self.progressive = progressive
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c1, c2, c3 = self.pyramid_inputs(x)
-        n = len(self.styles)
-        p2 = p1 = None
-        feats = []
-        for i in range(n):
-            if i >= COARSE and p2 is None:
-                p2 = _upsample_add(c3, self.latlayer1(c2))
-            if i >= MIDDLE and p1 is None:
-                p1 = _upsample_add(p2, self.latlayer2(c1))
-            feats.append(c3 if i < COARSE else p2 if i < MIDDLE else p1)
-        if not self.progressive:  # pSp: one style block per input (pSp §3, Fig. 2)
-            return torch.stack([s(f) for s, f in zip(self.styles, feats, strict=True)], 1)
-        w0 = self.styles[0](c3)  # e4e: a single w plus per-input offsets (e4e §3.3, eq. 2)
-        deltas = [torch.zeros_like(w0)] + [self.styles[i](feats[i]) for i in range(1, n)]
-        return w0.unsqueeze(1) + torch.stack(deltas, 1)
-
-
 class BackboneEncoder(_Trunk):
     """ReStyle's simpler encoder: every style block reads the body's last (16x16) map;
     ``progressive`` = its e4e variant (deltas on styles[0]'s w)."""
@@ -250,11 +227,31 @@ class BackboneEncoder(_Trunk):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.body(self.stem(x))
-        if not self.progressive:
-            return torch.stack([s(x) for s in self.styles], 1)
-        w0 = self.styles[0](x)
-        deltas = [torch.zeros_like(w0)] + [s(x) for s in self.styles[1:]]
-        return w0.unsqueeze(1) + torch.stack(deltas, 1)
+        return _codes([s(x) for s in self.styles], self.progressive)
+
+
+class GradualStyleEncoder(BackboneEncoder):
+    """pSp's FPN encoder (and ReStyle's, 6-channel input); ``progressive`` = e4e's forward."""
+
+    def __init__(
+        self, state: dict[str, torch.Tensor], resnet: bool = False, progressive: bool = False
+    ) -> None:
+        super().__init__(state, resnet, progressive)
+        w1, w2 = state["latlayer1.weight"], state["latlayer2.weight"]
+        self.latlayer1 = nn.Conv2d(int(w1.shape[1]), int(w1.shape[0]), 1)
+        self.latlayer2 = nn.Conv2d(int(w2.shape[1]), int(w2.shape[0]), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1, c2, c3 = self.pyramid_inputs(x)
+        p2 = p1 = None
+        feats = []
+        for i in range(len(self.styles)):
+            if i >= COARSE and p2 is None:
+                p2 = _upsample_add(c3, self.latlayer1(c2))
+            if i >= MIDDLE and p1 is None:
+                p1 = _upsample_add(p2, self.latlayer2(c1))
+            feats.append(c3 if i < COARSE else p2 if i < MIDDLE else p1)
+        return _codes([s(f) for s, f in zip(self.styles, feats, strict=True)], self.progressive)
 
 
 class BackboneIntoW(_Trunk):
@@ -338,31 +335,11 @@ def _sub(state: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
     return {k[n:]: v for k, v in state.items() if k.startswith(name + ".")}
 
 
-def _load(path: Path) -> Any:
-    """``torch.load(weights_only=True)``, memory-mapped when the file is in the zip format."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:  # a legacy (pre-1.6) file cannot be mapped: read it whole
-            if "mmap" not in str(e) and "zip" not in str(e):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def read_checkpoint(path: Path) -> PublishedCheckpoint:
     """Read with ``torch.load(weights_only=True)``: tensors, plain containers and an
     ``argparse.Namespace`` (some forks store ``opts`` as one); anything else is refused."""
     path = Path(path)
-    try:
-        obj = _load(path)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(
-            f"{path}: refused, reading it needs code to unpickle ({first}). invbench reads "
-            "encoder checkpoints as tensors and plain options only; use the published file."
-        ) from None
-    except Exception as e:  # torch.load raises many types for foreign or truncated bytes
-        raise DataError(f"{path}: not a readable torch checkpoint ({type(e).__name__}).") from None
+    obj = load_tensors_only(path, str(path), "encoder checkpoints", (argparse.Namespace,))
     if (
         not isinstance(obj, dict)
         or not isinstance(obj.get("state_dict"), dict)

@@ -338,6 +338,12 @@ class _Clock:
             self.seconds += time.perf_counter() - t0
 
 
+def _in_batches(fn: Any, recon: torch.Tensor, test: torch.Tensor, ev: EvalConfig) -> torch.Tensor:
+    """A per-image network metric over ``eval.metric_batch`` images at a time."""
+    mb = ev.metric_batch
+    return torch.cat([fn(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)])
+
+
 @exact_fp32()
 def score_paired(
     recon: torch.Tensor, test: torch.Tensor, ev: EvalConfig, device: torch.device, seed: int
@@ -348,11 +354,7 @@ def score_paired(
     unavailable: dict[str, str] = {}
     try:
         lp = load_lpips(device, ev.weights_dir or None)
-        mb = ev.metric_batch
-        per_image["lpips"] = torch.cat(
-            [lp(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)]
-        )
-        flavors["lpips"] = lp.flavor
+        per_image["lpips"], flavors["lpips"] = _in_batches(lp, recon, test, ev), lp.flavor
     except Unavailable as e:
         unavailable["lpips"] = str(e)
         log(str(e))
@@ -360,11 +362,7 @@ def score_paired(
     per_image["ms_ssim"], flavors["ms_ssim"] = ms_ssim(recon, test), MSSSIM_FLAVOR
     try:
         idn = load_identity(device, ev.weights_dir or None, tuple(test.shape[1:]))
-        mb = ev.metric_batch
-        per_image["id_sim"] = torch.cat(
-            [idn(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)]
-        )
-        flavors["id_sim"] = idn.flavor
+        per_image["id_sim"], flavors["id_sim"] = _in_batches(idn, recon, test, ev), idn.flavor
     except Unavailable as e:
         unavailable["id_sim"] = str(e)
     metrics: dict[str, float | None] = {k: float(v.mean()) for k, v in per_image.items()}

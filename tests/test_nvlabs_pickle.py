@@ -72,6 +72,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_security import _Payload, marker  # noqa: F401 (a fixture)
 
 from invbench import cli
 from invbench.errors import DataError, UsageError
@@ -163,19 +164,6 @@ def test_a_generator_from_a_pickle_runs_through_invbench_run(tmp_path, capsys) -
 
 
 # -- refusals ---------------------------------------------------------------------------------------
-class _Payload:
-    def __reduce__(self):
-        code = "import os\nopen(os.environ['INVBENCH_PAYLOAD_MARKER'], 'w').write('ran')\n"
-        return (exec, (code,))
-
-
-@pytest.fixture()
-def marker(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "payload-ran"
-    monkeypatch.setenv("INVBENCH_PAYLOAD_MARKER", str(path))
-    return path
-
-
 @pytest.fixture()
 def fake_nvlabs(monkeypatch):
     """Modules named as NVlabs' so that ``pickle.dumps`` writes the same globals their files do."""
@@ -213,7 +201,7 @@ class _Persistent:
         return (sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj, (self.meta,))
 
 
-def test_a_payload_in_the_state_is_refused(tmp_path, marker, fake_nvlabs) -> None:
+def test_a_payload_in_the_state_is_refused(tmp_path, marker, fake_nvlabs) -> None:  # noqa: F811
     state = {"_parameters": {"weight": _Payload()}, "_buffers": {}, "_modules": {}}
     meta = {
         "type": "class",
@@ -235,7 +223,7 @@ def test_a_payload_in_the_state_is_refused(tmp_path, marker, fake_nvlabs) -> Non
     assert marker.read_text() == "ran"
 
 
-def test_module_source_in_the_file_is_never_compiled(tmp_path, marker, fake_nvlabs) -> None:
+def test_module_source_in_the_file_is_never_compiled(tmp_path, marker, fake_nvlabs) -> None:  # noqa: F811
     src = "import os\nopen(os.environ['INVBENCH_PAYLOAD_MARKER'], 'w').write('ran')\n"
     meta = {"type": "class", "version": 6, "module_src": src, "class_name": "Generator",
             "state": {"_parameters": {}, "_buffers": {}, "_modules": {}}}  # fmt: skip

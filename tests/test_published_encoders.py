@@ -144,6 +144,7 @@ import numpy as np
 import pytest
 import torch
 from published_weights import seeded_state
+from test_security import _Payload, marker  # noqa: F401 (a fixture)
 
 from invbench import cli
 from invbench.errors import DataError, UsageError
@@ -365,15 +366,7 @@ def test_missing_or_unset_checkpoint_is_a_usage_error(faces, tmp_path, capsys) -
     assert not (tmp_path / "out").exists()
 
 
-class _Payload:
-    def __reduce__(self):
-        code = "import os\nopen(os.environ['INVBENCH_PAYLOAD_MARKER'], 'w').write('ran')\n"
-        return (exec, (code,))
-
-
-def test_a_checkpoint_that_needs_code_is_refused(tmp_path, monkeypatch) -> None:
-    marker = tmp_path / "ran"
-    monkeypatch.setenv("INVBENCH_PAYLOAD_MARKER", str(marker))
+def test_a_checkpoint_that_needs_code_is_refused(tmp_path, marker) -> None:  # noqa: F811
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {}, "opts": _Payload()}, path)
     with pytest.raises(DataError, match="needs code to unpickle"):
