@@ -167,7 +167,7 @@ ENTRIES: tuple[Entry, ...] = (
         Entry(
             f"sg3-{n}",
             (f"stylegan3-{n}.pkl",),
-            f"StyleGAN3 {n} (recognised; its synthesis is not supported)",
+            f"StyleGAN3-{n[0].upper()} {n[2:]} (NVlabs pickle)",
             "stylegan3",
             url=NGC_SG3 + f"stylegan3-{n}.pkl",
         )
@@ -258,11 +258,13 @@ def _structure(entry: Entry, path: Path) -> str:
     """What the file holds, read without running code; DataError when it is not the network."""
     if entry.kind == "stylegan3":
         from invbench.generators import nvlabs
+        from invbench.generators.stylegan3 import StyleGAN3Net
 
         G = nvlabs.read_pickle(path)["G_ema"]
         if not nvlabs.is_stylegan3(G):
             raise DataError(f"{path}: not a StyleGAN3 generator.")
-        return f"StyleGAN3 G_ema, {G.attr('img_resolution')}²; synthesis not supported"
+        net = StyleGAN3Net(nvlabs.check_generator(G, str(path)))
+        return f"nvlabs-stylegan3 G_ema {net.size}², w {net.style_dim}"
     if entry.kind == "encoder":
         from invbench.published_encoders import build_encoder, read_checkpoint
 

@@ -81,3 +81,9 @@ def test_malicious_files_under_checkpoint_names_are_bad_and_inert(
     assert all(r["status"] == "bad" for r in got.values())
     assert "needs code" in got["e4e-ffhq"]["detail"] and ".exec" in got["sg2ada-ffhq"]["detail"]
     assert not marker.exists()
+
+
+def test_a_stylegan3_pickle_checks_out(user_dir, capsys) -> None:
+    shutil.copy(PKL.parent / "sg3r-tiny.pkl", user_dir / "stylegan3-r-ffhq-1024x1024.pkl")
+    got = rows(capsys, "sg3-r-ffhq-1024x1024")["sg3-r-ffhq-1024x1024"]
+    assert got["status"] == "ok" and "nvlabs-stylegan3 G_ema 32², w 24" in got["detail"]

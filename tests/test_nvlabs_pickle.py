@@ -60,6 +60,55 @@ channel_base=256, channel_max=16, num_fp16_res=2, conv_clamp=1.5)``, that reposi
 signature); a stand-in ``pkg_resources`` module (``parse_version`` from ``packaging``) is put in
 ``sys.modules`` first because its conv2d_gradfix imports it. Its outputs were bit-identical to
 the StyleGAN2-ADA ones (same seeds, same numbers), so only the pickle is committed.
+
+``fixtures/nvlabs/sg3t-tiny.pkl`` and ``sg3r-tiny.pkl`` (StyleGAN3-T and -R: 3x3 vs 1x1
+convolutions, separable Kaiser vs radial jinc down-filters) and their outputs were written by
+NVlabs/stylegan3 at c233a91 with this script (``python make_sg3.py``; not committed)::
+
+    # Fixture maker for invbench's StyleGAN3 test. NOT part of invbench (imports NVlabs' code).
+    import copy, pickle, sys, types
+    import numpy as np, torch
+    from packaging.version import parse as _parse
+    _pr = types.ModuleType("pkg_resources"); _pr.parse_version = _parse
+    sys.modules["pkg_resources"] = _pr  # their conv2d_gradfix imports it (setuptools no longer ships it)
+    sys.path.insert(0, "/tmp/ckpt-ext/NVlabs+stylegan3")
+    import dnnlib
+    from training.networks_stylegan3 import Generator
+    from training.networks_stylegan2 import Discriminator
+
+    def make(name, **extra):
+        torch.manual_seed(0)
+        G = Generator(z_dim=16, c_dim=0, w_dim=24, img_resolution=32, img_channels=3,
+                      mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=512, channel_max=16,
+                      num_layers=6, num_critical=2, margin_size=4, num_fp16_res=2, conv_clamp=1.5, **extra)
+        with torch.no_grad():  # random values where NVlabs initialises constants
+            for n, p in G.named_parameters():
+                if n.endswith("bias") or n.endswith("affine.weight"):
+                    p.add_(torch.randn_like(p) * 0.3)
+            for n, b in G.named_buffers():
+                if n.endswith("magnitude_ema"):
+                    b.copy_(torch.rand([]) + 0.5)
+                if n.endswith("w_avg"):
+                    b.add_(torch.randn_like(b) * 0.3)
+        D = Discriminator(c_dim=0, img_resolution=32, img_channels=3, channel_base=64, channel_max=8)
+        data = dict(training_set_kwargs=dict(dnnlib.EasyDict(class_name="training.dataset.ImageFolderDataset",
+                    path="/data/tiny.zip", use_labels=False, max_size=None, xflip=False, resolution=32)))
+        for key, module in [("G", G), ("D", D), ("G_ema", copy.deepcopy(G))]:
+            data[key] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
+        data["augment_pipe"] = None
+        with open(f"{name}.pkl", "wb") as f:
+            pickle.dump(data, f)
+        G = data["G_ema"]
+        z = torch.from_numpy(np.random.RandomState(7).randn(2, 16)).float()
+        with torch.no_grad():
+            ws = G.mapping(z, None)
+            img = G.synthesis(ws, force_fp32=True)
+            img_trunc = G(z, None, truncation_psi=0.5, force_fp32=True)
+        torch.save({"z": z, "ws": ws, "img": img, "img_psi0.5": img_trunc}, f"{name}-out.pt")
+        print(name, img.shape, float(img.std()), [l for l in G.synthesis.layer_names])
+
+    make("sg3t-tiny")
+    make("sg3r-tiny", conv_kernel=1, use_radial_filters=True)
 """
 
 from __future__ import annotations
@@ -246,25 +295,31 @@ def test_tensorflow_pickles_are_named_and_refused(tmp_path, fake_nvlabs) -> None
         load(path)
 
 
-def test_conditional_and_stylegan3_generators_are_refused_by_name(tmp_path) -> None:
-    data = nvlabs.read_pickle(PKL)
-    G = data["G_ema"]
+def test_conditional_generators_are_refused_by_name(tmp_path) -> None:
+    G = nvlabs.read_pickle(PKL)["G_ema"]
     cond = nvlabs.Persistent(G.class_name, {**G.state, "c_dim": 10})
     with pytest.raises(UsageError, match="class-conditional"):
         nvlabs.stylegan2_weights({"G_ema": cond}, "cond.pkl")
-    syn = G.child("synthesis")
-    sg3_syn = nvlabs.Persistent(
-        syn.class_name,
-        {
-            **syn.state,
-            "_modules": {**syn.state["_modules"], "input": nvlabs.Persistent("SynthesisInput", {})},
-        },
-    )
-    sg3 = nvlabs.Persistent(
-        "Generator", {**G.state, "_modules": {**G.state["_modules"], "synthesis": sg3_syn}}
-    )
-    with pytest.raises(UsageError, match="sg3.pkl is a StyleGAN3 generator"):
-        nvlabs.stylegan2_weights({"G_ema": sg3}, "sg3.pkl")
+
+
+@pytest.mark.parametrize("name", ["sg3t-tiny", "sg3r-tiny"])
+def test_stylegan3_pickles_synthesise_the_images_nvlabs_code_made(name) -> None:
+    ref = torch.load(FIX / f"{name}-out.pt", weights_only=True)
+    gen = load(FIX / f"{name}.pkl")
+    assert gen.checkpoint_format == "nvlabs-stylegan3" and gen.latent_shape("w+") == (8, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(gen.to_space(ref["z"], "w+"), ref["ws"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(gen.synthesize(ref["z"]), ref["img"], rtol=0, atol=1e-4)
+        psi = load(FIX / f"{name}.pkl", truncation=0.5)
+        torch.testing.assert_close(psi.synthesize(ref["z"]), ref["img_psi0.5"], rtol=0, atol=1e-4)
+    assert ref["img"].std() > 0.05  # not a blank image
+
+
+def test_stylegan3_inversion_has_gradients() -> None:
+    gen = load(FIX / "sg3t-tiny.pkl").requires_grad_(False)
+    w = gen.mean_latent("w+").unsqueeze(0).clone().requires_grad_(True)
+    gen.synthesize(w, "w+").square().mean().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
 
 
 def test_not_a_network_pickle(tmp_path) -> None:

@@ -19,7 +19,8 @@ other global stops the read with ``DataError`` before it is called.
 
 ``stylegan2_weights`` then maps ``G_ema`` of the StyleGAN2-ADA architecture (NVlabs'
 ``training/networks.py``) onto the suite's StyleGAN2 (``invbench.generators.stylegan2``, the
-layout of rosinality's ``g_ema``); StyleGAN3 generators are recognised and refused by name.
+layout of rosinality's ``g_ema``); a StyleGAN3 ``G_ema`` is executed by
+``invbench.generators.stylegan3``.
 """
 
 from __future__ import annotations
@@ -218,25 +219,19 @@ def stylegan2_weights(data: dict[str, Any], where: str) -> NVlabsWeights:
     clamped to +-X) and the mapping's lr multiplier (``fc0.bias_gain``) come from the file.
     FP16 layers (``num_fp16_res``) are computed in float32, as NVlabs' ``force_fp32=True``.
     """
-    G = data["G_ema"]
-    if G.class_name != "Generator":
-        raise DataError(f"{where}: G_ema is a {G.class_name}, not an NVlabs Generator.")
+    G = check_generator(data["G_ema"], where)
     if is_stylegan3(G):
-        raise UsageError(
-            f"{where} is a StyleGAN3 generator (synthesis.input: Fourier features, filtered "
-            "nonlinearities); invbench's generators do not support StyleGAN3 synthesis. Use a "
-            "StyleGAN2 / StyleGAN2-ADA pickle (e.g. stylegan2-ffhq-1024x1024.pkl) or a "
-            "stylegan2-pytorch .pt checkpoint."
-        )
+        raise DataError(f"{where}: a StyleGAN3 generator (see invbench.generators.stylegan3).")
     try:
         return _map_stylegan2(G, where)
     except KeyError as e:
         raise DataError(f"{where}: not the StyleGAN2-ADA Generator layout ({e.args[0]}).") from None
 
 
-def _map_stylegan2(G: Persistent, where: str) -> NVlabsWeights:
-    from invbench.generators.stylegan2 import make_kernel
-
+def check_generator(G: Persistent, where: str) -> Persistent:
+    """An unconditional RGB NVlabs Generator, or a message saying what it is instead."""
+    if G.class_name != "Generator":
+        raise DataError(f"{where}: G_ema is a {G.class_name}, not an NVlabs Generator.")
     if int(G.attr("c_dim", 0) or 0):
         raise UsageError(
             f"{where} is a class-conditional generator (c_dim={G.attr('c_dim')}); invbench "
@@ -244,6 +239,12 @@ def _map_stylegan2(G: Persistent, where: str) -> NVlabsWeights:
         )
     if int(G.attr("img_channels", 3)) != 3:
         raise UsageError(f"{where}: {G.attr('img_channels')} image channels; only RGB is read.")
+    return G
+
+
+def _map_stylegan2(G: Persistent, where: str) -> NVlabsWeights:
+    from invbench.generators.stylegan2 import make_kernel
+
     mapping, syn = G.child("mapping"), G.child("synthesis")
     n_mlp = int(mapping.attr("num_layers"))
     out: dict[str, torch.Tensor] = {}

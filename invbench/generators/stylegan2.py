@@ -2,7 +2,8 @@
 
 Reads two formats. NVlabs' network pickles (``.pkl``, StyleGAN2-ADA-PyTorch and the StyleGAN2
 models of NVlabs' stylegan3 release) are read without running the code they carry and mapped
-onto the layers below (``invbench.generators.nvlabs``). Otherwise the checkpoint format of
+onto the layers below (``invbench.generators.nvlabs``); a StyleGAN3 pickle is executed by
+``invbench.generators.stylegan3`` behind the same interface (spaces z, w, w+; no noise). Otherwise the checkpoint format of
 rosinality's stylegan2-pytorch (the format most inversion code uses): a ``torch.save`` dict whose ``g_ema`` entry is the generator's state dict, with keys
 ``style.N.weight`` (mapping network), ``input.input``, ``conv1.conv.weight``,
 ``convs.N.conv.modulation.weight``, ``to_rgbs.N.…``, ``noises.noise_N`` and optionally
@@ -358,7 +359,15 @@ def read_checkpoint(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
     if path.suffix.lower() == ".pkl":
         from invbench.generators import nvlabs
 
-        w = nvlabs.stylegan2_weights(nvlabs.read_pickle(path), str(path))
+        data = nvlabs.read_pickle(path)
+        if nvlabs.is_stylegan3(data["G_ema"]):
+            from invbench.generators.stylegan3 import StyleGAN3Net
+
+            G = nvlabs.check_generator(data["G_ema"], str(path))
+            avg = G.child("mapping").tensors().get("w_avg")
+            out = {"net": StyleGAN3Net(G), "g_ema": None, "latent_avg": avg, "lr_mlp": None}
+            return {**out, "conv_clamp": None, "format": "nvlabs-stylegan3"}
+        w = nvlabs.stylegan2_weights(data, str(path))
         out = {"g_ema": w.g_ema, "latent_avg": w.latent_avg, "lr_mlp": w.lr_mlp}
         return {**out, "conv_clamp": w.conv_clamp, "format": "nvlabs-pickle"}
     try:
@@ -467,7 +476,11 @@ class StyleGAN2(Generator):
         else:
             assert source is not None, "weights need the file they came from"
             path, ckpt = Path(source), weights
-        arch = architecture(ckpt["g_ema"])
+        net = ckpt.get("net")  # StyleGAN3: the network is built by the reader
+        if net is None:
+            arch = architecture(ckpt["g_ema"])
+        else:
+            arch = {"size": net.size, "style_dim": net.style_dim, "z_dim": net.z_dim}
         size = arch["size"]
         resolution = size if resolution is None else resolution
         if channels != 3:
@@ -488,19 +501,22 @@ class StyleGAN2(Generator):
         self.checkpoint_format = ckpt.get("format", "stylegan2-pytorch")
         # NVlabs pickles store the mapping's lr multiplier; rosinality's files do not.
         self.lr_mlp = float(ckpt.get("lr_mlp") or cfg.lr_mlp)
-        self.net = StyleGAN2Net(
-            size,
-            arch["style_dim"],
-            arch["n_mlp"],
-            arch["channels"],
-            lr_mlp=self.lr_mlp,
-            z_dim=arch["z_dim"],
-            conv_clamp=ckpt.get("conv_clamp"),
-        )
-        try:
-            self.net.load_state_dict(ckpt["g_ema"], strict=True)
-        except RuntimeError as e:
-            raise DataError(f"{path}: g_ema does not match the StyleGAN2 layout: {e}") from None
+        if net is not None:
+            self.net = net
+        else:
+            self.net = StyleGAN2Net(
+                size,
+                arch["style_dim"],
+                arch["n_mlp"],
+                arch["channels"],
+                lr_mlp=self.lr_mlp,
+                z_dim=arch["z_dim"],
+                conv_clamp=ckpt.get("conv_clamp"),
+            )
+            try:
+                self.net.load_state_dict(ckpt["g_ema"], strict=True)
+            except RuntimeError as e:
+                raise DataError(f"{path}: g_ema does not match the StyleGAN2 layout: {e}") from None
         avg = ckpt.get("latent_avg")
         if isinstance(avg, torch.Tensor) and avg.numel() % arch["style_dim"] == 0:
             # [w] (rosinality, NVlabs' w_avg) or one row per style input (pSp, e4e: equal rows)
