@@ -46,11 +46,19 @@ def _linear(fc: Persistent, act: bool = False) -> EqualLinear:
     return lin
 
 
-def _kernel(f: torch.Tensor | None, gain: float) -> torch.Tensor:
-    """A 1-D (separable) or 2-D filter as one 2-D kernel with NVlabs' gain (None: identity)."""
-    if f is None:
-        return torch.full((1, 1), float(gain))
-    return (torch.outer(f, f) if f.ndim == 1 else f) * gain
+def _fir(
+    x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1, pad=(0, 0), gain=1.0
+) -> torch.Tensor:
+    """NVlabs' ``upfirdn2d`` with a 1-D (separable: two 1-D passes, as theirs), 2-D or no
+    filter: zero insertion, padding, true convolution times ``gain``, decimation."""
+    if f is None or f.ndim == 2:
+        k = torch.ones(1, 1) if f is None else f
+        return upfirdn2d(x, k.to(x) * gain, up=up, down=down, pad=pad)
+    x = upfirdn2d(x, torch.ones(1, 1).to(x), up=up, pad=pad)  # zero insertion and padding
+    c, taps = x.shape[1], f.flip(0).to(x) * gain**0.5
+    x = F.conv2d(x, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return x[:, :, ::down, ::down] if down > 1 else x
 
 
 class Input(nn.Module):
@@ -110,9 +118,7 @@ class Layer(nn.Module):
         clamp = p.attr("conv_clamp")
         self.clamp = None if clamp is None else float(clamp)
         tensors = p.tensors()
-        # NVlabs' upfirdn2d applies gain up^2 on the way up and 1 on the way down
-        self.register_buffer("fu", _kernel(tensors.get("up_filter"), self.up**2))
-        self.register_buffer("fd", _kernel(tensors.get("down_filter"), 1.0))
+        self.fu, self.fd = tensors.get("up_filter"), tensors.get("down_filter")
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         s = self.affine(w)
@@ -136,12 +142,12 @@ class Layer(nn.Module):
         x = y.reshape(b, -1, *y.shape[2:])
         # filtered_lrelu (§3.2): bias, upsample + low-pass, leaky ReLU and clamp, low-pass + down
         x = x + self.bias.view(1, -1, 1, 1)
-        x = upfirdn2d(x, self.fu, up=self.up, pad=self.pad)
+        x = _fir(x, self.fu, up=self.up, pad=self.pad, gain=self.up**2)  # gain up^2, as NVlabs'
         if not self.is_torgb:
             x = F.leaky_relu(x, 0.2) * math.sqrt(2)
         if self.clamp is not None:
             x = x.clamp(-self.clamp, self.clamp)
-        return upfirdn2d(x, self.fd, down=self.down)
+        return _fir(x, self.fd, down=self.down)
 
 
 class StyleGAN3Net(nn.Module):
