@@ -53,6 +53,7 @@ from invbench.metrics.features import (
 )
 from invbench.metrics.identity import load_identity
 from invbench.metrics.msssim import FLAVOR as MSSSIM_FLAVOR
+from invbench.metrics.msssim import MIN_SIDE as MSSSIM_MIN_SIDE
 from invbench.metrics.msssim import ms_ssim
 from invbench.metrics.paired import bootstrap_ci, compute_paired
 from invbench.metrics.perceptual import Unavailable, load_lpips
@@ -359,14 +360,20 @@ def score_paired(
         unavailable["lpips"] = str(e)
         log(str(e))
     # The face-inversion protocol (issue #20): MS-SSIM, and ArcFace identity when available.
-    per_image["ms_ssim"], flavors["ms_ssim"] = ms_ssim(recon, test), MSSSIM_FLAVOR
+    if min(test.shape[-2:]) >= MSSSIM_MIN_SIDE:
+        per_image["ms_ssim"], flavors["ms_ssim"] = ms_ssim(recon, test), MSSSIM_FLAVOR
+    else:
+        unavailable["ms_ssim"] = (
+            f"ms_ssim unavailable: its five scales need images of at least {MSSSIM_MIN_SIDE}x"
+            f"{MSSSIM_MIN_SIDE} pixels; these are {tuple(test.shape[-2:])}."
+        )
     try:
         idn = load_identity(device, ev.weights_dir or None, tuple(test.shape[1:]))
         per_image["id_sim"], flavors["id_sim"] = _in_batches(idn, recon, test, ev), idn.flavor
     except Unavailable as e:
         unavailable["id_sim"] = str(e)
     metrics: dict[str, float | None] = {k: float(v.mean()) for k, v in per_image.items()}
-    for name in ("lpips", "id_sim"):
+    for name in ("lpips", "id_sim", "ms_ssim"):
         if name in unavailable:
             metrics[name] = None
     ci = {}

@@ -31,6 +31,7 @@ BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, §3.2
 DATA_RANGE = 2.0  # images in [-1, 1]
 WINDOW, SIGMA = 11, 1.5
 FLAVOR = "wang2003/gauss11-sigma1.5/5-scales/L=2"
+MIN_SIDE = 2 ** (len(BETAS) - 1)  # the fifth scale must hold a pixel
 
 
 def _taps(n: int, sigma: float = SIGMA) -> torch.Tensor:
