@@ -43,6 +43,7 @@ from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
+from invbench.metrics.cleanfid_ref import reference_for
 from invbench.metrics.evaluate import ClassShares, FeatureTrack, reference
 from invbench.metrics.features import (
     DomainNet,
@@ -50,6 +51,10 @@ from invbench.metrics.features import (
     check_feature_weights,
     feature_network,
 )
+from invbench.metrics.identity import load_identity
+from invbench.metrics.msssim import FLAVOR as MSSSIM_FLAVOR
+from invbench.metrics.msssim import MIN_SIDE as MSSSIM_MIN_SIDE
+from invbench.metrics.msssim import ms_ssim
 from invbench.metrics.paired import bootstrap_ci, compute_paired
 from invbench.metrics.perceptual import Unavailable, load_lpips
 from invbench.metrics.swd import SWDAccumulator, swd
@@ -334,6 +339,12 @@ class _Clock:
             self.seconds += time.perf_counter() - t0
 
 
+def _in_batches(fn: Any, recon: torch.Tensor, test: torch.Tensor, ev: EvalConfig) -> torch.Tensor:
+    """A per-image network metric over ``eval.metric_batch`` images at a time."""
+    mb = ev.metric_batch
+    return torch.cat([fn(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)])
+
+
 @exact_fp32()
 def score_paired(
     recon: torch.Tensor, test: torch.Tensor, ev: EvalConfig, device: torch.device, seed: int
@@ -344,17 +355,27 @@ def score_paired(
     unavailable: dict[str, str] = {}
     try:
         lp = load_lpips(device, ev.weights_dir or None)
-        mb = ev.metric_batch
-        per_image["lpips"] = torch.cat(
-            [lp(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)]
-        )
-        flavors["lpips"] = lp.flavor
+        per_image["lpips"], flavors["lpips"] = _in_batches(lp, recon, test, ev), lp.flavor
     except Unavailable as e:
         unavailable["lpips"] = str(e)
         log(str(e))
+    # The face-inversion protocol (issue #20): MS-SSIM, and ArcFace identity when available.
+    if min(test.shape[-2:]) >= MSSSIM_MIN_SIDE:
+        per_image["ms_ssim"], flavors["ms_ssim"] = ms_ssim(recon, test), MSSSIM_FLAVOR
+    else:
+        unavailable["ms_ssim"] = (
+            f"ms_ssim unavailable: its five scales need images of at least {MSSSIM_MIN_SIDE}x"
+            f"{MSSSIM_MIN_SIDE} pixels; these are {tuple(test.shape[-2:])}."
+        )
+    try:
+        idn = load_identity(device, ev.weights_dir or None, tuple(test.shape[1:]))
+        per_image["id_sim"], flavors["id_sim"] = _in_batches(idn, recon, test, ev), idn.flavor
+    except Unavailable as e:
+        unavailable["id_sim"] = str(e)
     metrics: dict[str, float | None] = {k: float(v.mean()) for k, v in per_image.items()}
-    if "lpips" in unavailable:
-        metrics["lpips"] = None
+    for name in ("lpips", "id_sim", "ms_ssim"):
+        if name in unavailable:
+            metrics[name] = None
     ci = {}
     if ev.bootstrap:
         ci = {
@@ -410,6 +431,15 @@ def score_tracks(
         test_rec = FeatureTrack("fid_test_rec", net, small, keep_features=True)
         test_rec.update(recon, mb)
         add(test_rec.fid(ref))
+        if net.flavor == "inception-v3":  # the dataset's published statistics (issue #20)
+            try:
+                published = reference_for(str(data_fp.get("dataset")), test.shape[-1])
+                if published is not None:
+                    m, f = test_rec.fid(published)
+                    name = "fid_test_rec_cleanfid"
+                    add(({name: m["fid_test_rec"]}, {name: f["fid_test_rec"]}))
+            except Unavailable as e:
+                info.setdefault("unavailable", {})["fid_test_rec_cleanfid"] = str(e)
         add(test_rec.kid(ref, "kid_test_rec", ev.kid_subsets, ev.kid_subset_size, seed))
         try:
             real, fake = SWDAccumulator(test.shape[-1], seed), SWDAccumulator(test.shape[-1], seed)
@@ -604,6 +634,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
             "started": started.isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t_start, 2),
             "generator_key": gen_key,
+            "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
             "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
             "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
             "fit_cached": fit_cached_flag,

@@ -126,8 +126,9 @@ def _load_pretrained(
     """
     gen: Generator = cls(cfg, splits.channels, splits.resolution)
     gen.to(device).eval().requires_grad_(False)
-    key = stable_hash(gen.fingerprint())  # type: ignore[operator]
-    info = {"name": name, "key": key, "config": as_dict(cfg), "train_seconds": 0.0}
+    fp = gen.fingerprint()  # type: ignore[operator]
+    info = {"name": name, "key": stable_hash(fp), "config": as_dict(cfg), "train_seconds": 0.0}
+    info["checkpoint_sha256"] = fp.get("sha256")  # recorded: the weights' content
     return gen, {**info, "cached": True, "pretrained": True}
 
 

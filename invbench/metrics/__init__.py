@@ -24,6 +24,8 @@ INFO: dict[str, MetricInfo] = {
     "psnr": MetricInfo(True, "PSNR in dB, data range 2", "{:.2f}"),
     "ssim": MetricInfo(True, "SSIM, Gaussian window sigma 1.5 (scikit-image convention)", "{:.4f}"),
     "lpips": MetricInfo(False, "LPIPS (AlexNet, v0.1)", "{:.4f}"),
+    "ms_ssim": MetricInfo(True, "MS-SSIM (Wang et al. 2003; HyperStyle's convention)", "{:.4f}"),
+    "id_sim": MetricInfo(True, "ArcFace identity similarity (pSp's ID loss crop)", "{:.4f}"),
     "swd": MetricInfo(
         False, "sliced Wasserstein distance (ProGAN), x1e3, mean over levels", "{:.2f}"
     ),
@@ -32,6 +34,9 @@ INFO: dict[str, MetricInfo] = {
         False, "FID of reconstructions of random samples vs train", "{:.2f}"
     ),
     "fid_test_rec": MetricInfo(False, "FID of test reconstructions vs train", "{:.2f}"),
+    "fid_test_rec_cleanfid": MetricInfo(
+        False, "FID of test reconstructions vs clean-fid's published dataset statistics", "{:.2f}"
+    ),
     "fid_interp": MetricInfo(
         False, "FID of midpoint interpolations of test pairs vs train", "{:.2f}"
     ),
