@@ -51,6 +51,7 @@ from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.metrics import METRICS, Batch, EvalContext, Metric, MetricSpec, Result, Unavailable
+from invbench.metrics.base import Factory
 from invbench.progress import log
 from invbench.record import Record, setting_of
 from invbench.registry import DATASETS, GENERATORS, METHODS
@@ -469,14 +470,17 @@ def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> 
     )  # fmt: skip
 
 
-def instantiate(specs: list[MetricSpec], ctx: EvalContext) -> tuple[list[Metric], Result]:
-    """Build each metric; one that cannot run here is reported unavailable (null + why)."""
+def instantiate(
+    specs: list[MetricSpec], ctx: EvalContext, factory: Factory | None = None
+) -> tuple[list[Metric], Result]:
+    """Build each metric (with its registered code, or ``factory``); one that cannot run here
+    is reported unavailable (null + why)."""
     made, result = [], Result()
     for spec in specs:
-        factory = METRICS.factory(spec.name)
-        assert factory is not None
+        make = factory or METRICS.factory(spec.name)
+        assert make is not None, f"metric {spec.name} has no code"
         try:
-            made.append(factory(spec, ctx))
+            made.append(make(spec, ctx))
         except Unavailable as e:
             msg = str(e) if str(e).startswith(spec.name) else f"{spec.name} unavailable: {e}"
             result.values[spec.name] = None

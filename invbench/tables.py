@@ -104,7 +104,7 @@ def frame(
     mean = groups[order].mean()
     std = groups[order].std(ddof=1)
     n = groups.size().rename("seeds")
-    out = mean.join(std, rsuffix="_std").join(n).reset_index()
+    out = mean.join(std.add_suffix("_std")).join(n).reset_index()
     if labels:
         rank = {lab: i for i, lab in enumerate(dict.fromkeys(labels.values()))}
         out = out.sort_values("label", key=lambda s: s.map(rank), kind="stable").reset_index(

@@ -147,7 +147,7 @@ def evaluate_folders(
         m.update(Batch(fake[:n], real[:n]))
     for name, base in (("fid", "fid_test_rec"), ("kid", "kid_test_rec")):
         spec = dataclasses.replace(METRICS.get(base), name=name, meaning=f"{name} of fake vs real")
-        got, missing = instantiate([spec], ctx)
+        got, missing = instantiate([spec], ctx, METRICS.factory(base))
         result.merge(missing)
         for m in got:
             m.update(Batch(fake))
