@@ -66,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default="methods",
         choices=["methods", "datasets", "generators", "metrics", "suites", "directions"],
     )
+    ls.add_argument("--md", action="store_true", help="metrics: as the README's Markdown table")
 
     r = sub.add_parser(
         "run",
@@ -223,9 +224,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from invbench.config import resolve
-    from invbench.metrics import METRICS
+    from invbench.metrics import METRICS, markdown_table
     from invbench.registry import DATASETS, DIRECTIONS, GENERATORS, METHODS
 
+    if args.what == "metrics" and args.md:
+        print(markdown_table(), end="")
+        return 0
     if args.what == "metrics":
         for spec in METRICS.specs():
             where = f"{spec.needs}, {spec.track} track" if spec.track else spec.needs

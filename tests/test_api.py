@@ -108,3 +108,13 @@ def test_a_metric_registered_in_a_test_reaches_ls_record_table_and_gate(
     ref.write_text(json.dumps(obj))
     assert main(["check", "--against", str(ref), "--results", str(results)]) == 1
     assert "max_abs_err" in capsys.readouterr().out.split("REGRESSION")[0].splitlines()[-1]
+
+
+def test_the_readme_metric_list_is_the_registry() -> None:
+    from pathlib import Path
+
+    from invbench.metrics import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- metrics:start -->\n", 1)[1].split("<!-- metrics:end -->", 1)[0]
+    assert block == markdown_table()  # regenerate with `invbench ls metrics --md`

@@ -182,3 +182,16 @@ def test_rows_of_another_precision_or_profile_are_never_averaged_nor_compared(
     path.write_text(json.dumps(obj))
     code, out, _ = _cli(capsys, "check", "--against", str(path), "--results", str(results))
     assert code == 1 and "MISSING" in out and "precision=bf16" in out
+
+
+def test_rows_whose_method_flavor_differs_are_not_compared() -> None:
+    """A method's perceptual network (``method.perceptual``) changes what all its numbers mean:
+    a reference measured with VGG is not compared with a fresh run that fell back to LeNet."""
+    row = {"label": "r", "method": "lia", "dataset": "digits", "generator": "own", "space": "y",
+           "setting": "s", "metrics": {"mse": {"mean": 0.1, "std": 0.0, "flavor": None}}}  # fmt: skip
+    ref = {"rows": [{**row, "method_flavor": {"method.perceptual": "vgg16-conv4_3"}}]}
+    fresh = {"rows": [{**row, "method_flavor": {"method.perceptual": "lenet-digits"}}]}
+    (finding,) = check.compare(ref, fresh)
+    assert finding.status == "not compared" and "lenet-digits" in finding.detail
+    fresh["rows"][0]["method_flavor"] = {"method.perceptual": "vgg16-conv4_3"}
+    assert [f.status for f in check.compare(ref, fresh)] == ["ok"]

@@ -46,6 +46,7 @@ __all__ = [
     "Unavailable",
     "base_name",
     "higher_better",
+    "markdown_table",
     "metric",
     "paired_metric",
     "register",
@@ -88,3 +89,21 @@ def metric(name: str) -> MetricHandle:
     """The metric ``name`` as a callable with its metadata (``invbench.metric("ssim")``)."""
     spec = METRICS.get(name)
     return MetricHandle(spec, METRICS.factory(spec.name))
+
+
+def markdown_table() -> str:
+    """Every registered metric as a Markdown table (the README's list is this table)."""
+    lines = [
+        "| name | better | meaning | group | reads | gated | flavor |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for spec in METRICS.specs():
+        reads = f"{spec.needs}, `{spec.track}`" if spec.track else spec.needs
+        if spec.part_of:
+            reads = f"with `{spec.part_of}`"
+        lines.append(
+            f"| `{spec.name}` | {spec.arrow} | {spec.meaning.replace('|', '&#124;')} | "
+            f"{spec.group} | {reads} | "
+            f"{'yes' if spec.gated else 'no'} | {spec.flavor or '–'} |"
+        )
+    return "\n".join(lines) + "\n"
