@@ -50,7 +50,16 @@ from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
-from invbench.metrics import METRICS, Batch, EvalContext, Metric, MetricSpec, Result, Unavailable
+from invbench.metrics import (
+    METRICS,
+    Batch,
+    EvalContext,
+    Metric,
+    MetricSpec,
+    Result,
+    Unavailable,
+    base_name,
+)
 from invbench.metrics.base import Factory
 from invbench.progress import log
 from invbench.record import Record, setting_of
@@ -407,7 +416,7 @@ class _Clock:
 def selected_metrics(ev: EvalConfig, names: Sequence[str] | None = None) -> list[MetricSpec]:
     """The registered metrics this evaluation computes: ``names`` (or ``eval.metrics``, or all);
     with ``eval.tracks`` off, only paired metrics and timings (the test track, no FID)."""
-    wanted = set(names or ev.metrics)
+    wanted = {base_name(n) for n in names or ev.metrics}
     specs = [s for s in METRICS.computed() if not wanted or s.name in wanted]
     if not ev.tracks:
         specs = [s for s in specs if s.needs in ("paired", "timing")]

@@ -49,6 +49,11 @@ def test_ssim_psnr_match_scikit_image(channels: int) -> None:
         ref_psnr = peak_signal_noise_ratio(a, b, data_range=2.0)
         assert abs(float(got["ssim"][i]) - ref_ssim) < 1e-4
         assert abs(float(got["psnr"][i]) - ref_psnr) < 1e-4
+    from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
+
+    tm = tm_psnr(y.double(), x.double(), data_range=2.0, reduction="none",
+                                 dim=(1, 2, 3))  # fmt: skip
+    torch.testing.assert_close(got["psnr"], tm, rtol=1e-6, atol=0)  # its data_range is float32
 
 
 def _scipy_frechet(mu1, s1, mu2, s2) -> float:
