@@ -474,7 +474,8 @@ def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> 
         return domain_network(splits, fp, dev, domain_cfg)
 
     return EvalContext(
-        ev, dev, prep.spec.seed, resolution=resolution, targets=ev.split, fid_n=fid_n,
+        ev, dev, prep.spec.seed, resolution=resolution, channels=splits.channels,
+        dataset=str(fp.get("dataset", prep.spec.dataset)), targets=ev.split, fid_n=fid_n,
         feature_net=net, reference=ref, classifier=classifier,
     )  # fmt: skip
 
@@ -636,10 +637,12 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "started": prep.started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - prep.t_start, 2),
         "generator_key": gen_info["key"] if gen_info else None,
+        "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
         "fit_cached": prep.fit_cached,
         **scores.info,
+        **inv.flavor(),  # also in metric_flavors (method.<key>)
         **inv.diagnostics(),
     }
     return Record(

@@ -29,7 +29,9 @@ from invbench.metrics.base import (
 from invbench.metrics.base import paired as paired_metric
 
 # Registration order is the tables' default column order.
-for _module in ("paired", "swd", "distribution", "latent", "coverage", "timing"):
+_MODULES = ("paired", "msssim", "identity", "swd", "distribution", "cleanfid_ref", "latent",
+            "coverage", "timing")  # fmt: skip
+for _module in _MODULES:
     importlib.import_module(f"invbench.metrics.{_module}")
 
 from invbench.metrics.paired import DATA_RANGE  # noqa: E402

@@ -138,6 +138,8 @@ class EvalContext:
         seed: int = 0,
         *,
         resolution: int = 0,
+        channels: int = 0,
+        dataset: str = "",
         targets: str = "test",
         fid_n: dict[str, int] | None = None,
         feature_net: Callable[[], Any] | None = None,
@@ -145,6 +147,8 @@ class EvalContext:
         classifier: Callable[[], Any] | None = None,
     ) -> None:
         self.cfg, self.device, self.seed, self.resolution = cfg, device, seed, resolution
+        self.channels = channels  # of the test track's images (0: unknown)
+        self.dataset = dataset  # the registered dataset's name ("" for folders)
         self.targets = targets  # what the test track's targets are: "test", "train", "real"
         self.fid_n = dict(fid_n or {})  # track -> the N its distribution metrics use
         self.timings: dict[str, float] = {}

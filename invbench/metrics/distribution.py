@@ -19,6 +19,8 @@ torch-fidelity's KID, scipy and closed forms.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -145,8 +147,12 @@ class FID(Metric):
         if self.small.n < self.small_n:
             self.small.update(f[: self.small_n - self.small.n])
 
+    def reference(self) -> Any:
+        """The statistics compared against: the evaluation's reference set."""
+        return self.ctx.reference()
+
     def compute(self) -> Result:
-        ref = self.ctx.reference()
+        ref = self.reference()
         name, res = self.spec.name, Result()
         if self.all.n >= 2:
             res.values[name] = frechet_distance(self.all.mean(), self.all.cov(), ref.mu, ref.sigma)

@@ -136,7 +136,7 @@ def evaluate_folders(
 
     ctx = EvalContext(
         ev, dev, seed, resolution=real.shape[-1] if real.shape[-1] == real.shape[-2] else 0,
-        targets="real", feature_net=lambda: _feature_net(ev, dataset, tuple(real.shape[1:]), dev),
+        channels=real.shape[1], targets="real", feature_net=lambda: _feature_net(ev, dataset, tuple(real.shape[1:]), dev),
         reference=ref,
     )  # fmt: skip
     specs = [s for s in METRICS.computed() if paired and s.needs == "paired"]
