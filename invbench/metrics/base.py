@@ -258,6 +258,20 @@ class PairedMetric(Metric):
         return res
 
 
+class NetworkPairedMetric(PairedMetric):
+    """A paired metric computed by a network (LPIPS, ArcFace), ``eval.metric_batch`` images at
+    a time; the subclass loads the network (or raises ``Unavailable``) and passes it here."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext, net: Any) -> None:
+        super().__init__(spec, ctx)
+        self.net, self.flavor = net, net.flavor
+        self.batch = int(getattr(ctx.cfg, "metric_batch", 500))
+
+    def fn(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        b = self.batch
+        return torch.cat([self.net(x[i : i + b], y[i : i + b]) for i in range(0, len(x), b)])
+
+
 # -- the registry ----------------------------------------------------------------------------------
 class MetricRegistry:
     """Specs by base name, in registration order (the default column order of tables)."""

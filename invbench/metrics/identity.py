@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from invbench.errors import DataError
-from invbench.metrics.base import EvalContext, MetricSpec, PairedMetric, Unavailable, register
+from invbench.metrics.base import (
+    EvalContext,
+    MetricSpec,
+    NetworkPairedMetric,
+    Unavailable,
+    register,
+)
 from invbench.metrics.weights import IR_SE50, find_unverified, missing_message, read_state_bytes
 
 FLAVOR = "arcface-ir-se50/psp-crop"
@@ -96,20 +102,14 @@ def load_identity(
     return IdentitySimilarity(path, device)
 
 
-class IdSim(PairedMetric):
-    """The registered ``id_sim``: ArcFace cosine similarity per image, ``eval.metric_batch`` at a
-    time; unavailable without the IR-SE50 file or on images that are not faces of the protocol."""
+class IdSim(NetworkPairedMetric):
+    """The registered ``id_sim``: ArcFace cosine similarity per image; unavailable without the
+    IR-SE50 file or on images that are not faces of the protocol."""
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
-        super().__init__(spec, ctx)
         shape = (ctx.channels, ctx.resolution, ctx.resolution) if ctx.resolution else None
-        self.net = load_identity(ctx.device, getattr(ctx.cfg, "weights_dir", "") or None, shape)
-        self.flavor = self.net.flavor
-        self.batch = int(getattr(ctx.cfg, "metric_batch", 500))
-
-    def fn(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        b = self.batch
-        return torch.cat([self.net(x[i : i + b], y[i : i + b]) for i in range(0, len(x), b)])
+        net = load_identity(ctx.device, getattr(ctx.cfg, "weights_dir", "") or None, shape)
+        super().__init__(spec, ctx, net)
 
 
 register(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from invbench.errors import DataError
-from invbench.metrics.base import EvalContext, MetricSpec, PairedMetric, paired, register
+from invbench.metrics.base import EvalContext, MetricSpec, NetworkPairedMetric, paired, register
 
 DATA_RANGE = 2.0  # images in [-1, 1]
 # An exact reconstruction has infinite PSNR; it is reported at this cap (an MSE of 1e-20) so
@@ -86,22 +86,15 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return s.flatten(1).mean(1)
 
 
-class LPIPSMetric(PairedMetric):
+class LPIPSMetric(NetworkPairedMetric):
     """LPIPS (Zhang et al. 2018, AlexNet, v0.1) from verified weight files; ``Unavailable``
     (reported as null with the missing file named) when the AlexNet trunk is not found."""
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
-        super().__init__(spec, ctx)
         from invbench.metrics.perceptual import load_lpips
 
         weights_dir = getattr(ctx.cfg, "weights_dir", "") or None
-        self.net = load_lpips(ctx.device, weights_dir)
-        self.flavor = self.net.flavor
-        self.batch = int(getattr(ctx.cfg, "metric_batch", 500))
-
-    def fn(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        b = self.batch
-        return torch.cat([self.net(x[i : i + b], y[i : i + b]) for i in range(0, len(x), b)])
+        super().__init__(spec, ctx, load_lpips(ctx.device, weights_dir))
 
 
 register(
