@@ -155,9 +155,10 @@ def test_a_defaulted_later_field_keeps_records_cells_and_tables(tmp_path, monkey
     assert len(shown) == 4 and all(line.startswith("todo") for line in shown)
 
 
-def test_leaderboard_is_rerendered_from_its_records_after_a_later_field(monkeypatch) -> None:
-    """The committed leaderboards/digits.csv holds a row per setting; the record of that row,
-    rebuilt from the committed table's own identity, keeps its setting when a field is added."""
+def test_the_committed_leaderboards_row_keeps_its_setting_after_a_later_field(monkeypatch):
+    """leaderboards/digits.csv names its row's setting (the records' identity without seeds):
+    the default run resolves to that very setting, before and after a ``later`` field is
+    added, so its records stay that row."""
     from invbench.runner import RunSpec, resolve
 
     res = resolve(RunSpec("creswell", "digits"))
