@@ -287,7 +287,7 @@ class EncoderInverter:
                 self.generator,
                 self.space,
                 self.cfg,
-                ctx.splits.train,
+                ctx.splits.train_images(),  # streamed when it does not fit in memory
                 self.perceptual,
                 ctx.seed,
                 ctx.device,

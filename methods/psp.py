@@ -156,7 +156,12 @@ class PublishedEncoder(Inverter):
             return Latents(self._encode(self._input(images), self.latent_avg), self.space)
 
     def flavor(self) -> dict[str, str]:
-        return dict(self._flavor)
+        """The weights' content and the encoder: what the numbers are of (paths excluded)."""
+        return {k: v for k, v in self._flavor.items() if k not in ("checkpoint", "decoder")}
+
+    def diagnostics(self) -> dict[str, str]:
+        """Where the files were (machine-specific, so provenance, not a flavor)."""
+        return {k: v for k, v in self._flavor.items() if k in ("checkpoint", "decoder")}
 
 
 @METHODS.register("psp")

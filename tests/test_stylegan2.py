@@ -314,4 +314,4 @@ def test_end_to_end_creswell_on_ffhq_with_stylegan2(ckpt, tmp_path, capsys):
     assert rec["generator"] == "stylegan2" and rec["dataset"] == "ffhq"
     assert rec["n_test"] == 2  # 28 images: LIA's 5,000 / 70,000 test fraction -> last 2
     assert 0 < rec["metrics"]["mse"] < 4 and np.isfinite(rec["metrics"]["psnr"])
-    assert (tmp_path / "out" / rec["grid"]).is_file()
+    assert (tmp_path / "out" / rec["files"]["grid"]).is_file()

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from invbench.metrics.evaluate import Reference
-from invbench.metrics.perceptual import Unavailable
+from invbench.metrics.base import Batch, EvalContext, MetricSpec, Result, Unavailable, register
+from invbench.metrics.distribution import FID
+from invbench.metrics.reference import Reference
 
 URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
 MODE, SPLIT = "legacy_tensorflow", "trainval70k"
@@ -63,3 +64,41 @@ def reference_for(dataset: str, resolution: int) -> Reference | None:
         raise Unavailable(f"fid_test_rec_cleanfid unavailable: {path} is not Inception statistics.")
     split = f"clean-fid:{name}/{MODE}/{SPLIT}/{resolution}"
     return Reference(mu, sigma, np.zeros((0, 2048)), 70_000, split)
+
+
+class CleanFID(FID):
+    """``fid_test_rec_cleanfid``: the test track's FID against the dataset's published
+    statistics, with Inception features only (they are those statistics' features); it reports
+    nothing for datasets clean-fid publishes nothing for, or with another feature network."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        self.n = 0  # every test image: not a Table 1 track, the published protocol's own FID
+        self.published: Reference | None = None
+        if self.net.flavor == "inception-v3":
+            self.published = reference_for(ctx.dataset, ctx.resolution)
+
+    def reference(self) -> Reference:
+        assert self.published is not None
+        return self.published
+
+    def update(self, batch: Batch) -> None:
+        if self.published is not None:
+            super().update(batch)
+
+    def compute(self) -> Result:
+        return Result() if self.published is None else super().compute()
+
+
+register(
+    MetricSpec(
+        "fid_test_rec_cleanfid",
+        "FID of test reconstructions vs clean-fid's published dataset statistics",
+        fmt="{:.2f}",
+        group="Distribution",
+        needs="distribution",
+        track="test",
+        flavor="inception-v3/N/clean-fid:DATASET/legacy_tensorflow/trainval70k/RESOLUTION",
+    ),
+    CleanFID,
+)

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from invbench.errors import DataError
-from invbench.metrics.perceptual import Unavailable
+from invbench.metrics.base import (
+    EvalContext,
+    MetricSpec,
+    NetworkPairedMetric,
+    Unavailable,
+    register,
+)
 from invbench.metrics.weights import IR_SE50, find_unverified, missing_message, read_state_bytes
 
 FLAVOR = "arcface-ir-se50/psp-crop"
@@ -94,3 +100,25 @@ def load_identity(
     if path is None:
         raise Unavailable("id_sim unavailable: " + missing_message(IR_SE50, weights_dir))
     return IdentitySimilarity(path, device)
+
+
+class IdSim(NetworkPairedMetric):
+    """The registered ``id_sim``: ArcFace cosine similarity per image; unavailable without the
+    IR-SE50 file or on images that are not faces of the protocol."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        shape = (ctx.channels, ctx.resolution, ctx.resolution) if ctx.resolution else None
+        net = load_identity(ctx.device, getattr(ctx.cfg, "weights_dir", "") or None, shape)
+        super().__init__(spec, ctx, net)
+
+
+register(
+    MetricSpec(
+        "id_sim",
+        "ArcFace identity similarity (pSp's ID loss crop), test reconstructions vs originals",
+        higher_better=True,
+        group="Reconstruction",
+        flavor=FLAVOR,
+    ),
+    IdSim,
+)

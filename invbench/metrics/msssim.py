@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from invbench.errors import DataError
+from invbench.metrics.base import EvalContext, MetricSpec, PairedMetric, Unavailable, register
 
 BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, §3.2
 DATA_RANGE = 2.0  # images in [-1, 1]
@@ -76,3 +77,30 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, betas: tuple[float, ...] = BETAS) 
         if not last:
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return out
+
+
+class MSSSIM(PairedMetric):
+    """The registered ``ms_ssim``: unavailable (not an error) below ``MIN_SIDE`` pixels."""
+
+    fn = staticmethod(ms_ssim)
+    flavor = FLAVOR
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        if 0 < ctx.resolution < MIN_SIDE:
+            raise Unavailable(
+                f"ms_ssim unavailable: its five scales need images of at least {MIN_SIDE}x"
+                f"{MIN_SIDE} pixels; these are {ctx.resolution}x{ctx.resolution}."
+            )
+
+
+register(
+    MetricSpec(
+        "ms_ssim",
+        "MS-SSIM (Wang et al. 2003; HyperStyle's convention), test reconstructions vs originals",
+        higher_better=True,
+        group="Reconstruction",
+        flavor=FLAVOR,
+    ),
+    MSSSIM,
+)
