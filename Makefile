@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format leaderboard suites plots smoke-reference bench clean
+.PHONY: run test test-paper gpu-smoke check lint format leaderboard suites plots smoke-reference bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+## test-paper: one optimisation step of every paper-scale network at its real widths and the
+## paper-profile runs on a miniature FFHQ (minutes on a CPU; `make test` leaves them out)
+test-paper: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m paper
 
 ## check: the regression gate CI runs after the tests — the smoke suite on the embedded default,
 ## single-threaded (bit-reproducible), in a fresh cache, against leaderboards/smoke.json

@@ -1,0 +1,249 @@
+"""Paper-scale architectures at their real widths, on the CPU: layouts and parameter counts
+against the published models, one optimisation step each, and the training regularisers of
+StyleGAN2 against closed forms. Nothing here trains (issue #19: build, shape, count, one step)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from invbench.generators.stylegan2 import StyleGAN2Net
+from invbench.generators.stylegan2_training import (
+    PathLengthPenalty,
+    StyleGAN2Discriminator,
+    ema_beta,
+    lazy_adam,
+    minibatch_stddev,
+    mix_styles,
+    n_params,
+    path_lengths,
+    random_noise,
+    update_ema,
+)
+from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
+from invbench.published_encoders import ENCODERS, build_fresh, code_shape, paper_shapes
+
+FIX = Path(__file__).parent / "fixtures" / "published"
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "noises.", "kernel")
+
+
+@pytest.fixture(scope="module")
+def layouts() -> dict:
+    """The authors' full-size (1024-output) pSp / e4e / ReStyle models, key -> shape, written
+    once with their code (tests/test_published_encoders.py says how)."""
+    with gzip.open(FIX / "layouts.json.gz", "rt") as f:
+        return json.load(f)
+
+
+def _count(layout: dict, prefix: str) -> int:
+    """Parameters in a published layout under ``prefix`` (buffers left out)."""
+    return sum(
+        math.prod(s)
+        for k, s in layout.items()
+        if k.startswith(prefix) and not any(b in k for b in BUFFERS)
+    )
+
+
+def _config_f_channels(size: int) -> dict[int, int]:
+    # StyleGAN2 App. B, config F: 512 maps up to 32x32, then 2 x (16384 / r) (Fig. 7 widths).
+    return {2**i: min(512, 2 * 16384 // 2**i) for i in range(2, int(math.log2(size)) + 1)}
+
+
+# -- the generator -----------------------------------------------------------------------------------
+def test_generator_1024_has_the_published_decoders_parameters(layouts) -> None:
+    """A fresh config-F generator at 1024 x 1024 has every parameter of the decoder pSp ships
+    (rosinality's port of NVIDIA's FFHQ model): 30.4 M with the mapping network."""
+    theirs = _count(layouts["psp"]["layout_1024"], "decoder.")
+    with torch.device("meta"):
+        net = StyleGAN2Net(1024)
+    print(f"StyleGAN2 config F 1024: {n_params(net):,} parameters, widths {net.channels}")
+    assert n_params(net) == theirs == 30_370_060
+    assert net.channels == _config_f_channels(1024)
+
+
+# -- the discriminator ------------------------------------------------------------------------------------
+def _d_closed_form(size: int) -> int:
+    """StyleGAN2 App. B's residual D counted from its description: 1x1 fromRGB (+ bias); per
+    resolution two 3x3 convs with biases and a bias-free 1x1 skip; minibatch-stddev adds one
+    input map to the final 3x3 conv; dense 4x4xC -> C, dense C -> 1."""
+    ch = _config_f_channels(size)
+    n = 3 * ch[size] + ch[size]
+    r = size
+    while r > 4:
+        a, b = ch[r], ch[r // 2]
+        n += (a * a * 9 + a) + (a * b * 9 + b) + a * b
+        r //= 2
+    c = ch[4]
+    return n + ((c + 1) * c * 9 + c) + (c * 16 * c + c) + (c + 1)
+
+
+@pytest.mark.parametrize("size", [128, 256, 1024])
+def test_discriminator_counts_as_the_paper_describes(size) -> None:
+    with torch.device("meta"):
+        d = StyleGAN2Discriminator(size)
+    print(f"StyleGAN2 D {size}: {n_params(d):,} parameters")
+    assert n_params(d) == _d_closed_form(size)
+    if size == 1024:
+        assert round(n_params(d) / 1e6, 1) == 29.0  # StyleGAN2-ADA's table: D 29.0 M at 1024
+
+
+def test_minibatch_stddev_is_the_group_std() -> None:
+    x = torch.randn(8, 5, 4, 4, dtype=torch.float64)
+    out = minibatch_stddev(x, 4)
+    a = x.numpy().reshape(4, 2, 5, 4, 4)  # image i is in group member i // 2, slot i % 2
+    expect = np.sqrt(a.var(0) + 1e-8).mean((1, 2, 3))  # one number per slot
+    got = out[:, 5, 0, 0].numpy()
+    assert out.shape == (8, 6, 4, 4)
+    np.testing.assert_allclose(got, expect[np.arange(8) % 2], rtol=1e-12)
+    assert minibatch_stddev(torch.randn(6, 3, 4, 4), 4).shape == (6, 4, 4, 4)  # group 3
+
+
+# -- the regularisers ------------------------------------------------------------------------------------
+def test_path_lengths_equal_the_jacobian_closed_form() -> None:
+    """For images linear in the codes, x = sum_l w_l M_l, J^T y = (M_l y)_l exactly."""
+    g = torch.Generator().manual_seed(0)
+    b, n_layers, dim, hw = 3, 4, 6, 5
+    m = torch.randn(n_layers, dim, 3 * hw * hw, generator=g, dtype=torch.float64)
+    ws = torch.randn(b, n_layers, dim, generator=g, dtype=torch.float64, requires_grad=True)
+    images = torch.einsum("bld,ldp->bp", ws, m).view(b, 3, hw, hw)
+    got = path_lengths(images, ws, torch.Generator().manual_seed(7))
+    y = torch.randn(images.shape, generator=torch.Generator().manual_seed(7)).double() / hw
+    jty = torch.einsum("ldp,bp->bld", m, y.flatten(1))
+    expect = jty.pow(2).sum(2).mean(1).sqrt()
+    torch.testing.assert_close(got, expect)
+
+
+def test_lazy_adam_and_ema_closed_forms() -> None:
+    opt = lazy_adam([torch.zeros(1, requires_grad=True)], 0.002, (0.0, 0.99), 16)
+    c = 16 / 17
+    group = opt.param_groups[0]
+    assert group["lr"] == pytest.approx(0.002 * c)
+    assert group["betas"] == pytest.approx((0.0, 0.99**c))
+    beta = ema_beta(32, 10.0)  # half-life of 10k images at batch 32: 312.5 steps
+    assert beta ** (10_000 / 32) == pytest.approx(0.5)
+
+
+def test_style_mixing_takes_the_second_codes_from_a_crossover() -> None:
+    a, b = torch.zeros(64, 8, 3), torch.ones(64, 8, 3)
+    out = mix_styles(a, b, 0.9, torch.Generator().manual_seed(0))
+    rows = out[:, :, 0]
+    for r in rows:  # zeros then ones, the crossover in 1..7, or all zeros (not mixed)
+        k = int((r == 0).sum())
+        assert torch.equal(r[:k], torch.zeros(k)) and torch.equal(r[k:], torch.ones(8 - k))
+        assert k >= 1
+    mixed = (rows[:, -1] == 1).float().mean()
+    assert 0.75 < float(mixed) <= 1.0  # about 0.9 of 64
+
+
+# -- one training step of the StyleGAN2 pair at real widths -------------------------------------------------
+@pytest.mark.paper
+def test_one_lazy_step_of_generator_and_discriminator_at_256() -> None:
+    """Config-F widths at 256 x 256 (the 256 FFHQ models), batch 2: D's step with the lazy R1
+    term, G's with the lazy path-length term and style mixing; every network moves, the
+    moving average moves towards G by 1 - beta, the path-length mean updates."""
+    torch.manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
+    net, d = StyleGAN2Net(256), StyleGAN2Discriminator(256)
+    ema = StyleGAN2Net(256)
+    ema.load_state_dict(net.state_dict())
+    pl = PathLengthPenalty()
+    opt_g = lazy_adam(net.parameters(), 0.002, (0.0, 0.99), 4)
+    opt_d = lazy_adam(d.parameters(), 0.002, (0.0, 0.99), 16)
+    g0 = {k: v.clone() for k, v in net.state_dict().items()}
+    d0 = {k: v.clone() for k, v in d.state_dict().items()}
+    real = torch.rand(2, 3, 256, 256, generator=rng) * 2 - 1
+
+    def fake(requires_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        z1, z2 = torch.randn(2, 512, generator=rng), torch.randn(2, 512, generator=rng)
+        ws = mix_styles(
+            net.style(z1)[:, None].expand(-1, net.n_latent, -1),
+            net.style(z2)[:, None].expand(-1, net.n_latent, -1),
+            0.9,
+            rng,
+        )
+        ws = ws.detach().requires_grad_(True) if requires_grad else ws
+        return net.synthesis(ws, random_noise(net, 2, rng, torch.device("cpu"))), ws
+
+    real.requires_grad_(True)
+    logit_real = d(real)
+    with torch.no_grad():
+        x_fake, _ = fake()
+    loss_d = gan_d_loss(logit_real, d(x_fake)) + 10 / 2 * 16 * r1_penalty(logit_real, real)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    d.requires_grad_(False)
+    x_fake, _ = fake()
+    loss_g = gan_g_loss(d(x_fake))
+    x_pl, ws = fake(requires_grad=True)
+    loss_g = loss_g + 2.0 * 4 * pl(x_pl, ws, rng)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    update_ema(ema, net, 0.9)
+    assert math.isfinite(float(loss_d)) and math.isfinite(float(loss_g))
+    assert float(pl.mean) > 0
+    moved_g = [k for k, v in net.state_dict().items() if not torch.equal(v, g0[k])]
+    moved_d = [k for k, v in d.state_dict().items() if not torch.equal(v, d0[k])]
+    assert "convs.0.conv.weight" in moved_g and "style.1.weight" in moved_g
+    assert len(moved_d) == len([p for p in d.parameters()])
+    w, w0, we = net.convs[0].conv.weight, g0["convs.0.conv.weight"], ema.convs[0].conv.weight
+    torch.testing.assert_close(we, w0 + 0.1 * (w - w0))
+
+
+# -- the pSp-class encoders --------------------------------------------------------------------------------
+FRESH = {  # fixture family -> (encoder type, input channels)
+    "psp": ("GradualStyleEncoder", 3),
+    "e4e": ("Encoder4Editing", 3),
+    "restyle-psp": ("BackboneEncoder", 6),
+    "restyle-e4e": ("ProgressiveBackboneEncoder", 6),
+    "psp-w": ("BackboneEncoderUsingLastLayerIntoW", 3),
+    "psp-wplus": ("BackboneEncoderUsingLastLayerIntoWPlus", 3),
+}
+
+
+@pytest.mark.parametrize("fam", list(FRESH))
+def test_fresh_encoder_is_the_published_architecture(fam, layouts) -> None:
+    """Built afresh (no checkpoint), every key and shape of the authors' 1024-output model."""
+    etype, in_ch = FRESH[fam]
+    assert layouts[fam]["opts"]["encoder_type"] == etype
+    theirs = {
+        k[len("encoder.") :]: tuple(v)
+        for k, v in layouts[fam]["layout_1024"].items()
+        if k.startswith("encoder.")
+    }
+    with torch.device("meta"):
+        enc = build_fresh(etype, in_ch, n_styles=18)
+    ours = {k: tuple(v.shape) for k, v in enc.state_dict().items()}
+    assert ours == theirs
+    print(f"{fam} ({etype}): {n_params(enc):,} parameters")
+    assert n_params(enc) == _count(layouts[fam]["layout_1024"], "encoder.")
+
+
+def test_fresh_encoder_types_cover_the_registry() -> None:
+    built = {t for t in ENCODERS if not t.startswith("ResNet")}
+    for t in built:
+        paper_shapes(t)  # no error for any IR-SE type
+
+
+@pytest.mark.paper
+def test_one_step_of_the_psp_encoder_at_256() -> None:
+    """pSp's encoder (IR-SE-50 + pyramid, 14 styles for a 256 generator) on a 256 x 256 image:
+    codes of the generator's w+ shape, and one SGD step moves every style block."""
+    torch.manual_seed(0)
+    enc = build_fresh("GradualStyleEncoder", 3, n_styles=14)
+    assert code_shape(enc) == (14, 512)
+    x = torch.rand(2, 3, 256, 256) * 2 - 1
+    opt = torch.optim.SGD(enc.parameters(), lr=1e-3)
+    before = [s.linear.weight.clone() for s in enc.styles]
+    codes = enc(x)
+    assert codes.shape == (2, 14, 512)
+    codes.pow(2).mean().backward()
+    opt.step()
+    assert all(not torch.equal(b, s.linear.weight) for b, s in zip(before, enc.styles, strict=True))
