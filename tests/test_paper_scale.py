@@ -245,3 +245,72 @@ def test_one_step_of_the_psp_encoder_at_256() -> None:
     codes.pow(2).mean().backward()
     opt.step()
     assert all(not torch.equal(b, s.linear.weight) for b, s in zip(before, enc.styles, strict=True))
+
+
+# -- the pSp-class encoder behind the suite's encoder methods ---------------------------------------------
+def _sg2(tmp_path: Path):
+    from test_stylegan2 import load, save_rosinality, tiny_net
+
+    return load(save_rosinality(tiny_net(), tmp_path / "tiny.pt"))
+
+
+@pytest.mark.parametrize(
+    "space,iters,kind",
+    [("w+", 0, "GradualStyleEncoder"), ("w+", 2, "BackboneEncoder")],
+)
+def test_psp_encoder_codes_for_each_space(space, iters, kind, tmp_path) -> None:
+    """enc_arch=psp: the published architecture for the generator's space (w+: one style block
+    per style input; w: one code; ReStyle: image ++ reconstruction, 6 channels), inputs resized
+    to 256, codes offset by the mean latent in w / w+ (pSp's start_from_latent_avg) except
+    ReStyle's residuals."""
+    from invbench.encoders import EncoderConfig, build_encoder
+
+    gen = _sg2(tmp_path)
+    cfg = EncoderConfig(enc_arch="psp", enc_init="random", enc_iters=iters, enc_loss="recon")
+    torch.manual_seed(0)
+    enc = build_encoder(gen, space, cfg).eval()
+    assert type(enc.net).__name__ == kind
+    x = torch.rand(1, 3 * (2 if iters else 1), 32, 32) * 2 - 1
+    with torch.no_grad():
+        out = enc(x)
+    assert out.shape == (1, *gen.latent_shape(space))
+    if iters:
+        assert enc.mean is None and enc.net.input_layer[0].in_channels == 6
+    else:
+        torch.testing.assert_close(enc.mean, gen.mean_latent(space).cpu())
+
+
+def test_psp_encoder_of_one_code_for_w_and_z() -> None:
+    with torch.device("meta"):
+        enc = build_fresh("BackboneEncoderUsingLastLayerIntoW", 3, w_dim=64)
+    assert code_shape(enc) == (64,)
+
+
+def test_psp_initialisation_loads_ir_se50(layouts, monkeypatch) -> None:
+    """pSp loads ArcFace's input layer and body; ReStyle's 6-channel input layer takes the
+    file's weights on its first 3 channels and keeps its own on the other 3."""
+    from invbench.published_encoders import load_ir_se50
+
+    arc = {k: tuple(v) for k, v in layouts["arcface-ir-se50"]["layout_1024"].items()}
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(s, generator=g) if s else torch.tensor(0) for k, s in arc.items()}
+    enc = build_fresh("BackboneEncoder", 6, n_styles=2)
+    own_extra = enc.state_dict()["input_layer.0.weight"][:, 3:].clone()
+    loaded = load_ir_se50(enc, state)
+    mine = enc.state_dict()
+    assert "body.23.res_layer.4.weight" in loaded and "output_layer.3.weight" not in loaded
+    assert all(torch.equal(mine[k], state[k]) for k in loaded if k != "input_layer.0.weight")
+    torch.testing.assert_close(mine["input_layer.0.weight"][:, :3], state["input_layer.0.weight"])
+    torch.testing.assert_close(mine["input_layer.0.weight"][:, 3:], own_extra)
+
+
+def test_psp_without_ir_se50_stops_before_training(monkeypatch, tmp_path) -> None:
+    from invbench.config import build
+    from invbench.encoders import EncoderConfig
+    from invbench.errors import DataError, UsageError
+    from invbench.metrics import weights
+
+    monkeypatch.setattr(weights, "search_dirs", lambda user_dir=None: [tmp_path])
+    with pytest.raises((DataError, UsageError), match=r"model_ir_se50\.pth"):
+        build(EncoderConfig, ("--set", {"enc_arch": "psp"}))
+    build(EncoderConfig, ("--set", {"enc_arch": "psp", "enc_init": "random"}))
