@@ -314,3 +314,23 @@ def test_psp_without_ir_se50_stops_before_training(monkeypatch, tmp_path) -> Non
     with pytest.raises((DataError, UsageError), match=r"model_ir_se50\.pth"):
         build(EncoderConfig, ("--set", {"enc_arch": "psp"}))
     build(EncoderConfig, ("--set", {"enc_arch": "psp", "enc_init": "random"}))
+
+
+def test_synthesis_loads_a_pretrained_generators_synthesis_weights(tmp_path) -> None:
+    """LIA's "start stage 1 from a pretrained StyleGAN2": the synthesis weights of a rosinality
+    checkpoint load into ``Synthesis``, whose eval-mode image of a w is the loaded generator's
+    (fixed noise); in training mode the noise is drawn afresh."""
+    from test_stylegan2 import TINY, load, save_rosinality, tiny_net
+
+    from invbench.generators.stylegan2_training import Synthesis
+
+    net = tiny_net()
+    gen = load(save_rosinality(net, tmp_path / "tiny.pt"))
+    syn = Synthesis(TINY["size"], TINY["style_dim"], TINY["channels"])
+    loaded = syn.load_synthesis(net.state_dict())
+    assert loaded and not any(k.startswith("style.") for k in loaded)
+    w = gen.sample_latent(2, "w", torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(syn.eval()(w), gen.synthesize(w, "w"))
+        a, b = syn.train()(w), syn(w)
+    assert not torch.equal(a, b)

@@ -175,6 +175,35 @@ class StyleGAN2Discriminator(nn.Module):
 
 
 # -- the generator while it trains -------------------------------------------------------------------
+class Synthesis(nn.Module):
+    """The synthesis network of a config-F StyleGAN2 (no mapping network: the method brings its
+    own, LIA's NICE flow or InvGAN's 8-layer mapping) as a function of one code per image
+    [B, dim] (broadcast to every layer) or per-layer codes [B, n_latent, dim].
+
+    Per-pixel noise is random while training (drawn from torch's generator, which the trainers'
+    checkpoints carry) and the network's fixed noise maps in eval mode, so a code decodes to one
+    image. ``net`` keeps rosinality's names (``net.convs.0.conv.weight``, ...), so the synthesis
+    weights of a pretrained StyleGAN2 load into it (``load_synthesis``)."""
+
+    def __init__(self, size: int, dim: int = 512, channels: dict[int, int] | None = None) -> None:
+        super().__init__()
+        self.net = StyleGAN2Net(size, dim, n_mlp=0, channels=channels)
+        self.n_latent, self.dim = self.net.n_latent, dim
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        ws = codes[:, None, :].expand(-1, self.n_latent, -1) if codes.ndim == 2 else codes
+        noise = [None] * self.net.num_layers if self.training else None
+        return self.net.synthesis(ws, noise)  # type: ignore[arg-type]
+
+    def load_synthesis(self, g_ema: dict[str, torch.Tensor]) -> list[str]:
+        """The synthesis weights of a rosinality ``g_ema`` state dict (the mapping ``style.*``
+        left out); shapes must match (same size, widths and style dimension). Returns the keys
+        loaded."""
+        take = {k: v for k, v in g_ema.items() if not k.startswith("style.")}
+        self.net.load_state_dict(take, strict=True)
+        return sorted(take)
+
+
 def random_noise(
     net: StyleGAN2Net, batch: int, rng: torch.Generator, device: torch.device
 ) -> list[torch.Tensor]:
