@@ -334,3 +334,30 @@ def test_synthesis_loads_a_pretrained_generators_synthesis_weights(tmp_path) -> 
         torch.testing.assert_close(syn.eval()(w), gen.synthesize(w, "w"))
         a, b = syn.train()(w), syn(w)
     assert not torch.equal(a, b)
+
+
+def test_gan_step_applies_the_lazy_terms_on_their_steps_only() -> None:
+    """GANStep: R1 on steps 0, 16, ...; path length on 0, 4, ...; each step moves G's code
+    network, its synthesis network and D (tiny widths: the schedule, not the scale, is tested)."""
+    from invbench.generators.stylegan2_training import GANStep, StyleGAN2Recipe, Synthesis
+
+    torch.manual_seed(0)
+    ch = {4: 8, 8: 8, 16: 8}
+    codes, syn = torch.nn.Linear(8, 8), Synthesis(16, 8, ch).train()
+    d = StyleGAN2Discriminator(16, ch)
+    recipe = StyleGAN2Recipe()
+    gen_params = [*codes.parameters(), *syn.parameters()]
+    opt_g = lazy_adam(gen_params, recipe.lr, (recipe.beta1, recipe.beta2), recipe.pl_every)
+    opt_d = lazy_adam(d.parameters(), recipe.lr, (recipe.beta1, recipe.beta2), recipe.r1_every)
+    step = GANStep(codes, syn, d, opt_g, opt_d, recipe, 8, PathLengthPenalty())
+    rng = torch.Generator().manual_seed(0)
+    real = torch.rand(4, 3, 16, 16, generator=rng) * 2 - 1
+    seen = {}
+    for t in range(5):
+        before = [p.detach().clone() for p in (codes.weight, syn.net.convs[0].conv.weight)]
+        before.append(d.convs[0][0].weight.detach().clone())
+        seen[t] = set(step(real, t, rng))
+        after = (codes.weight, syn.net.convs[0].conv.weight, d.convs[0][0].weight)
+        assert all(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    assert seen[0] == {"loss_d", "r1", "loss_g", "pl"} and seen[4] == {"loss_d", "loss_g", "pl"}
+    assert seen[1] == seen[2] == seen[3] == {"loss_d", "loss_g"}

@@ -272,6 +272,83 @@ def update_ema(ema: nn.Module, live: nn.Module, beta: float) -> None:
         be.copy_(b)
 
 
+class GANStep:
+    """One alternating step of the StyleGAN2 game (non-saturating logistic loss) for a
+    generator whose per-layer codes come from ``codes(z)`` (a mapping network, LIA's inverse
+    flow) and are drawn to images by ``synthesis`` (``Synthesis``), against ``disc``.
+
+    D: softplus(D(G(z))) + softplus(-D(x)), plus every ``r1_every``-th step the lazy R1 term
+    (gamma / 2) * r1_every * ||grad_x D(x)||^2. G: softplus(-D(G(z))) with style mixing, plus
+    every ``pl_every``-th step the lazy path-length term pl_weight * pl_every * (||J^T y|| - a)^2
+    on a batch shrunk by ``pl_batch_shrink`` (App. B). ``ema`` (a copy of the generator's
+    modules) follows the trained ones with ``ema_beta``. Networks run through ``run`` (the
+    execution layer's mixed precision, when given); the losses stay float32.
+    """
+
+    def __init__(
+        self,
+        codes: nn.Module,
+        synthesis: Synthesis,
+        disc: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        recipe: StyleGAN2Recipe,
+        z_dim: int,
+        pl: PathLengthPenalty,
+        run=None,
+    ) -> None:
+        self.codes, self.synthesis, self.disc = codes, synthesis, disc
+        self.opt_g, self.opt_d, self.r, self.z_dim, self.pl = opt_g, opt_d, recipe, z_dim, pl
+        self.run = run or (lambda fn: fn)
+
+    def _ws(self, n: int, rng: torch.Generator, device: torch.device) -> torch.Tensor:
+        k = self.synthesis.n_latent
+        z1 = torch.randn(n, self.z_dim, generator=rng).to(device)
+        ws = self.codes(z1)[:, None].expand(-1, k, -1)
+        if self.r.mixing_prob > 0:
+            z2 = torch.randn(n, self.z_dim, generator=rng).to(device)
+            ws = mix_styles(ws, self.codes(z2)[:, None].expand(-1, k, -1), self.r.mixing_prob, rng)
+        return ws
+
+    def __call__(self, real: torch.Tensor, step: int, rng: torch.Generator) -> dict:
+        from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
+
+        r, n, dev = self.r, len(real), real.device
+        synth, disc = self.run(self.synthesis), self.run(self.disc)
+        out: dict[str, torch.Tensor] = {}
+        # -- D ---------------------------------------------------------------------------------
+        with torch.no_grad():
+            fake = synth(self._ws(n, rng, dev))
+        lazy_r1 = r.r1_gamma > 0 and step % r.r1_every == 0
+        real = real.detach().requires_grad_(lazy_r1)
+        logit_real = disc(real)
+        loss_d = gan_d_loss(logit_real, disc(fake))
+        out["loss_d"] = loss_d.detach()
+        if lazy_r1:  # gamma/2 ||grad||^2, applied every r1_every steps with weight r1_every
+            r1 = r1_penalty(logit_real, real)
+            loss_d = loss_d + r.r1_gamma / 2 * r.r1_every * r1
+            out["r1"] = r1.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        # -- G ---------------------------------------------------------------------------------
+        self.disc.requires_grad_(False)
+        loss_g = gan_g_loss(disc(synth(self._ws(n, rng, dev))))
+        out["loss_g"] = loss_g.detach()
+        if r.pl_weight > 0 and step % r.pl_every == 0:
+            ws = self._ws(max(1, n // r.pl_batch_shrink), rng, dev)
+            if not ws.requires_grad:  # a mapping without parameters: lengths w.r.t. the codes
+                ws = ws.detach().requires_grad_(True)
+            pen = self.pl(synth(ws), ws, rng)
+            loss_g = loss_g + r.pl_weight * r.pl_every * pen
+            out["pl"] = pen.detach()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.disc.requires_grad_(True)
+        return out
+
+
 def n_params(module: nn.Module) -> int:
     """Trainable parameter count (what papers report)."""
     return sum(p.numel() for p in module.parameters())
