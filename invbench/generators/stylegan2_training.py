@@ -63,6 +63,12 @@ class StyleGAN2Recipe:
     batch_size: int = 32  # 8 GPUs x 4
 
 
+def config_f_channels(size: int, channel_max: int = 512) -> dict[int, int]:
+    """Feature maps per resolution of config F (App. B: 512 up to 32x32, then halving with a
+    doubled base, Fig. 7), capped at ``channel_max`` (512: the paper; smaller for tests)."""
+    return {r: min(c, channel_max) for r, c in rosinality_channels(size).items()}
+
+
 # -- the discriminator ------------------------------------------------------------------------------
 class EqualConv2d(nn.Module):
     """Convolution with equalised learning rate: weight ~ N(0, 1), scaled by 1/sqrt(fan_in)."""
