@@ -30,6 +30,7 @@ FOLDERS = ("images1024x1024", "thumbnails128x128")
 
 @DATASETS.register("ffhq")
 class FFHQ(FileDataset):
+    scale = "paper"  # LIA §7 / InvGAN §4 data: runs use the paper profile by default
     expected = (
         "Expected under the root one of: images1024x1024/00000/00000.png … "
         "images1024x1024/69000/69999.png (official 1024² layout); thumbnails128x128/00000/"

@@ -131,6 +131,9 @@ class Dataset:
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    #: The scale profile a run on it uses unless ``--profile`` says otherwise
+    #: (``invbench.config``): "digits", or "paper" for the papers' own datasets (FFHQ, LSUN).
+    scale: ClassVar[str] = "digits"
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
