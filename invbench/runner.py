@@ -161,7 +161,10 @@ class Resolved:
             cls = GENERATORS.get(self.generator_name)
             gen_cfg = artifacts.identity(
                 _resolve(
-                    cls.Config, "generator", self.generator_name, self.generator_sets,
+                    cls.Config,
+                    "generator",
+                    self.generator_name,
+                    self.generator_sets,
                     self.requested_profile,
                 )  # fmt: skip
             )
@@ -215,9 +218,9 @@ def _effective_profile(
     if requested == DIGITS:
         return DIGITS, ""
     parts = []
-    if requested not in profiles_of("method", spec.method):
-        if _trains(method_cls, method_cfg, spec.seed):
-            parts.append(f"method '{spec.method}'")
+    method_lacks = requested not in profiles_of("method", spec.method)
+    if method_lacks and _trains(method_cls, method_cfg, spec.seed):
+        parts.append(f"method '{spec.method}'")
     trained_gen = gen is not None and not getattr(GENERATORS.get(gen), "pretrained", False)
     if trained_gen and requested not in profiles_of("generator", str(gen)):
         parts.append(f"generator '{gen}'")
@@ -295,9 +298,7 @@ def resolve(spec: RunSpec) -> Resolved:
                 "same key twice; keep one."
             )
         routed[hits[0]][key] = value
-    method_cfg = _resolve(
-        method_cls.Config, "method", spec.method, routed["method"], requested
-    )
+    method_cfg = _resolve(method_cls.Config, "method", spec.method, routed["method"], requested)
     space = getattr(method_cfg, "space", None)
     if gen_cls is not None and space is not None:
         gen_cls.check_space(space)  # before the generator trains, not after
