@@ -29,6 +29,10 @@ test: $(STAMP)
 test-paper: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m paper
 
+## gpu-smoke: each paper-scale method a few steps on CUDA with bf16 networks, per-image times
+gpu-smoke: $(STAMP)
+	$(BIN)/python bench/gpu_smoke.py
+
 ## check: the regression gate CI runs after the tests — the smoke suite on the embedded default,
 ## single-threaded (bit-reproducible), in a fresh cache, against leaderboards/smoke.json
 check: $(STAMP)

@@ -69,6 +69,7 @@ class FFHQ(FileDataset):
             what = "" if self.cfg.source == "auto" else f" for source={self.cfg.source}"
             raise DataError(f"dataset 'ffhq': nothing found in {root}{what}. {self.expected}")
         kind, path = cands[0]
+        self.source_folder = str(path)  # recorded (data_source): which of the layouts was read
         refs = [r for r in list_images(path) if NUMBERED.search(Path(r.name).name)]
         if not refs:
             raise DataError(

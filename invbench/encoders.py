@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.artifacts import later
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
@@ -55,11 +56,13 @@ class EncoderConfig(PerceptualConfig):
     """Encoder architecture and training (prefixed ``enc_`` so they mix with OptimConfig)."""
 
     enc_loss: Literal["latent", "recon"] = "latent"
-    enc_arch: Literal["dcgan", "psp"] = "dcgan"  # psp: the pSp-class encoder (paper scale)
-    enc_input: int = 256  # psp: the side images are resized to (pSp's transforms: 256)
+    # psp: the pSp-class encoder at paper scale. Fields added with the paper profile (issue
+    # #19): ``later`` keeps them out of cache keys and record hashes at their defaults.
+    enc_arch: Literal["dcgan", "psp"] = later("dcgan", since="paper")
+    enc_input: int = later(256, since="paper")  # psp: input side (pSp's transforms: 256)
     # psp: the body from ArcFace IR-SE50 (model_ir_se50.pth, pSp's initialisation; the run
     # stops before training when the file is missing) or PyTorch's default initialisation.
-    enc_init: Literal["ir-se50", "random"] = "ir-se50"
+    enc_init: Literal["ir-se50", "random"] = later("ir-se50", since="paper")
     enc_width: int = 32  # dcgan: channels of the first conv; doubled at every stride-2 block
     enc_steps: int = 1500
     enc_batch: int = 64
@@ -143,7 +146,15 @@ class PSPEncoder(nn.Module):
         mean: torch.Tensor | None,
     ) -> None:
         super().__init__()
+        from invbench.published_encoders import IR_SE50
+
         self.net, self.latent_shape, self.input_size = net, tuple(latent_shape), input_size
+        body = getattr(net, "body", None)
+        self.widths = {
+            "ir-se-50": [w for w, _ in IR_SE50],
+            "styles": len(getattr(net, "styles", [])),
+        }
+        self.widths = self.widths if body is not None else {}
         self.register_buffer("mean", mean.detach().clone() if mean is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -319,6 +330,19 @@ class EncoderInverter:
 
     def uses_perceptual(self) -> bool:
         return False
+
+    @classmethod
+    def preflight(cls, cfg: Any, has_labels: bool) -> None:
+        """The encoder's perceptual term (recon training), when an encoder is trained."""
+        from invbench.latent_opt import check_perceptual
+
+        trains_encoder = getattr(cfg, "init", "encoder") == "encoder"
+        if trains_encoder and cfg.enc_loss == "recon" and cfg.enc_perceptual_weight > 0:
+            check_perceptual(cfg.perceptual_net, has_labels)
+        super().preflight(cfg, has_labels)  # type: ignore[misc]
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder} if self.encoder is not None else {}
 
     @property
     def trains(self) -> bool:  # read by the runner: cache fit() through state_dict

@@ -379,6 +379,8 @@ class Prepared:
     fit_cached: bool
     started: _dt.datetime
     t_start: float
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # network_summary
+    data_source: dict[str, Any] = field(default_factory=dict)  # Dataset.source
 
     @property
     def eval_cfg(self) -> EvalConfig:
@@ -413,7 +415,7 @@ def fit_cached(inv: Inverter, ctx: FitContext) -> tuple[float, bool]:
 
 def prepare(spec: RunSpec) -> Prepared:
     """Stage 1: everything before scoring, with every check that can fail done first."""
-    from invbench.metrics.features import check_feature_weights
+    from invbench.metrics.features import check_feature_network, check_feature_weights
 
     started = _dt.datetime.now(_dt.UTC)
     t_start = time.perf_counter()
@@ -432,6 +434,13 @@ def prepare(spec: RunSpec) -> Prepared:
 
     dataset = DATASETS.get(spec.dataset)(res.dataset_cfg)
     splits: Splits = dataset.load()
+    data_source = dataset.source()  # logs an upscaled read
+    # Every network the configuration needs, before anything trains (issue #19).
+    has_labels = splits.train_labels is not None and bool(splits.num_classes)
+    if any(s.needs == "distribution" for s in selected_metrics(res.eval_cfg)):
+        ev = res.eval_cfg
+        check_feature_network(ev.feature_net, ev.weights_dir or None, has_labels, spec.dataset)
+    res.method_cls.preflight(res.method_cfg, has_labels)
     # Models (generator, fitted inverter, feature network) are keyed by the train split only, so
     # probe datasets that replace the test split reuse what was trained on their base dataset.
     data_fp = dataset.train_fingerprint()
@@ -445,9 +454,27 @@ def prepare(spec: RunSpec) -> Prepared:
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
     fit_seconds, from_cache = fit_cached(inv, ctx)
+    nets = network_summary({**({"generator": generator} if generator else {}), **inv.networks()})
+    for name, d in nets.items():
+        widths = f" (widths {d['widths']})" if "widths" in d else ""
+        log(f"{spec.method}: {name} {d['parameters']:,} parameters{widths}")
     return Prepared(
-        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started, t_start
-    )
+        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started,
+        t_start, nets, data_source,
+    )  # fmt: skip
+
+
+def network_summary(nets: dict[str, torch.nn.Module]) -> dict[str, dict[str, Any]]:
+    """Parameter count of each network, and its widths when it declares them (a ``widths``
+    attribute on the module or a submodule: feature maps per resolution, or per stage)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, net in nets.items():
+        entry: dict[str, Any] = {"parameters": sum(p.numel() for p in net.parameters())}
+        widths = next((m.widths for m in net.modules() if hasattr(m, "widths")), None)
+        if widths:
+            entry["widths"] = dict(widths) if isinstance(widths, dict) else list(widths)
+        out[name] = entry
+    return out
 
 
 def load_method(
@@ -719,6 +746,8 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
         "fit_cached": prep.fit_cached,
         **({"profile_note": res.profile_note} if res.profile_note else {}),
+        "networks": prep.networks,
+        **({"data_source": prep.data_source} if prep.data_source else {}),
         **scores.info,
         **inv.flavor(),  # also in metric_flavors (method.<key>)
         **inv.diagnostics(),

@@ -104,7 +104,7 @@ class Projector(Inverter):
                 raise ValueError("noise_ramp is a fraction of the run in (0, 1]")
 
     @classmethod
-    def preflight(cls, cfg: Config) -> None:
+    def preflight(cls, cfg: Config, has_labels: bool = False) -> None:
         """Before any work: the LPIPS trunk the distance needs is on disk, or stop naming it."""
         if cfg.distance != "l2":
             _lpips_files(cfg.distance)

@@ -324,6 +324,11 @@ class StyleGAN2Net(nn.Module):
             in_ch = out_ch
         self.n_latent = log_size * 2 - 2
 
+    @property
+    def widths(self) -> dict[int, int]:
+        """Feature maps per resolution (what a run logs and records beside the parameters)."""
+        return self.channels
+
     def noise_shapes(self) -> list[tuple[int, int, int, int]]:
         return [tuple(getattr(self.noises, f"noise_{i}").shape) for i in range(self.num_layers)]
 

@@ -164,6 +164,7 @@ class StyleGAN2Discriminator(nn.Module):
             EqualLinear(ch[4] * 16, ch[4], act=True), EqualLinear(ch[4], 1)
         )
         self.size, self.feature_dim = size, ch[4]
+        self.widths = {2**i: ch[2**i] for i in range(log_size, 1, -1)}
 
     @property
     def logit(self) -> nn.Module:
