@@ -140,20 +140,27 @@ class Suite:
         return {**self.valid_if, **run.valid_if}
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+# How a schema type reads in a message: (one, several).
+_TYPE_NAMES = {
+    str: ("a string", "strings"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    bool: ("true or false", "booleans"),
+}
 
 
-def _describe(tp: Any) -> str:
+def _describe(tp: Any, plural: bool = False) -> str:
+    """``list[str]`` -> "a list of strings" (Optional types never reach a message: ``_parse``
+    unwraps them first)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args if a is not type(None))
     if origin is list:
-        return f"a list of {_describe(args[0]).split(' ', 1)[1]}s"
+        return f"a list of {_describe(args[0], plural=True)}"
     if origin is dict:
         return f"a mapping of name: {_describe(args[1])}"
     if dataclasses.is_dataclass(tp):
-        return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
-    return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+        keys = ", ".join(f.name for f in dataclasses.fields(tp))
+        return f"mappings with keys {keys}" if plural else f"a mapping with keys {keys}"
+    return _TYPE_NAMES[tp][plural]
 
 
 def _show(value: Any) -> str:

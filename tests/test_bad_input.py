@@ -210,12 +210,17 @@ GOOD_RUN = "{label: a, method: creswell}"
         ("runs: [{method: creswell, sets: 5}]", "'runs[0].sets' must be a list of strings"),
         ("runs: [{method: creswell, sets: [1]}]", "'runs[0].sets[0]' must be a string"),
         ("runs: {method: creswell}", "'runs' must be a list of"),
-        (f"seeds: [true]\nruns: [{GOOD_RUN}]", "'seeds[0]' must be an integer, got the boolean"),
+        (f"seeds: [true]\nruns: [{GOOD_RUN}]", "'seeds[0]' must be an integer, got the boolean true"),
         (f"seeds: 3\nruns: [{GOOD_RUN}]", "'seeds' must be a list of integers"),
         (f"seeds: [1.5]\nruns: [{GOOD_RUN}]", "'seeds[0]' must be an integer, got the number"),
         (f"table: {{metrics: mse}}\nruns: [{GOOD_RUN}]", "Write a list, e.g. metrics: [mse]"),
         (f"table: [mse]\nruns: [{GOOD_RUN}]", "'table' must be a mapping with keys metrics"),
-        (f"description: [a]\nruns: [{GOOD_RUN}]", "'description' must be a string"),
+        (f"description: [a]\nruns: [{GOOD_RUN}]", "'description' must be a string, got a list ['a']"),
+        ("runs: [{method: {a: 1}}]", "'runs[0].method' must be a string, got a dict {'a': 1}."),
+        ("runs:", "'runs' must be a list of mappings with keys method, label, dataset, generator, "
+         "sets, valid_if, got nothing (null)."),
+        (f"runs: [{GOOD_RUN}]\nvalid_if: 5", "'valid_if' must be a mapping of name: a mapping "
+         "with keys at_least, at_most, got the integer 5."),
         (f"runs: [{GOOD_RUN}]\nclaims: [{{row: a, metric: mse, at_most: x}}]", "'claims[0]."
          "at_most' must be a number, got the string 'x'"),
         (f"runs: [{GOOD_RUN}]\nclaims: [{{row: a, metric: msee, at_most: 1}}]",

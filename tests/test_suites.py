@@ -236,8 +236,11 @@ def test_only_selects_runs_by_label_pattern(tmp_path):
         ("projected / dcgan z", 0),
         ("projected / dcgan z", 1),
     ]
-    with pytest.raises(UsageError, match="matches no run label"):
+    with pytest.raises(UsageError, match="matches no run label") as e:
         suites.select(all_cells, "nope*")
+    assert str(e.value).endswith(
+        "the labels are: creswell / dcgan z, projected / dcgan z, creswell / stylegan-lite w."
+    )
 
 
 def test_tables_refuse_to_average_seeds_of_different_flavors():

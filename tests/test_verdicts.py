@@ -153,6 +153,19 @@ def test_bound_claims_against_the_standard_error_of_the_mean():
     both = Claim("class_share_min", row="a", at_least=0.0, at_most=0.095)  # the nearer end
     assert judge(both, row("a", "class_share_min", v)).verdict == INCONCLUSIVE
     assert judge(Claim("mse", row="a", at_most=0.05), row("a", "mse", v)).verdict == NOT_HELD
+    line = judge(Claim("class_share_min", "every class", row="a", at_least=0.04), row(
+        "a", "class_share_min", v)).line()  # fmt: skip
+    assert line == (
+        "every class: HELD (class_share_min: a 0.09, bound >= 0.04; gap 0.05 > 2 s.e. = 0.0115,"
+        " 3 seeds)"
+    )
+    line = judge(Claim("mse", row="a", at_least=0.0, at_most=0.2), row("a", "mse", [0.1])).line()
+    assert line == "mse: INCONCLUSIVE (mse: a 0.1, bound >= 0 and <= 0.2; gap 0.1; a single seed: "\
+        "no noise estimate)"  # fmt: skip
+    missing = judge(Claim("ssim", row="a", at_least=0.5), row("a", "mse", v))
+    assert missing.verdict == NOT_MEASURED and missing.line() == (
+        "ssim: NOT MEASURED (ssim missing for 'a')"
+    )
 
 
 # -- validity: a collapsed row makes claims against it INVALID -------------------------------------
@@ -170,6 +183,12 @@ def test_a_collapsed_row_makes_its_claims_invalid_but_its_own_bound_is_judged():
     assert judge(other, good, bad, valid_if=valid).verdict == INVALID
     edge = row("vae", "mse", [0.5, 0.6, 0.55], class_share_max=[0.5, 0.5, 0.5])  # inclusive
     assert judge(c, good, edge, valid_if=valid).verdict == HELD
+    low = {"class_share_min": suites.Bound(at_least=0.04)}  # and at the lower end too
+    edge = row("vae", "mse", [0.5, 0.6, 0.55], class_share_min=[0.04, 0.04, 0.039])
+    v = judge(c, good, edge, valid_if=low)
+    assert v.verdict == INVALID and v.detail == (
+        "row 'vae' FAILED: seed 2: class_share_min 0.039, valid >= 0.04"
+    )
 
 
 def test_missing_and_malformed_values_are_not_measured_never_averaged():
@@ -181,7 +200,7 @@ def test_missing_and_malformed_values_are_not_measured_never_averaged():
 
 
 # -- end to end: records on disk, the table's notes ------------------------------------------------
-def test_report_reads_each_cells_record_and_flags_failed_rows(tmp_path):
+def test_report_reads_each_cells_record_and_flags_failed_rows(tmp_path, capfd):
     path = tmp_path / "s.yaml"
     path.write_text(
         "seeds: [0, 1, 2]\n"
@@ -200,14 +219,31 @@ def test_report_reads_each_cells_record_and_flags_failed_rows(tmp_path):
     out.mkdir()
     psnr = {"a": [30.0, 31.0, 32.0], "b": [20.0, 21.0, 22.0], "c": [10.0, 11.0, 12.0]}
     for run, seed, _spec, rec_path in suites.cells(suite, out):
-        share = 0.9 if (run.label, seed) == ("c", 2) else 0.1
+        share = 0.9 if run.label == "c" and seed > 0 else 0.1
         metrics = {"psnr": psnr[run.label][seed], "class_share_max": share}
         rec_path.write_text(json.dumps({"metrics": metrics, "provenance": {}}))
     a_cell = next(p for r, s, _, p in suites.cells(suite, out) if (r.label, s) == ("a", 0))
     a_cell.write_text('{"metrics": {"psnr": 3')  # truncated: not measured, never a crash
+    b0, c0 = (p for r, s, _, p in suites.cells(suite, out) if s == 0 and r.label in "bc")
+    b0.write_text("[1, 2]")  # JSON, but not a record
+    c0.write_text('{"metrics": "none"}')
     lines = suites.report(suite, out)
-    assert lines[0].startswith("FAILED — c: seed 2: class_share_max 0.9, valid <= 0.5")
-    assert lines[1].startswith("Claim — a beats b: HELD (psnr ↑: a 31.5 vs b 21")
+    err = capfd.readouterr().err
+    assert f"skipping unreadable record {a_cell}: " in err
+    assert f"skipping {b0}: not a result record" in err
+    assert f"skipping {c0}: not a result record" in err
+    assert lines[0] == (
+        "FAILED — c: seed 1: class_share_max 0.9, valid <= 0.5; seed 2: class_share_max 0.9, "
+        "valid <= 0.5 (claims involving it are INVALID)"
+    )
+    assert lines[1].startswith("Claim — a beats b: HELD (psnr ↑: a 31.5 vs b 21.5; ")
     assert lines[2].startswith("Claim — a beats c: INVALID (row 'c' FAILED")
     assert lines[3].startswith("Claim — c beats a: INVALID")
     assert [v.verdict for v in suites.verdicts(suite, out)] == [HELD, INVALID, INVALID]
+
+
+def test_names_lists_the_shipped_suites():
+    d = suites.suite_dir()
+    assert d.name == "suites" and (d / "smoke.yaml").is_file()
+    assert {"smoke", "zoo", "lia-table3", "methods"} <= set(suites.names())
+    assert suites.names() == sorted(p.stem for p in d.glob("*.yaml"))
