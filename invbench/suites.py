@@ -184,9 +184,7 @@ def _parse(value: Any, tp: Any, where: str, path: Path) -> Any:
         return UsageError(f"{path}: '{where}' must be {_describe(tp)}, got {_show(value)}.{extra}")
 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
+    if origin in (typing.Union, types.UnionType):  # X | None: a null never gets here (below)
         (inner,) = [a for a in args if a is not type(None)]
         return _parse(value, inner, where, path)
     if origin is list:

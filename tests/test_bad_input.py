@@ -211,7 +211,18 @@ GOOD_RUN = "{label: a, method: creswell}"
         ("runs: [{method: creswell, sets: [1]}]", "'runs[0].sets[0]' must be a string"),
         ("runs: {method: creswell}", "'runs' must be a list of"),
         (f"seeds: [true]\nruns: [{GOOD_RUN}]", "'seeds[0]' must be an integer, got the boolean true"),
-        (f"seeds: 3\nruns: [{GOOD_RUN}]", "'seeds' must be a list of integers"),
+        (f"seeds: 3\nruns: [{GOOD_RUN}]", "'seeds' must be a list of integers, got the integer 3.\n"),
+        (f"seeds: []\nruns: [{GOOD_RUN}]", "seeds must be integers in [0, 2**32); got []."),
+        (f"seeds: [-1]\nruns: [{GOOD_RUN}]", "seeds must be integers in [0, 2**32); got [-1]."),
+        ("runs: []", "'runs' must be a non-empty list of run entries."),
+        ("runs: [{method: creswell, sets: [steps]}]", "runs[0].sets must be a list of 'key=value'"),
+        (f"runs: [{GOOD_RUN}, {GOOD_RUN}]", "run labels must be unique, got ['a', 'a']."),
+        (f"runs: [{GOOD_RUN}]\nvalid_if: {{1: {{at_most: 1}}}}", "'valid_if key' must be a string, "
+         "got the integer 1."),
+        (f"runs: [{GOOD_RUN}]\nvalid_if: {{mse: {{at_least: 2, at_most: 1}}}}",
+         "valid_if.mse: at_least is above at_most."),
+        ("runs: [{method: creswell, valid_if: {msee: {at_most: 1}}}]",
+         "runs[0].valid_if.msee: unknown metric 'msee'. Did you mean 'mse'?"),
         (f"seeds: [1.5]\nruns: [{GOOD_RUN}]", "'seeds[0]' must be an integer, got the number"),
         (f"table: {{metrics: mse}}\nruns: [{GOOD_RUN}]", "Write a list, e.g. metrics: [mse]"),
         (f"table: [mse]\nruns: [{GOOD_RUN}]", "'table' must be a mapping with keys metrics"),
@@ -229,8 +240,10 @@ GOOD_RUN = "{label: a, method: creswell}"
          "'valid_if.class_share_max' must be a mapping with keys at_least, at_most"),
         (f"runs: [{GOOD_RUN}]\nvalid_if: {{class_share_max: {{}}}}", "needs at_least and/or"),
         (f"runs: [{GOOD_RUN}]\ncolour: red", "the file has unknown key 'colour'"),
-        ("runs: [{metod: creswell}]", "unknown key 'metod'. Did you mean 'method'?"),
-        ("seeds: [0]", "'runs' is required"),
+        ("runs: [{metod: creswell}]", "runs[0] has unknown key 'metod'. Did you mean 'method'? "
+         "Valid keys: method, label, dataset, generator, sets, valid_if."),
+        ("seeds: [0]", "'runs' is required (a list of mappings with keys method, label, dataset, "
+         "generator, sets, valid_if)."),
     ],
 )  # fmt: skip
 def test_suite_files_of_the_wrong_type(body, message, tmp_path, capsys):
@@ -239,6 +252,7 @@ def test_suite_files_of_the_wrong_type(body, message, tmp_path, capsys):
     for action in ("show", "run"):
         rc, err = inproc(["suite", action, str(path), "--results", str(tmp_path / "r")], capsys)
         assert rc == 2 and message in err and str(path) in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err  # one line, no traceback
     assert tree(tmp_path) == {"bad.yaml"}
 
 

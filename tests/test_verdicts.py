@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -247,3 +248,82 @@ def test_names_lists_the_shipped_suites():
     assert d.name == "suites" and (d / "smoke.yaml").is_file()
     assert {"smoke", "zoo", "lia-table3", "methods"} <= set(suites.names())
     assert suites.names() == sorted(p.stem for p in d.glob("*.yaml"))
+
+
+def test_pair_lines_and_the_unpaired_standard_error_of_a_factor():
+    a, b = [10.0, 12.0, 14.0], [14.0, 16.0, 18.0]
+    c = Claim(metric="fid_rand", text="a below b", better="a", worse="b")
+    line = judge(c, row("a", "fid_rand", a), row("b", "fid_rand", b)).line()
+    assert line == (
+        "a below b: HELD (fid_rand ↓: a 12 vs b 16; gap 4 > 2 s.e. = 3.27, unpaired, 3 and 3 seeds)"
+    )
+    shared = ["g0", "g1", "g2"]
+    line = judge(Claim("psnr", better="a", worse="b"), row("a", "psnr", b, shared),
+                 row("b", "psnr", a, shared)).line()  # fmt: skip
+    assert line == "psnr: HELD (psnr ↑: a 16 vs b 12; gap 4 > 2 s.e. = 0, paired over 3 seeds)"
+    # higher is better with factor 2: gap = mean_a - mean_b / 2, s.e. = hypot(s_a, s_b / 2)
+    a, b = [0.50, 0.52, 0.54], [0.60, 0.90, 1.20]  # gap 0.07; 2 s.e. 0.18 (x 2 would be 0.35)
+    v = judge(Claim("ssim", better="a", worse="b", factor=2.0), row("a", "ssim", a),
+              row("b", "ssim", b))  # fmt: skip
+    expected = 2 * math.hypot(np.std(a, ddof=1), np.std(b, ddof=1) / 2) / math.sqrt(3)
+    assert v.verdict == INCONCLUSIVE and f"2 s.e. = {expected:.3g}," in v.detail
+    assert ", bound 2x;" in v.detail
+    # lower is better with factor 2: s.e. = hypot(s_a, 2 s_b)
+    v = judge(Claim("mse", better="a", worse="b", factor=2.0), row("a", "mse", [1.0, 1.1, 1.2]),
+              row("b", "mse", [0.60, 0.70, 0.80]))  # fmt: skip
+    expected = 2 * math.hypot(0.1, 2 * 0.1) / math.sqrt(3)
+    assert v.verdict == HELD and f"2 s.e. = {expected:.3g}," in v.detail  # 1.1 <= 1.4
+
+
+def test_a_single_seed_row_against_several_is_inconclusive_unpaired():
+    c = Claim(metric="mse", better="a", worse="b")
+    v = judge(c, row("a", "mse", [0.1]), row("b", "mse", [0.5, 0.6, 0.7]))
+    assert v.verdict == INCONCLUSIVE and "single seed" in v.detail
+    missing = judge(c, row("a", "ssim", [0.1]), row("b", "ssim", [0.5]))
+    assert missing.line() == "mse: NOT MEASURED (mse missing for 'a' and 'b')"
+
+
+def test_a_recorded_model_key_pairs_rows_and_differing_seeds_do_not():
+    a, b = [10.0, 20.0, 30.0], [10.9, 21.0, 31.1]
+    ra, rb = row("a", "mse", a), row("b", "mse", b)
+    for r in (ra, rb):  # e.g. one LIA training inverted two ways
+        for s, rec in r.records.items():
+            rec["provenance"]["model_key"] = f"lia-{s}"
+    assert judge(Claim("mse", better="a", worse="b"), ra, rb).verdict == HELD
+    del rb.records[2]
+    v = judge(Claim("mse", better="a", worse="b", paired=True), ra, rb)
+    assert v.verdict == INCONCLUSIVE and v.detail.endswith("; paired, but the rows' seeds differ")
+
+
+def test_cells_carry_the_results_folder_and_device(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("seeds: [0, 1]\nruns: [{label: a, method: creswell}]\n")
+    cells = suites.cells(suites.load(str(path)), tmp_path / "r")
+    assert [(c[1], c[2].out, c[2].device, c[3].parent) for c in cells] == [
+        (s, tmp_path / "r", "cpu", tmp_path / "r") for s in (0, 1)
+    ]
+
+
+def test_claim_shapes_and_unknown_suites(tmp_path):
+    from invbench.errors import UsageError
+
+    head = "runs: [{label: a, method: creswell}, {label: b, method: creswell}]\nclaims:\n"
+    path = tmp_path / "s.yaml"
+    for claim, message in [
+        ("{row: a, metric: mse, at_most: 1, paired: true}", "not both"),
+        ("{row: a, metric: mse, at_most: 1, factor: 2}", "not both"),
+        ("{better: c, worse: a, metric: mse}", "claims[0]: better='c' is not a run label"),
+        ("{better: a, worse: c, metric: mse}", "claims[0]: worse='c' is not a run label"),
+        ("{row: c, metric: mse, at_most: 1}", "claims[0]: row='c' is not a run label"),
+        ("{better: a, worse: a, metric: mse}", "claims[0] compares 'a' with itself"),
+    ]:
+        path.write_text(head + f"  - {claim}\n")
+        with pytest.raises(UsageError, match=re.escape(message)):
+            suites.load(str(path))
+    path.write_text(
+        head + "  - {row: a, metric: recovery@0.1, at_least: 0.5, at_most: 0.5}\n"
+        "valid_if: {mse: {at_least: 0.1, at_most: 0.1}}\n"
+    )
+    assert suites.load(str(path)).claims[0].metric == "recovery@0.1"  # equal ends are a range
+    with pytest.raises(UsageError, match=r"unknown suite 'smok'. Did you mean 'smoke'\? Known"):
+        suites.load("smok")
