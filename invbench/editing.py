@@ -317,7 +317,7 @@ def run_edit(
 ) -> list[dict[str, Any]]:
     """Every method x directions pair: scores (JSON) and a strip (PNG) under ``out``; then the
     table ``editing.md`` of every pair recorded under ``out`` (when there are several)."""
-    from invbench import artifacts
+    from invbench import artifacts, preflight
     from invbench.config import as_dict, build, config_file, load_yaml, stable_hash
     from invbench.device import select
     from invbench.metrics.features import domain_network, feature_network
@@ -329,6 +329,7 @@ def run_edit(
     ecfg = build(EditConfig, ("--set edit.", edit_sets))
     classes = [DIRECTIONS.get(n) for n in directions]  # fail early on a bad name
     select(device)  # and on a device that is not there, before anything is written
+    preflight.check_run(out)  # cache and --out writable, with room, before any training
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for method in methods:

@@ -312,6 +312,10 @@ class Prepared:
     fit_cached: bool
     started: _dt.datetime
     t_start: float
+    # The cache key of the model the run inverts: the zoo generator, or what a method that owns
+    # its generator trained. Rows whose records share it per seed are paired in claim verdicts
+    # (invbench.suites): the model's own seed-to-seed spread cancels in their differences.
+    model_key: str | None = None
 
     @property
     def eval_cfg(self) -> EvalConfig:
@@ -375,9 +379,11 @@ def prepare(spec: RunSpec) -> Prepared:
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
     fit_seconds, from_cache = fit_cached(inv, ctx)
+    model_key = gen_key or (inv.fit_key(ctx) if inv.trains else None)
     return Prepared(
-        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started, t_start
-    )
+        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started,
+        t_start, model_key,
+    )  # fmt: skip
 
 
 def load_method(
@@ -644,6 +650,7 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "started": prep.started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - prep.t_start, 2),
         "generator_key": gen_info["key"] if gen_info else None,
+        "model_key": prep.model_key,  # pairs rows over seeds (invbench.suites)
         "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,

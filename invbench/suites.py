@@ -35,10 +35,11 @@ Verdicts (the design card's contract). A claim compares two rows (``better`` tha
 - INVALID: a row involved has FAILED its suite's ``valid_if`` bounds on some seed (a collapsed
   baseline proves nothing), unless the claim is about that very bound.
 
-The standard error is paired when the two rows share each seed's model (the same zoo generator
-per seed, or ``paired: true`` in the claim, e.g. two inversions of one method's training): the
-per-seed differences d_s give s.e. = std(d) / sqrt(n). Otherwise it is unpaired:
-s.e. = sqrt(s_a^2 / n_a + s_b^2 / n_b).
+The standard error is paired when the two rows share each seed's model: the records'
+``provenance.model_key`` is equal per seed (the same zoo generator, or the same training of a
+method that owns its generator, e.g. two inversions of one LIA model), or the claim says
+``paired: true``. The per-seed differences d_s then give s.e. = std(d) / sqrt(n). Otherwise it
+is unpaired: s.e. = sqrt(s_a^2 / n_a + s_b^2 / n_b).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from typing import Any
 from invbench import preflight
 from invbench.config import MAX_SEED, load_yaml
 from invbench.errors import UsageError
-from invbench.metrics import INFO, higher_better
+from invbench.metrics import METRICS, higher_better
 from invbench.progress import log
 from invbench.record import InvalidRecord, Record
 
@@ -101,7 +102,7 @@ class Claim:
     row: str | None = None
     at_least: float | None = None
     at_most: float | None = None
-    paired: bool | None = None  # None: paired when the rows share each seed's zoo generator
+    paired: bool | None = None  # None: paired when the rows share each seed's model_key
 
 
 @dataclass
@@ -284,8 +285,8 @@ def load(name_or_path: str) -> Suite:
 
 def _check_metric(path: Path, where: str, metric: str) -> None:
     """A claim or a bound on a metric no run reports would read "not measured" forever."""
-    if metric.split("@", 1)[0] not in INFO:
-        close = difflib.get_close_matches(metric, list(INFO), n=1)
+    if metric not in METRICS:  # the registry knows qualified names (fid_rand@N=100) too
+        close = difflib.get_close_matches(metric, [m.name for m in METRICS.specs()], n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"{path}: {where}: unknown metric '{metric}'.{hint}")
 
@@ -427,20 +428,23 @@ class Row:
     """One run entry's records, by seed."""
 
     label: str
-    records: dict[int, dict[str, Any]]
+    records: dict[int, Record]
 
     def values(self, metric: str) -> dict[int, float]:
+        """Each seed's value of ``metric`` (a record holds finite numbers or null: a null, an
+        unavailable metric, is left out)."""
         out = {}
         for seed, rec in self.records.items():
-            v = _measured(rec["metrics"].get(metric))
+            v = rec.metrics.get(metric)
             if v is not None:
-                out[seed] = v
+                out[seed] = float(v)
         return out
 
     def model(self, seed: int) -> str | None:
-        """What this row's cell of ``seed`` inverts: the fitted model's key where the record
-        carries one, else its zoo generator's key (None for a method's own generator)."""
-        prov = self.records[seed].get("provenance") or {}
+        """The cache key of the model this row's cell of ``seed`` inverts (``model_key``: the zoo
+        generator, or what a method that owns its generator trained); records written before
+        it was recorded name only their zoo generator."""
+        prov = self.records[seed].provenance
         key = prov.get("model_key") or prov.get("generator_key")
         return str(key) if key else None
 
@@ -583,11 +587,3 @@ def report(suite: Suite, out: Path) -> list[str]:
         if (bad := failures(suite, row))
     ]
     return lines + [f"Claim — {judge(suite, c, by_label).line()}" for c in suite.claims]
-
-
-def _measured(v: Any) -> float | None:
-    """A record's metric as a number, or None where it is absent, null or not a finite number
-    (a string in a damaged record is never averaged)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None

@@ -124,15 +124,22 @@ def test_invbench_home_that_is_a_file(tmp_path, capsys, monkeypatch):
 
 def test_read_only_and_full_file_systems_fail_before_any_work(tmp_path):
     ro, full, small, home = (tmp_path / d for d in ("ro", "full", "small", "home"))
-    for d in (ro, full, small):
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    for d in (ro, full, small, real, fake):
         d.mkdir()
     before = tree(tmp_path)
+    images = ["eval-images", "--real", str(real), "--fake", str(fake)]
+    edit = ["edit", "-m", "creswell", "-D", "random", "--set", "steps=1"]
     cases = [
         (ro / "home", [*RUN, "--out", str(tmp_path / "out")]),
         (home, [*RUN, "--out", str(ro / "out")]),
         (home, ["table", "--results", str(tmp_path / "none"), "-o", str(ro / "t.md")]),
         (home, ["suite", "run", "smoke", "--results", str(ro / "r")]),
         (home, ["train-generator", "-g", "dcgan", "--out", str(ro / "g")]),
+        (ro / "home", [*edit, "--out", str(tmp_path / "e")]),
+        (home, [*edit, "--out", str(ro / "e")]),
+        (ro / "home", images),
+        (home, [*images, "--paired", "--per-image", str(ro / "p.csv")]),
     ]
     if MOUNT:
         cases += [
@@ -145,9 +152,13 @@ def test_read_only_and_full_file_systems_fail_before_any_work(tmp_path):
     refused(results[2], f"-o {ro}: cannot write in {ro}")
     refused(results[3], f"--results {ro / 'r'}: cannot write in {ro}")
     refused(results[4], f"--out {ro / 'g'}: cannot write in {ro}")
+    refused(results[5], f"INVBENCH_HOME {ro / 'home'}: cannot write in {ro}")
+    refused(results[6], f"--out {ro / 'e'}: cannot write in {ro}")
+    refused(results[7], f"INVBENCH_HOME {ro / 'home'}: cannot write in {ro}")
+    refused(results[8], f"--per-image {ro}: cannot write in {ro}")
     if MOUNT:
-        refused(results[5], f"{full / 'home'}: cannot write in {full} (its file system is full)")
-        refused(results[6], f"--out {small / 'out'}: 1.0 MiB free", "needs about 16 MiB")
+        refused(results[9], f"{full / 'home'}: cannot write in {full} (its file system is full)")
+        refused(results[10], f"--out {small / 'out'}: 1.0 MiB free", "needs about 16 MiB")
     assert tree(tmp_path) == before  # nothing written, not even the cache folder
 
 

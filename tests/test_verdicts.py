@@ -13,16 +13,26 @@ import numpy as np
 import pytest
 
 from invbench import suites
+from invbench.record import InvalidRecord, Record
 from invbench.suites import HELD, INCONCLUSIVE, INVALID, NOT_HELD, NOT_MEASURED, Claim, Row
+from invbench.tables import render_suite
 
 
-def row(label: str, metric: str, values: list[float], gens=None, **extra) -> Row:
+def record(seed: int, metrics: dict, provenance: dict | None = None, **config) -> Record:
+    """A validated record (``Record.from_dict``, as read from disk) of seed ``seed``."""
+    return Record.from_dict(
+        {"method": "creswell", "dataset": "digits", "generator": "dcgan", "seed": seed,
+         "metrics": metrics, "config": {"method": {"name": "creswell", **config}, "seed": seed},
+         "provenance": provenance or {}}
+    )  # fmt: skip
+
+
+def row(label: str, metric: str, values: list, gens=None, **extra) -> Row:
     """A row whose seed s has ``values[s]`` (and ``extra[m][s]``); ``gens[s]`` its generator."""
     recs = {}
     for s, v in enumerate(values):
         metrics = {metric: v, **{m: vs[s] for m, vs in extra.items()}}
-        prov = {"generator_key": None if gens is None else gens[s]}
-        recs[s] = {"metrics": metrics, "provenance": prov}
+        recs[s] = record(s, metrics, {"generator_key": None if gens is None else gens[s]})
     return Row(label, recs)
 
 
@@ -194,10 +204,13 @@ def test_a_collapsed_row_makes_its_claims_invalid_but_its_own_bound_is_judged():
 
 def test_missing_and_malformed_values_are_not_measured_never_averaged():
     c = Claim(metric="mse", better="a", worse="b")
-    v = judge(c, row("a", "mse", ["0.01", None, float("nan")]), row("b", "mse", [0.5, 0.6, 0.7]))
+    v = judge(c, row("a", "mse", [None, None, None]), row("b", "mse", [0.5, 0.6, 0.7]))
     assert v.verdict == NOT_MEASURED and "'a'" in v.detail
-    mixed = row("a", "mse", [0.01, "oops", 0.012])  # the string is skipped, not averaged
+    mixed = row("a", "mse", [0.01, None, 0.012])  # an unavailable value is skipped
     assert mixed.values("mse") == {0: 0.01, 2: 0.012}
+    for bad in ("0.01", float("nan"), True):  # never a value: the whole record is refused
+        with pytest.raises(InvalidRecord, match="metric 'mse'"):
+            row("a", "mse", [bad])
 
 
 # -- end to end: records on disk, the table's notes ------------------------------------------------
@@ -222,17 +235,21 @@ def test_report_reads_each_cells_record_and_flags_failed_rows(tmp_path, capfd):
     for run, seed, _spec, rec_path in suites.cells(suite, out):
         share = 0.9 if run.label == "c" and seed > 0 else 0.1
         metrics = {"psnr": psnr[run.label][seed], "class_share_max": share}
-        rec_path.write_text(json.dumps({"metrics": metrics, "provenance": {}}))
+        record(seed, metrics, steps=run.sets[0]).write(rec_path)
     a_cell = next(p for r, s, _, p in suites.cells(suite, out) if (r.label, s) == ("a", 0))
     a_cell.write_text('{"metrics": {"psnr": 3')  # truncated: not measured, never a crash
     b0, c0 = (p for r, s, _, p in suites.cells(suite, out) if s == 0 and r.label in "bc")
     b0.write_text("[1, 2]")  # JSON, but not a record
-    c0.write_text('{"metrics": "none"}')
+    c0.write_text(json.dumps({**json.loads(c0.read_text()), "metrics": "none"}))
     lines = suites.report(suite, out)
+    # The table that prints these lines names each skipped file (the one record reader's
+    # warning) and shows the verdicts under it.
+    table = render_suite(suite, out, "md")
     err = capfd.readouterr().err
-    assert f"skipping unreadable record {a_cell}: " in err
-    assert f"skipping {b0}: not a result record" in err
-    assert f"skipping {c0}: not a result record" in err
+    assert f"skipping {a_cell}: not a valid invbench record (not JSON, or truncated" in err
+    assert f"skipping {b0}: not a valid invbench record (a JSON list, not an object)" in err
+    assert f"skipping {c0}: not a valid invbench record ('metrics' must be a mapping)" in err
+    assert all(f"- {line}" in table for line in lines)
     assert lines[0] == (
         "FAILED — c: seed 1: class_share_max 0.9, valid <= 0.5; seed 2: class_share_max 0.9, "
         "valid <= 0.5 (claims involving it are INVALID)"
@@ -288,7 +305,7 @@ def test_a_recorded_model_key_pairs_rows_and_differing_seeds_do_not():
     ra, rb = row("a", "mse", a), row("b", "mse", b)
     for r in (ra, rb):  # e.g. one LIA training inverted two ways
         for s, rec in r.records.items():
-            rec["provenance"]["model_key"] = f"lia-{s}"
+            rec.provenance["model_key"] = f"lia-{s}"
     assert judge(Claim("mse", better="a", worse="b"), ra, rb).verdict == HELD
     del rb.records[2]
     v = judge(Claim("mse", better="a", worse="b", paired=True), ra, rb)
