@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
@@ -46,17 +47,21 @@ class EncoderConfig(PerceptualConfig):
     """Encoder architecture and training (prefixed ``enc_`` so they mix with OptimConfig)."""
 
     enc_loss: Literal["latent", "recon"] = "latent"
-    enc_width: int = 32  # channels of the first conv; doubled at every stride-2 block
-    enc_steps: int = 1500
-    enc_batch: int = 64
-    enc_lr: float = 1e-3
-    enc_perceptual_weight: float = 0.0  # lambda_1 of eq. 22 (recon only)
-    enc_adv_weight: float = 0.0  # lambda_2 of eq. 22 (recon only; 0 = no discriminator)
-    enc_r1: float = 10.0  # gamma of the discriminator's R1 penalty (Zhu et al. 2020)
-    enc_iters: int = 0  # ReStyle iterations (0 = a plain, one-shot encoder)
+    # channels of the first conv; doubled at every stride-2 block
+    enc_width: int = bounded(32, ge=1, le=MAX_WIDTH)
+    enc_steps: int = bounded(1500, ge=0, le=MAX_STEPS)
+    enc_batch: int = bounded(64, ge=1, le=MAX_BATCH)
+    enc_lr: float = bounded(1e-3, gt=0, le=MAX_LR)
+    # lambda_1 of eq. 22 (recon only)
+    enc_perceptual_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+    # lambda_2 of eq. 22 (recon only; 0 = no discriminator)
+    enc_adv_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+    # gamma of the discriminator's R1 penalty (Zhu et al. 2020)
+    enc_r1: float = bounded(10.0, ge=0, le=MAX_WEIGHT)
+    enc_iters: int = bounded(0, ge=0, le=100)  # ReStyle iterations (0 = a plain, one-shot encoder)
     # lambda_ID of pSp / ReStyle's identity loss (0.1 for faces; recon only): the ArcFace
     # IR-SE50 file must be found (invbench.metrics.identity) or the run stops before training.
-    enc_id_weight: float = 0.0
+    enc_id_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
 
     def validate(self) -> None:
         if min(self.enc_width, self.enc_batch) < 1 or self.enc_steps < 0 or self.enc_iters < 0:

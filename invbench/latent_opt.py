@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, bounded
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
@@ -45,16 +46,19 @@ class OptimConfig(PerceptualConfig):
     """Hyper-parameters shared by every optimisation-based inverter (defaults in one place)."""
 
     space: str = "z"  # z, w or w+ (whichever the generator offers)
-    steps: int = 300
-    lr: float = 0.01
+    steps: int = bounded(300, ge=0, le=MAX_STEPS)
+    lr: float = bounded(0.01, gt=0, le=MAX_LR)
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
     loss: Literal["l2", "bce"] = "l2"  # the pixel term
-    perceptual_weight: float = 0.0  # weight of ||F(x) - F(G(z))||^2 added to the pixel term
-    prior_weight: float = 0.0  # beta of Creswell eq. 5 (Gaussian prior; used in z only)
+    # weight of ||F(x) - F(G(z))||^2 added to the pixel term
+    perceptual_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+    # beta of Creswell eq. 5 (Gaussian prior; used in z only)
+    prior_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
     init: Literal["random", "mean", "encoder"] = "random"
-    restarts: int = 1  # best-of-k restarts, chosen per image by final loss
+    restarts: int = bounded(1, ge=1, le=1000)  # best-of-k restarts, chosen per image by final loss
     schedule: Literal["constant", "nvidia"] = "constant"
-    batch_size: int = 512  # images optimised at once (memory bound only; results don't depend)
+    # images optimised at once (memory bound only; results don't depend)
+    batch_size: int = bounded(512, ge=1, le=MAX_BATCH)
 
     def validate(self) -> None:
         if self.steps < 0:

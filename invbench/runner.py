@@ -42,9 +42,10 @@ import numpy as np
 import torch
 
 import invbench
-from invbench import artifacts
+from invbench import artifacts, preflight
+from invbench import config as C
 from invbench.artifacts import later
-from invbench.config import build, config_file, load_yaml, parse_sets, stable_hash
+from invbench.config import bounded, build, config_file, load_yaml, parse_sets, stable_hash
 from invbench.data import Splits
 from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
@@ -76,26 +77,31 @@ DEFAULT_GENERATOR = "dcgan"
 class EvalConfig:
     """How a run is scored. Defaults here are the suite's protocol (every eval knob lives here)."""
 
-    n_test: int = 0  # number of test images to invert; 0 = the whole test split
+    # Test images to invert; 0 = the whole test split.
+    n_test: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
     # Which split is inverted: "train" inverts the first n_test training images (memorisation
     # probes, Creswell Table I, ICLR 2020 Fig. 3); "test" is the protocol's default.
     split: Literal["test", "train"] = "test"
-    batch_size: int = 512  # images per ``invert`` call
-    bootstrap: int = 1000  # resamples for the confidence intervals of paired metrics
-    grid_images: int = 16  # originals / reconstructions shown in the PNG grid
+    batch_size: int = bounded(512, ge=1, le=C.MAX_BATCH)  # images per ``invert`` call
+    # Resamples for the confidence intervals of paired metrics (memory: n_test x bootstrap).
+    bootstrap: int = bounded(1000, ge=0, le=100_000)
+    grid_images: int = bounded(16, ge=0, le=1024)  # originals / reconstructions in the PNG grid
     tracks: bool = True  # False: paired metrics and timings only (fast smoke runs)
     # The one N of InvGAN Table 1's FID tracks (the paper: 500 / 50,000 at two sizes); 0 = the
     # largest the data allows, half the inverted test images (N midpoints need 2N images).
-    fid_n: int = 0
-    fid_small_n: int = 100  # FIDs at this N too, reported as name@N=<n>
-    n_rand: int = 0  # random samples drawn (mode coverage); 0 = the size of the train split
-    kid_subsets: int = 100  # torch-fidelity's defaults; the subset size is clipped to
-    kid_subset_size: int = 1000  # the smaller of the two sets
-    recovery_eps: tuple[float, ...] = (0.01, 0.1, 0.5)  # latent recovered: all |dz_i| < eps
+    fid_n: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
+    fid_small_n: int = bounded(100, ge=0, le=C.MAX_SAMPLES)  # FIDs at this N too: name@N=<n>
+    # Random samples drawn (mode coverage); 0 = the size of the train split.
+    n_rand: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
+    # torch-fidelity's defaults; the subset size is clipped to the smaller of the two sets.
+    kid_subsets: int = bounded(100, ge=1, le=100_000)
+    kid_subset_size: int = bounded(1000, ge=2, le=100_000)
+    # Latent recovered: all |dz_i| < eps.
+    recovery_eps: tuple[float, ...] = bounded((0.01, 0.1, 0.5), gt=0, le=1000)
     feature_net: Literal["auto", "inception", "domain"] = "auto"  # auto: Inception if found
     weights_dir: str = ""  # extra directory searched for pretrained weights ($INVBENCH_WEIGHTS too)
-    metric_batch: int = 500  # images per feature-network / LPIPS call
-    feature_epochs: int = 12  # training epochs of the domain feature network (LeNet)
+    metric_batch: int = bounded(500, ge=1, le=C.MAX_BATCH)  # images per feature-net / LPIPS call
+    feature_epochs: int = bounded(12, ge=1, le=1000)  # epochs of the domain feature net (LeNet)
     metrics: tuple[str, ...] = later((), since=2)  # only these metrics (base names); () = all
     # Identity of a row (never averaged, never compared across): numeric precision of inversion
     # and synthesis, and the scale profile. Only fp32 / digits exist yet.
@@ -306,6 +312,10 @@ class Prepared:
     fit_cached: bool
     started: _dt.datetime
     t_start: float
+    # The cache key of the model the run inverts: the zoo generator, or what a method that owns
+    # its generator trained. Rows whose records share it per seed are paired in claim verdicts
+    # (invbench.suites): the model's own seed-to-seed spread cancels in their differences.
+    model_key: str | None = None
 
     @property
     def eval_cfg(self) -> EvalConfig:
@@ -349,6 +359,7 @@ def prepare(spec: RunSpec) -> Prepared:
     res = resolve(spec)
     if spec.out is not None:
         check_out(spec.out)
+    preflight.check_run(spec.out)  # cache and --out writable, with room, before any work
     check_feature_weights(res.eval_cfg.feature_net, res.eval_cfg.weights_dir or None)
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed % 2**32)
@@ -368,9 +379,11 @@ def prepare(spec: RunSpec) -> Prepared:
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
     fit_seconds, from_cache = fit_cached(inv, ctx)
+    model_key = gen_key or (inv.fit_key(ctx) if inv.trains else None)
     return Prepared(
-        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started, t_start
-    )
+        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started,
+        t_start, model_key,
+    )  # fmt: skip
 
 
 def load_method(
@@ -637,6 +650,7 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "started": prep.started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - prep.t_start, 2),
         "generator_key": gen_info["key"] if gen_info else None,
+        "model_key": prep.model_key,  # pairs rows over seeds (invbench.suites)
         "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,

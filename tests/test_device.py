@@ -32,9 +32,13 @@ def test_select():
 
 
 def test_stopwatch_measures_the_block():
+    # Bracketed by independent clock readings, never against a wall-clock window (a loaded
+    # machine stretches any block); its accuracy is measured in bench/stopwatch_bench.py.
+    t0 = time.perf_counter()
     with D.Stopwatch("cpu") as sw:
         time.sleep(0.05)
-    assert 0.045 < sw.seconds < 1.0
+    outer = time.perf_counter() - t0
+    assert 0.05 <= sw.seconds <= outer
 
 
 def test_oom_halves_the_batch_and_keeps_results():

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invbench import artifacts
+from invbench import artifacts, preflight
 from invbench.config import as_dict, parse_sets, resolve, stable_hash
 from invbench.data import Splits
 from invbench.errors import TrainingDiverged, UsageError
@@ -454,6 +454,7 @@ def train_generator(
     gen_cls, ds_cls = GENERATORS.get(generator), DATASETS.get(dataset)
     gen_sets, ds_sets = route_sets(sets, gen_cls, ds_cls)
     ds = ds_cls(resolve(ds_cls.Config, "dataset", dataset, ds_sets))
+    preflight.check_run(out)  # cache and --out writable, with room, before training
     gen, info = obtain(generator, ds.load(), ds.train_fingerprint(), gen_sets, device=device)
     path = Path(out) / f"{generator}__{dataset}__{info['key']}.png"
     save_samples(gen, path, n_samples)
