@@ -27,6 +27,7 @@ import torch
 
 from invbench import artifacts
 from invbench.data import Splits
+from invbench.execution import Execution
 from invbench.generators.base import Generator
 
 FIT_KEY_VERSION = 1  # bump when the cache layout of fitted inverters changes
@@ -100,6 +101,9 @@ class Inverter:
         self.generator = generator
         self.device = torch.device(device)
         self.seed = seed
+        #: How ``fit`` and ``invert`` run their networks (precision, compile, memory format);
+        #: the runner sets the run's policy, anything else gets today's fp32 eager path.
+        self.execution = Execution(device=self.device)
 
     # -- the interface -----------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> None:
@@ -148,6 +152,8 @@ class Inverter:
         }
         if self.train_version:  # only when set: unversioned methods keep their earlier keys
             payload["train_version"] = self.train_version
+        if self.execution.cfg.precision != "fp32":  # likewise: fp32 keys stay as they were
+            payload["precision"] = self.execution.cfg.precision
         return {**payload, **self.fit_identity(ctx)}
 
     def fit_key(self, ctx: FitContext) -> str:

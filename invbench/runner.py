@@ -48,6 +48,7 @@ from invbench.config import build, config_file, load_yaml, parse_sets, stable_ha
 from invbench.data import Splits
 from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
+from invbench.execution import Execution, ExecutionConfig
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.metrics import (
@@ -144,6 +145,7 @@ class Resolved:
     generator_name: str | None
     generator_sets: dict[str, str]
     eval_cfg: EvalConfig
+    execution_cfg: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def config(self) -> dict[str, Any]:
         """The run's identity: every configuration (``later`` fields at their default left
@@ -154,7 +156,7 @@ class Resolved:
             gen_cfg = artifacts.identity(
                 _resolve(cls.Config, "generator", self.generator_name, self.generator_sets)
             )
-        return {
+        config = {
             "method": {"name": self.spec.method, **artifacts.identity(self.method_cfg)},
             "dataset": {"name": self.spec.dataset, **artifacts.identity(self.dataset_cfg)},
             "generator": None if gen_cfg is None else {"name": self.generator_name, **gen_cfg},
@@ -162,6 +164,11 @@ class Resolved:
             "seed": self.spec.seed,
             "suite_version": SUITE_VERSION,
         }
+        # The precision is part of a result's identity; it enters the configuration (and so the
+        # hash) only when it is not fp32, so the records of fp32 runs keep their names.
+        if self.execution_cfg.precision != "fp32":
+            config["execution"] = self.execution_cfg.identity()
+        return config
 
     def hash(self) -> str:
         return stable_hash(self.config())
@@ -218,6 +225,7 @@ def resolve(spec: RunSpec) -> Resolved:
     owners["dataset"] = dataset_cls.Config
     if gen_cls is not None:
         owners["generator"] = gen_cls.Config
+    owners["execution"] = ExecutionConfig
     routed: dict[str, dict[str, str]] = {k: dict(scoped.get(k, {})) for k in owners}
     for scope in scoped:
         if scope and scope not in owners:
@@ -248,6 +256,7 @@ def resolve(spec: RunSpec) -> Resolved:
         generator_name=gen_name,
         generator_sets=routed.get("generator", {}),
         eval_cfg=_resolve(EvalConfig, "eval", "default", routed["eval"]),
+        execution_cfg=_resolve(ExecutionConfig, "execution", "default", routed["execution"]),
     )
 
 
@@ -347,6 +356,7 @@ def prepare(spec: RunSpec) -> Prepared:
     _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
+    execution = Execution(res.execution_cfg, device)  # refuses e.g. tf32 on the CPU, up front
     if spec.out is not None:
         check_out(spec.out)
     check_feature_weights(res.eval_cfg.feature_net, res.eval_cfg.weights_dir or None)
@@ -361,10 +371,13 @@ def prepare(spec: RunSpec) -> Prepared:
 
     generator, gen_info = None, None
     if res.generator_name is not None:
+        # A zoo generator is the model under study, shared by every execution policy: it trains
+        # as the zoo trains it (fp32, eager), so no knob of a run changes the model it inverts.
         generator, gen_info = obtain(
             res.generator_name, splits, data_fp, res.generator_sets, device=device
         )
     inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
+    inv.execution = execution
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
     fit_seconds, from_cache = fit_cached(inv, ctx)
@@ -514,11 +527,14 @@ def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
     test = prep.splits.take(ev.split, n_eval)
     test_dev = test.to(device)
     log(f"inverting {len(test)} {ev.split} images with '{prep.spec.method}'")
-    run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
-    if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
-        run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
-    with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
-        latents, batch = invert_all(inv, test_dev, ev.batch_size)
+    # The method's networks under the run's execution policy (TF32 only for precision=tf32).
+    with inv.execution.matmul_mode():
+        with inv.execution.compiling():  # compilation happens here, timed apart
+            run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
+            if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
+                run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
+        with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
+            latents, batch = invert_all(inv, test_dev, ev.batch_size)
     recon = decode_all(inv, latents, batch)
     if not torch.isfinite(recon).all():
         raise UsageError(
@@ -602,7 +618,7 @@ def _random_tracks(
         k = min(len(imgs), want_rec - inverted)
         if k <= 0:
             continue
-        with Stopwatch(prep.device) as sw:
+        with Stopwatch(prep.device) as sw, inv.execution.matmul_mode():
             found, _ = invert_all(inv, imgs[:k].to(prep.device), batch)
         seconds += sw.seconds
         rec = decode_all(inv, found, batch)
@@ -641,6 +657,7 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
         "fit_cached": prep.fit_cached,
+        "execution": inv.execution.describe(),
         **scores.info,
         **inv.flavor(),  # also in metric_flavors (method.<key>)
         **inv.diagnostics(),
@@ -657,7 +674,7 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         setting=setting_of(config),
         split=ev.split,
         n_test=len(scores.test),
-        precision=ev.precision,
+        precision=inv.execution.cfg.precision,
         profile=ev.profile,
         metric_flavors=flavors,
         unavailable=dict(r.unavailable),

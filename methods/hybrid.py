@@ -40,9 +40,6 @@ class Hybrid(OptimisationInverter, EncoderInverter, Inverter):
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
 
-    def warmup(self, images: torch.Tensor) -> None:
-        pass
-
 
 @METHODS.register("hybrid-domain")
 class HybridDomain(OptimisationInverter, EncoderInverter, Inverter):
@@ -62,6 +59,3 @@ class HybridDomain(OptimisationInverter, EncoderInverter, Inverter):
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
-
-    def warmup(self, images: torch.Tensor) -> None:
-        pass
