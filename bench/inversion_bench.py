@@ -65,13 +65,21 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float
     return statistics.median(times)
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int, n: int = 1024) -> float:
-    """GFLOP/s of an n x n x n matmul in ``dtype``, the best of ``repeats`` timed batches."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    inner = 4 if device.type == "cpu" else 50
+def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+    """GFLOP/s of a square matmul in ``dtype``: the best of ``repeats`` timed batches of
+    about 0.2 s, at n = 1024 (512 where one product takes over 0.2 s: emulated bfloat16)."""
+    for n in (1024, 512):
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        single = time.perf_counter() - t0
+        if single < 0.2:
+            break
+    inner = max(1, min(50, int(0.2 / max(single, 1e-6))))
     best = float("inf")
-    torch.mm(a, b)
     for _ in range(repeats):
         sync(device)
         t0 = time.perf_counter()

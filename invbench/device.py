@@ -132,12 +132,18 @@ def run_batched(
 
 
 @contextlib.contextmanager
-def exact_fp32() -> Iterator[None]:
-    """Float32 matmuls and convolutions without TF32 inside the block (restored after)."""
+def tf32_mode(allow: bool) -> Iterator[None]:
+    """CUDA matmuls and convolutions with (``allow``) or without TF32 inside the block
+    (restored after)."""
     old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
     try:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def exact_fp32() -> contextlib.AbstractContextManager:
+    """Float32 matmuls and convolutions without TF32 inside the block (also a decorator)."""
+    return tf32_mode(False)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -43,7 +42,7 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
-from invbench.device import exact_fp32
+from invbench.device import Stopwatch, tf32_mode
 from invbench.errors import UsageError
 from invbench.progress import log
 
@@ -178,21 +177,18 @@ class Execution:
 
     def matmul_mode(self) -> contextlib.AbstractContextManager:
         """TF32 on for ``precision=tf32`` only; float32 without TF32 otherwise."""
-        if self.cfg.precision == "tf32":
-            return _tf32()
-        return exact_fp32()
+        return tf32_mode(self.cfg.precision == "tf32")
 
     @contextlib.contextmanager
     def compiling(self) -> Iterator[None]:
         """Bill the block (a warm-up that triggers compilation) to ``compile_seconds``."""
-        t0 = time.perf_counter()
+        sw = Stopwatch(self.device)
         try:
-            yield
+            with sw:
+                yield
         finally:
             if self.compiled:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                self.compile_seconds += time.perf_counter() - t0
+                self.compile_seconds += sw.seconds
 
     def describe(self) -> dict[str, Any]:
         """For a record's provenance: the knobs as resolved and what actually ran."""
@@ -260,17 +256,6 @@ def _label(fn: Callable[..., Any]) -> str:
     if owner is not None:
         return f"{type(owner).__name__}.{getattr(fn, '__name__', 'forward')}"
     return type(fn).__name__ if isinstance(fn, nn.Module) else getattr(fn, "__name__", "fn")
-
-
-@contextlib.contextmanager
-def _tf32() -> Iterator[None]:
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def plain(device: torch.device | str = "cpu") -> Execution:
