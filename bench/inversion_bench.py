@@ -41,16 +41,28 @@ from torch.utils.flop_counter import FlopCounterMode
 from invbench import progress
 from invbench.config import resolve
 from invbench.device import sync
-from invbench.execution import Execution, ExecutionConfig, cpu_has_native_bf16
+from invbench.execution import (
+    Execution,
+    ExecutionConfig,
+    Precision,
+    cpu_bf16_support,
+    cpu_has_native_bf16,
+)
 from invbench.generators.train import GanStep, build_generator, obtain
 from invbench.latent_opt import pixel_loss
 from invbench.registry import DATASETS, GENERATORS, METHODS
 
-POLICIES = {
-    "eager": ExecutionConfig(),
-    "compiled": ExecutionConfig(compile=True),
-    "bf16": ExecutionConfig(precision="bf16", compile=True, channels_last="on"),
+# name: (precision, as a run's eval.precision sets it; the execution layer's speed knobs)
+POLICIES: dict[str, tuple[Precision, ExecutionConfig]] = {
+    "eager": ("fp32", ExecutionConfig()),
+    "compiled": ("fp32", ExecutionConfig(compile=True)),
+    "bf16": ("bf16", ExecutionConfig(compile=True, channels_last="on")),
 }
+
+
+def policy(name: str, device: torch.device) -> Execution:
+    precision, cfg = POLICIES[name]
+    return Execution(cfg, device, precision)
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -126,7 +138,7 @@ def bench_inversion(args: argparse.Namespace, device: torch.device) -> dict[str,
     out: dict[str, Any] = {"flops_per_step": flops}
     for name in args.policies:
         inv = cls(cfg, gen, device=device, seed=0)
-        inv.execution = ex = Execution(POLICIES[name], device)
+        inv.execution = ex = policy(name, device)
         row: dict[str, Any] = {"compiled": ex.compiled, "fallbacks": ex.fallbacks}
         for key, x in batches.items():
             t0 = time.perf_counter()
@@ -160,7 +172,7 @@ def bench_training(args: argparse.Namespace, device: torch.device) -> dict[str, 
     out: dict[str, Any] = {"batch": gcfg.batch_size}
     for name in args.policies:
         gen = build_generator("dcgan", gcfg, splits.channels, splits.resolution)
-        ex = Execution(POLICIES[name], device)
+        ex = policy(name, device)
         step = GanStep(gen, splits.train, device, ex)
         if name == args.policies[0]:
             out["flops_per_step"] = count_flops(lambda step=step: step(0))
@@ -212,10 +224,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cpu_native_bf16": device.type == "cpu" and cpu_has_native_bf16(),
+        "cpu_bf16": cpu_bf16_support() if device.type == "cpu" else None,
         "steps": args.steps,
         "batch": args.batch,
         "repeats": args.repeats,
-        "policies": {p: vars(POLICIES[p]) for p in args.policies},
+        "policies": {
+            p: {"precision": POLICIES[p][0], **vars(POLICIES[p][1])} for p in args.policies
+        },
         "peak_gflops": {
             "fp32": matmul_peak(torch.float32, device, args.repeats),
             "bf16": matmul_peak(torch.bfloat16, device, args.repeats),
@@ -226,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     inv, train, peak = out["inversion"], out["training"], out["peak_gflops"]
     big = f"batch{args.batch}"
     for p in args.policies:
-        prec = "bf16" if POLICIES[p].precision == "bf16" else "fp32"
+        prec = "bf16" if POLICIES[p][0] == "bf16" else "fp32"
         for key in ("batch1", big):
             inv[p][f"speedup_{key}"] = (
                 inv["eager"][f"ms_per_image_step_{key}"] / inv[p][f"ms_per_image_step_{key}"]
@@ -249,8 +264,9 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
         f"device {out['device']}, {out['threads']} thread(s), load average {out['load_average']}, "
         f"median of {args.repeats}; matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, "
         f"bf16 {peak['bf16']:.0f} GFLOP/s"
-        + ("" if out["cpu_native_bf16"] or out["device"] != "cpu" else " (no native bf16)")
     )
+    if out["cpu_bf16"]:
+        print(f"CPU bfloat16 support: {out['cpu_bf16']}")
     print(f"\nlatent optimisation (creswell, {args.steps} steps): ms per image per step")
     print(
         f"  {'policy':<9} {'batch 1':>8} {'x eager':>7} {'batch ' + str(args.batch):>10} "

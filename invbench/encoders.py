@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from invbench.errors import UsageError
-from invbench.execution import Execution, plain
+from invbench.execution import PRECISIONS, Execution, plain
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
 from invbench.latent_opt import (
@@ -257,6 +257,7 @@ class EncoderInverter:
     generator: Generator
     device: torch.device
     execution: Execution
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # every network goes through execution
     seed: int
     encoder: Encoder | None = None
     perceptual: Perceptual | None = None

@@ -3,16 +3,25 @@
 Every hot loop of the benchmark (latent optimisation, encoder training and inference, GAN
 training, the perceptual feature networks inside a loss) calls its networks through
 ``Execution.wrap``, so memory format, compilation and precision are decided here once, not in
-each method. Its knobs are ``ExecutionConfig`` (the ``execution`` scope of ``--set``):
+each method. It reads the run's precision and its own ``ExecutionConfig``:
 
-- ``precision``: ``fp32`` (default), ``bf16`` or ``tf32``. It is part of a result's identity:
-  the runner records it, and numbers of different precisions are never compared or averaged.
-  ``bf16`` runs the *networks* (forward and backward) under bfloat16 autocast and hands their
-  outputs back in float32, so losses, latents and optimiser states stay float32. Autocasting the
-  whole optimisation instead broke ``creswell`` (test mse 0.0131 -> 0.361: the BCE clamp
+- ``precision``: ``fp32`` (default), ``bf16`` or ``tf32``. The knob has one owner, the
+  evaluation protocol's ``EvalConfig.precision`` (``--set precision=bf16``, or
+  ``eval.precision``), because it is part of a result's identity: the record carries it as its
+  ``precision`` field and, when not fp32, in ``config.eval`` (so in its hash and cache keys),
+  and tables and the gate never average nor compare rows of different precisions. This layer
+  owns what each value means (``Precision``, ``Execution.precision``). ``bf16`` runs the
+  *networks* (forward and backward) under bfloat16 autocast and hands their outputs back in
+  float32, so losses, latents and optimiser states stay float32. Autocasting the whole
+  optimisation instead broke ``creswell`` (test mse 0.0131 -> 0.361: the BCE clamp
   ``1 - 1e-6`` rounds to 1 in bfloat16 and Adam / RMSprop statistics lose their small terms);
   networks-only bf16 kept it at 0.0130 (issue 21). ``tf32`` is the CUDA matmul / cuDNN mode
   with 10-bit mantissa inputs (off unless asked: it moves FID / LPIPS in the third digit).
+
+``ExecutionConfig`` (the ``execution`` scope of ``--set``) holds the knobs that change speed,
+not results beyond float rounding; they are not part of a result's identity (the record's
+``provenance.execution`` says how it ran):
+
 - ``compile``: ``torch.compile`` (inductor) of each wrapped network, its forward and backward.
   The cache lives under ``INVBENCH_HOME/compile`` (``TORCHINDUCTOR_CACHE_DIR``), compile time is
   measured apart from the timed work (``compiling()``), and where compilation is unavailable
@@ -36,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -50,23 +60,39 @@ from invbench.progress import log
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: The values of ``EvalConfig.precision`` (the knob's one owner) and of ``Execution.precision``.
+Precision = Literal["fp32", "bf16", "tf32"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+
 @dataclass
 class ExecutionConfig:
-    """How networks run (the ``execution`` scope of ``--set``; every default in one place)."""
+    """How networks run beyond their precision (the ``execution`` scope of ``--set``; every
+    default in one place). Speed only: never part of a result's identity."""
 
-    precision: Literal["fp32", "bf16", "tf32"] = "fp32"  # part of a result's identity
     compile: bool = False  # torch.compile the networks (falls back to eager, logged)
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with bf16
-
-    def identity(self) -> dict[str, str]:
-        """What changes a number's meaning (hashed, recorded, never mixed): the precision.
-        Compilation and memory format change speed, not results beyond float rounding."""
-        return {"precision": self.precision}
 
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bfloat16 matmuls / convolutions in hardware, not emulated."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cpu_bf16_support() -> str:
+    """How this CPU runs bfloat16 (for the bench's output and a bf16 record's provenance)."""
+    caps = [
+        name
+        for name, has in (
+            ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported()),
+            ("AMX-BF16", torch.cpu._is_amx_tile_supported()),
+        )
+        if has
+    ]
+    if caps:
+        return "native (" + ", ".join(caps) + ")"
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"emulated ({isa}; no AVX512-BF16 / AMX: converted to float32 and back)"
 
 
 @functools.cache
@@ -99,10 +125,12 @@ def _float32(out: Any) -> Any:
 
 @dataclass
 class Execution:
-    """The execution policy of one run on one device (see the module docstring)."""
+    """The execution policy of one run on one device (see the module docstring). The runner
+    passes ``precision`` from the run's ``EvalConfig.precision``."""
 
     cfg: ExecutionConfig = field(default_factory=ExecutionConfig)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: Precision = "fp32"
     #: Seconds spent compiling (measured by ``compiling()``), apart from the run's timings.
     compile_seconds: float = 0.0
     #: ``"<network>: <reason>"`` for every network that runs eagerly although compile was asked.
@@ -110,7 +138,9 @@ class Execution:
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
-        p = self.cfg.precision
+        p = self.precision
+        if p not in PRECISIONS:
+            raise UsageError(f"precision={p}: use one of {', '.join(PRECISIONS)}.")
         if p == "tf32" and self.device.type != "cuda":
             raise UsageError(
                 "precision=tf32 is a CUDA matmul mode; on the CPU use precision=fp32 or bf16."
@@ -122,8 +152,8 @@ class Execution:
             )
         if p == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             log(
-                "precision=bf16: this CPU has no native bfloat16 (AVX512-BF16 / AMX); it is "
-                "emulated and slower than fp32 here. The result is still a bf16 result."
+                f"precision=bf16: this CPU's bfloat16 is {cpu_bf16_support()}, slower than "
+                "fp32 here. The result is still a bf16 result."
             )
         self.autocast_dtype = torch.bfloat16 if p == "bf16" else None
         cl = self.cfg.channels_last
@@ -178,7 +208,7 @@ class Execution:
 
     def matmul_mode(self) -> contextlib.AbstractContextManager:
         """TF32 on for ``precision=tf32`` only; float32 without TF32 otherwise."""
-        return tf32_mode(self.cfg.precision == "tf32")
+        return tf32_mode(self.precision == "tf32")
 
     @contextlib.contextmanager
     def compiling(self) -> Iterator[None]:
@@ -193,14 +223,17 @@ class Execution:
 
     def describe(self) -> dict[str, Any]:
         """For a record's provenance: the knobs as resolved and what actually ran."""
-        return {
-            "precision": self.cfg.precision,
+        out = {
+            "precision": self.precision,
             "compile": self.cfg.compile,
             "compiled": self.compiled,
             "channels_last": self.channels_last,
             "compile_seconds": round(self.compile_seconds, 3),
             "compile_fallbacks": list(self.fallbacks),
         }
+        if self.precision == "bf16" and self.device.type == "cpu":
+            out["cpu_bf16"] = cpu_bf16_support()  # native or emulated: explains its speed
+        return out
 
     # -- internals --------------------------------------------------------------------------
     def _cached(self, fn: Any, kind: tuple[Any, ...], make: Callable[[], Any]) -> Any:

@@ -89,6 +89,10 @@ class Inverter:
     #: Config fields that only change inference (refinement steps, a learning rate of the
     #: latent search): left out of ``fit_key``, so changing them never retrains.
     inference_fields: ClassVar[frozenset[str]] = frozenset()
+    #: The precisions (``eval.precision``) the method honours: those whose networks run through
+    #: ``self.execution`` (``invbench.execution``). A record states its precision as identity, so
+    #: a method that always runs float32 accepts fp32 only; the runner refuses the others first.
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
 
     def __init__(
         self,
@@ -152,8 +156,8 @@ class Inverter:
         }
         if self.train_version:  # only when set: unversioned methods keep their earlier keys
             payload["train_version"] = self.train_version
-        if self.execution.cfg.precision != "fp32":  # likewise: fp32 keys stay as they were
-            payload["precision"] = self.execution.cfg.precision
+        if self.execution.precision != "fp32":  # likewise: fp32 keys stay as they were
+            payload["precision"] = self.execution.precision
         return {**payload, **self.fit_identity(ctx)}
 
     def fit_key(self, ctx: FitContext) -> str:

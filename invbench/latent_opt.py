@@ -21,14 +21,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from invbench.errors import UsageError
-from invbench.execution import Execution, plain
+from invbench.execution import PRECISIONS, Execution, plain
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
 from invbench.progress import bar, log
@@ -399,6 +399,7 @@ class OptimisationInverter:
     generator: Generator
     device: torch.device
     execution: Execution
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # every network goes through execution
     seed: int = 0
     perceptual: Perceptual | None = None
 

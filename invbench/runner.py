@@ -48,7 +48,7 @@ from invbench.config import build, config_file, load_yaml, parse_sets, stable_ha
 from invbench.data import Splits
 from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
-from invbench.execution import Execution, ExecutionConfig
+from invbench.execution import Execution, ExecutionConfig, Precision
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.metrics import (
@@ -98,9 +98,11 @@ class EvalConfig:
     metric_batch: int = 500  # images per feature-network / LPIPS call
     feature_epochs: int = 12  # training epochs of the domain feature network (LeNet)
     metrics: tuple[str, ...] = later((), since=2)  # only these metrics (base names); () = all
-    # Identity of a row (never averaged, never compared across): numeric precision of inversion
-    # and synthesis, and the scale profile. Only fp32 / digits exist yet.
-    precision: Literal["fp32"] = later("fp32", since=2)
+    # Identity of a row (never averaged, never compared across): the numeric precision the
+    # method's networks run in (fitting and inverting, through invbench.execution: this field is
+    # the one knob, the execution layer reads it; the scored reconstructions are decoded and
+    # measured in float32), and the scale profile. Only the digits profile exists yet.
+    precision: Precision = later("fp32", since=2)
     profile: Literal["digits"] = later("digits", since=2)
 
     def validate(self) -> None:
@@ -145,6 +147,7 @@ class Resolved:
     generator_name: str | None
     generator_sets: dict[str, str]
     eval_cfg: EvalConfig
+    # Speed knobs (compile, memory format): not part of the run's identity, so not in config().
     execution_cfg: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def config(self) -> dict[str, Any]:
@@ -156,7 +159,7 @@ class Resolved:
             gen_cfg = artifacts.identity(
                 _resolve(cls.Config, "generator", self.generator_name, self.generator_sets)
             )
-        config = {
+        return {
             "method": {"name": self.spec.method, **artifacts.identity(self.method_cfg)},
             "dataset": {"name": self.spec.dataset, **artifacts.identity(self.dataset_cfg)},
             "generator": None if gen_cfg is None else {"name": self.generator_name, **gen_cfg},
@@ -164,11 +167,6 @@ class Resolved:
             "seed": self.spec.seed,
             "suite_version": SUITE_VERSION,
         }
-        # The precision is part of a result's identity; it enters the configuration (and so the
-        # hash) only when it is not fp32, so the records of fp32 runs keep their names.
-        if self.execution_cfg.precision != "fp32":
-            config["execution"] = self.execution_cfg.identity()
-        return config
 
     def hash(self) -> str:
         return stable_hash(self.config())
@@ -206,6 +204,17 @@ def check_out(out: Path | str) -> None:
                     f"--out {out}: {p} exists and is not a folder. Pick another --out."
                 )
             break
+
+
+def check_precision(method: str, cls: type[Inverter], precision: str) -> None:
+    """Refuse a precision the method does not run in: its record would claim one it never used."""
+    if precision not in cls.precisions:
+        able = sorted(name for name, c in METHODS.items() if precision in c.precisions)
+        raise UsageError(
+            f"method '{method}' runs its networks in {', '.join(cls.precisions)} only, not "
+            f"precision={precision} (they do not go through invbench.execution). Drop the "
+            f"--set, or use a method that does: {', '.join(able)}."
+        )
 
 
 def resolve(spec: RunSpec) -> Resolved:
@@ -356,7 +365,10 @@ def prepare(spec: RunSpec) -> Prepared:
     _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
-    execution = Execution(res.execution_cfg, device)  # refuses e.g. tf32 on the CPU, up front
+    # The method's networks run under the run's precision (eval.precision) and speed knobs; a
+    # precision the method or this device cannot run (tf32 on the CPU) is refused before any work.
+    check_precision(spec.method, res.method_cls, res.eval_cfg.precision)
+    execution = Execution(res.execution_cfg, device, res.eval_cfg.precision)
     if spec.out is not None:
         check_out(spec.out)
     check_feature_weights(res.eval_cfg.feature_net, res.eval_cfg.weights_dir or None)
@@ -674,7 +686,7 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         setting=setting_of(config),
         split=ev.split,
         n_test=len(scores.test),
-        precision=inv.execution.cfg.precision,
+        precision=ev.precision,
         profile=ev.profile,
         metric_flavors=flavors,
         unavailable=dict(r.unavailable),
