@@ -83,6 +83,8 @@ mutation: $(STAMP)
 	@echo "surviving mutants: $$(grep -c ': survived' mutants/survivors.txt) (mutants/survivors.txt;" \
 	  "show one with: $(BIN)/mutmut show NAME)"
 
-## bench: batched inversion speed (sec/image at batch 1 vs 256) and overhead over a bare fwd+bwd loop
+## bench: inversion and training speed per execution policy (eager fp32 / compiled fp32 / bf16)
+## side by side in one process: ms/image/step at batch 1 and 256, GFLOP/s and fraction of the
+## measured matmul peak, compile time apart, mse parity, creswell-vs-bare-loop overhead (--json)
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python bench/inversion_bench.py

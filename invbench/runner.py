@@ -49,6 +49,7 @@ from invbench.config import bounded, build, config_file, load_yaml, parse_sets, 
 from invbench.data import Splits
 from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
+from invbench.execution import Execution, ExecutionConfig, Precision
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.metrics import (
@@ -103,9 +104,11 @@ class EvalConfig:
     metric_batch: int = bounded(500, ge=1, le=C.MAX_BATCH)  # images per feature-net / LPIPS call
     feature_epochs: int = bounded(12, ge=1, le=1000)  # epochs of the domain feature net (LeNet)
     metrics: tuple[str, ...] = later((), since=2)  # only these metrics (base names); () = all
-    # Identity of a row (never averaged, never compared across): numeric precision of inversion
-    # and synthesis, and the scale profile. Only fp32 / digits exist yet.
-    precision: Literal["fp32"] = later("fp32", since=2)
+    # Identity of a row (never averaged, never compared across): the numeric precision the
+    # method's networks run in (fitting and inverting, through invbench.execution: this field is
+    # the one knob, the execution layer reads it; the scored reconstructions are decoded and
+    # measured in float32), and the scale profile. Only the digits profile exists yet.
+    precision: Precision = later("fp32", since=2)
     profile: Literal["digits"] = later("digits", since=2)
 
     def validate(self) -> None:
@@ -150,6 +153,8 @@ class Resolved:
     generator_name: str | None
     generator_sets: dict[str, str]
     eval_cfg: EvalConfig
+    # Speed knobs (compile, memory format): not part of the run's identity, so not in config().
+    execution_cfg: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def config(self) -> dict[str, Any]:
         """The run's identity: every configuration (``later`` fields at their default left
@@ -207,6 +212,17 @@ def check_out(out: Path | str) -> None:
             break
 
 
+def check_precision(method: str, cls: type[Inverter], precision: str) -> None:
+    """Refuse a precision the method does not run in: its record would claim one it never used."""
+    if precision not in cls.precisions:
+        able = sorted(name for name, c in METHODS.items() if precision in c.precisions)
+        raise UsageError(
+            f"method '{method}' runs its networks in {', '.join(cls.precisions)} only, not "
+            f"precision={precision} (they do not go through invbench.execution). Drop the "
+            f"--set, or use a method that does: {', '.join(able)}."
+        )
+
+
 def resolve(spec: RunSpec) -> Resolved:
     """Resolve every component's configuration and route ``--set`` keys to their owners."""
     check_seed(spec.seed)
@@ -224,6 +240,7 @@ def resolve(spec: RunSpec) -> Resolved:
     owners["dataset"] = dataset_cls.Config
     if gen_cls is not None:
         owners["generator"] = gen_cls.Config
+    owners["execution"] = ExecutionConfig
     routed: dict[str, dict[str, str]] = {k: dict(scoped.get(k, {})) for k in owners}
     for scope in scoped:
         if scope and scope not in owners:
@@ -254,6 +271,7 @@ def resolve(spec: RunSpec) -> Resolved:
         generator_name=gen_name,
         generator_sets=routed.get("generator", {}),
         eval_cfg=_resolve(EvalConfig, "eval", "default", routed["eval"]),
+        execution_cfg=_resolve(ExecutionConfig, "execution", "default", routed["execution"]),
     )
 
 
@@ -357,6 +375,10 @@ def prepare(spec: RunSpec) -> Prepared:
     _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
+    # The method's networks run under the run's precision (eval.precision) and speed knobs; a
+    # precision the method or this device cannot run (tf32 on the CPU) is refused before any work.
+    check_precision(spec.method, res.method_cls, res.eval_cfg.precision)
+    execution = Execution(res.execution_cfg, device, res.eval_cfg.precision)
     if spec.out is not None:
         check_out(spec.out)
     preflight.check_run(spec.out)  # cache and --out writable, with room, before any work
@@ -372,10 +394,13 @@ def prepare(spec: RunSpec) -> Prepared:
 
     generator, gen_info = None, None
     if res.generator_name is not None:
+        # A zoo generator is the model under study, shared by every execution policy: it trains
+        # as the zoo trains it (fp32, eager), so no knob of a run changes the model it inverts.
         generator, gen_info = obtain(
             res.generator_name, splits, data_fp, res.generator_sets, device=device
         )
     inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
+    inv.execution = execution
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
     fit_seconds, from_cache = fit_cached(inv, ctx)
@@ -527,11 +552,14 @@ def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
     test = prep.splits.take(ev.split, n_eval)
     test_dev = test.to(device)
     log(f"inverting {len(test)} {ev.split} images with '{prep.spec.method}'")
-    run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
-    if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
-        run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
-    with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
-        latents, batch = invert_all(inv, test_dev, ev.batch_size)
+    # The method's networks under the run's execution policy (TF32 only for precision=tf32).
+    with inv.execution.matmul_mode():
+        with inv.execution.compiling():  # compilation happens here, timed apart
+            run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
+            if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
+                run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
+        with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
+            latents, batch = invert_all(inv, test_dev, ev.batch_size)
     recon = decode_all(inv, latents, batch)
     if not torch.isfinite(recon).all():
         raise UsageError(
@@ -615,7 +643,7 @@ def _random_tracks(
         k = min(len(imgs), want_rec - inverted)
         if k <= 0:
             continue
-        with Stopwatch(prep.device) as sw:
+        with Stopwatch(prep.device) as sw, inv.execution.matmul_mode():
             found, _ = invert_all(inv, imgs[:k].to(prep.device), batch)
         seconds += sw.seconds
         rec = decode_all(inv, found, batch)
@@ -655,6 +683,7 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
         "fit_cached": prep.fit_cached,
+        "execution": inv.execution.describe(),
         **scores.info,
         **inv.flavor(),  # also in metric_flavors (method.<key>)
         **inv.diagnostics(),

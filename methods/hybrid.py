@@ -41,9 +41,6 @@ class Hybrid(OptimisationInverter, EncoderInverter, Inverter):
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
 
-    def warmup(self, images: torch.Tensor) -> None:
-        pass
-
 
 @METHODS.register("hybrid-domain")
 class HybridDomain(OptimisationInverter, EncoderInverter, Inverter):
@@ -63,6 +60,3 @@ class HybridDomain(OptimisationInverter, EncoderInverter, Inverter):
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
-
-    def warmup(self, images: torch.Tensor) -> None:
-        pass

@@ -73,11 +73,6 @@ def test_precision_policy_contexts():
         assert not torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = before
-    a = torch.randn(4, 4)
-    with D.autocast("cpu", enabled=False):
-        assert (a @ a).dtype == torch.float32
-    with D.autocast("cpu", enabled=True):
-        assert (a @ a).dtype == torch.bfloat16
     assert D.describe("cpu")["device"].startswith("cpu")
 
 
