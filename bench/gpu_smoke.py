@@ -4,7 +4,10 @@ per-image times, ready for a machine with a GPU (issue #19, item 4).
 It writes a miniature FFHQ (the official thumbnails and 1024² layouts, smooth random images)
 and a random StyleGAN2 at 1024 x 1024 (config F, rosinality's checkpoint format) into a
 temporary folder, then runs ``invbench run --profile paper --device cuda`` for each method with
-bfloat16 networks (``execution.precision=bf16``) and the step counts cut to ``--steps``. Networks
+bfloat16 networks (``eval.precision=bf16``, the execution layer's one knob) and the step counts
+cut to ``--steps``. A method whose networks do not run through the execution layer (its
+``precisions`` lack the one asked for: lia, invgan, projector today) runs in fp32 and its line
+says so, rather than being refused. Networks
 whose weight files are absent are replaced by the explicit choice a user would make (and the
 line says so): ``perceptual=none``, ``enc_init=random``, ``distance=l2``.
 
@@ -61,6 +64,11 @@ def found(spec_name: str) -> bool:
     return weights.find_weights(getattr(weights, spec_name)) is not None
 
 
+def S(*items: str) -> list[str]:
+    """``--set`` before each item (the option takes one key=value)."""
+    return [a for item in items for a in ("--set", item)]
+
+
 def method_args(method: str, steps: int, ckpt: Path, notes: list[str]) -> list[str]:
     """The command-line settings of one method: few steps, small batches, honest stand-ins."""
     s = str(steps)
@@ -69,16 +77,16 @@ def method_args(method: str, steps: int, ckpt: Path, notes: list[str]) -> list[s
         if not found("VGG16"):
             sets.append("perceptual=none")
             notes.append("no VGG-16: perceptual=none")
-        return sets
+        return S(*sets)
     if method == "invgan":
-        return [f"steps={s}", "batch_size=4", "sample_every=0"]
-    gen = ["--generator", "stylegan2", "--set", f"generator.checkpoint={ckpt}", "resolution=256"]
+        return S(f"steps={s}", "batch_size=4", "sample_every=0")
+    gen = ["--generator", "stylegan2", *S(f"generator.checkpoint={ckpt}", "resolution=256")]
     if method == "projector":
         sets = [f"steps={s}", "w_avg_samples=1000"]
         if not found("VGG16"):
             sets.append("distance=l2")
             notes.append("no VGG-16: distance=l2")
-        return gen + ["--set", *sets]
+        return gen + S(*sets)
     sets = [f"enc_steps={s}", "enc_batch=4"]
     if method in ("hybrid", "hybrid-domain"):
         sets.append(f"steps={s}")
@@ -88,7 +96,7 @@ def method_args(method: str, steps: int, ckpt: Path, notes: list[str]) -> list[s
     if method != "encoder" and not found("ALEXNET"):
         sets += ["enc_perceptual_weight=0", "perceptual_weight=0"]
         notes.append("no AlexNet: LPIPS terms off")
-    return gen + ["--set", *sets]
+    return gen + S(*sets)
 
 
 def images_seen(method: str, cfg: dict) -> int:
@@ -102,12 +110,17 @@ def images_seen(method: str, cfg: dict) -> int:
 
 def smoke(method: str, root: Path, ckpt: Path, steps: int, precision: str, out: Path) -> dict:
     from invbench import cli
+    from invbench.registry import METHODS
 
     notes: list[str] = []
+    if precision not in METHODS.get(method).precisions:
+        notes.append(f"runs fp32: its networks bypass the execution layer ({precision} asked)")
+        precision = "fp32"
     args = ["run", "--method", method, "--dataset", "ffhq", "--profile", "paper"]
     args += ["--device", "cuda", "--out", str(out), "--json"]
-    args += ["--set", f"root={root}", f"execution.precision={precision}"]
-    args += ["eval.tracks=false", "eval.bootstrap=0", "eval.n_test=8", "eval.grid_images=0"]
+    sets = [f"root={root}", f"eval.precision={precision}", "eval.tracks=false"]
+    sets += ["eval.bootstrap=0", "eval.n_test=8", "eval.grid_images=0"]
+    args += S(*sets)
     args += method_args(method, steps, ckpt, notes)
     buf, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):

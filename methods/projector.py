@@ -36,6 +36,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_SAMPLES, MAX_STEPS, MAX_WEIGHT, bounded
 from invbench.errors import UsageError
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import content_seeds, hashed_uniform, nvidia_lr
@@ -81,27 +82,21 @@ class Projector(Inverter):
     class Config:
         """App. D's values (NVlabs' ``projector.py`` defaults)."""
 
-        steps: int = 1000
-        lr: float = 0.1  # peak learning rate
-        lr_rampup: float = 0.05  # fraction of the run over which lr rises linearly from 0
-        lr_rampdown: float = 0.25  # fraction over which it falls to 0 (cosine)
-        w_noise: float = 0.05  # initial perturbation of w, in units of sigma_w
-        noise_ramp: float = 0.75  # fraction of the run with a perturbation (quadratic decay)
-        noise_reg: float = 1e5  # alpha
-        w_avg_samples: int = 10_000
+        steps: int = bounded(1000, ge=0, le=MAX_STEPS)
+        lr: float = bounded(0.1, gt=0, le=MAX_LR)  # peak learning rate
+        # fraction of the run over which lr rises linearly from 0
+        lr_rampup: float = bounded(0.05, gt=0, le=1)
+        lr_rampdown: float = bounded(0.25, gt=0, le=1)  # fraction over which it falls to 0 (cosine)
+        # initial perturbation of w, in units of sigma_w
+        w_noise: float = bounded(0.05, ge=0, le=MAX_WEIGHT)
+        # fraction of the run with a perturbation (quadratic decay)
+        noise_ramp: float = bounded(0.75, gt=0, le=1)
+        noise_reg: float = bounded(1e5, ge=0, le=MAX_WEIGHT)  # alpha
+        w_avg_samples: int = bounded(10_000, ge=2, le=MAX_SAMPLES)
         distance: Literal["lpips-vgg", "lpips-alex", "l2"] = "lpips-vgg"
         optimize_noise: bool = True
-        batch_size: int = 8  # images projected at once (memory only; results do not depend)
-
-        def validate(self) -> None:
-            if self.steps < 0 or self.w_avg_samples < 2 or self.batch_size < 1:
-                raise ValueError("steps >= 0, w_avg_samples >= 2 and batch_size >= 1")
-            if self.lr <= 0 or min(self.w_noise, self.noise_reg) < 0:
-                raise ValueError("lr must be positive; w_noise and noise_reg >= 0")
-            if not (0 < self.lr_rampup <= 1 and 0 < self.lr_rampdown <= 1):
-                raise ValueError("lr_rampup and lr_rampdown are fractions of the run in (0, 1]")
-            if not 0 < self.noise_ramp <= 1:
-                raise ValueError("noise_ramp is a fraction of the run in (0, 1]")
+        # images projected at once (memory only; results do not depend)
+        batch_size: int = bounded(8, ge=1, le=MAX_BATCH)
 
     @classmethod
     def preflight(cls, cfg: Config, has_labels: bool = False) -> None:
