@@ -270,6 +270,17 @@ def mapping_network(z_dim: int, w_dim: int, n_layers: int, lr_mul: float = 0.01)
     )
 
 
+def checked_channels(
+    size: int, channels: dict[int, int] | None = None
+) -> tuple[int, dict[int, int]]:
+    """log2(size) and the feature maps per resolution (rosinality's table unless given) of a
+    generator or discriminator at ``size``, a power of two >= 8."""
+    log_size = int(math.log2(size))
+    if size < 8 or 2**log_size != size:
+        raise ValueError(f"size must be a power of two >= 8, got {size}")
+    return log_size, channels or rosinality_channels(size)
+
+
 def rosinality_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
     """Channels per resolution of stylegan2-pytorch's Generator (config F: multiplier 2)."""
     table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
@@ -296,10 +307,7 @@ class StyleGAN2Net(nn.Module):
         conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
-        log_size = int(math.log2(size))
-        if size < 8 or 2**log_size != size:
-            raise ValueError(f"size must be a power of two >= 8, got {size}")
-        ch = channels or rosinality_channels(size)
+        log_size, ch = checked_channels(size, channels)
         self.size, self.style_dim, self.n_mlp, self.log_size = size, style_dim, n_mlp, log_size
         self.z_dim = z_dim or style_dim
         self.channels = {r: int(ch[r]) for r in (2**i for i in range(2, log_size + 1))}

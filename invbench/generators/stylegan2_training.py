@@ -37,6 +37,7 @@ from invbench.generators.stylegan2 import (
     EqualLinear,
     StyleGAN2Net,
     _BiasAct,
+    checked_channels,
     rosinality_channels,
 )
 
@@ -148,10 +149,7 @@ class StyleGAN2Discriminator(nn.Module):
         mbstd_group: int = 4,
     ) -> None:
         super().__init__()
-        log_size = int(math.log2(size))
-        if size < 8 or 2**log_size != size:
-            raise ValueError(f"size must be a power of two >= 8, got {size}")
-        ch = channels or rosinality_channels(size)
+        log_size, ch = checked_channels(size, channels)
         convs: list[nn.Module] = [ConvLayer(in_channels, ch[size], 1)]  # fromRGB
         in_ch = ch[size]
         for i in range(log_size, 2, -1):
