@@ -17,6 +17,7 @@ upper bound) and the inversion time per image (the record's ``sec_per_image``: s
 after a warm-up). ``--json`` prints the rows as JSON. Nothing is cached between methods.
 
     python bench/gpu_smoke.py [--steps 4] [--methods lia,invgan,...] [--precision bf16] [--json]
+        [--device cpu]  (the same runs on the CPU, to check the script where no GPU is)
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def images_seen(method: str, cfg: dict) -> int:
     return cfg.get("enc_steps", 0) * cfg.get("enc_batch", 0)
 
 
-def smoke(method: str, root: Path, ckpt: Path, steps: int, precision: str, out: Path) -> dict:
+def smoke(
+    method: str, root: Path, ckpt: Path, steps: int, precision: str, out: Path, device: str
+) -> dict:
     from invbench import cli
     from invbench.registry import METHODS
 
@@ -117,7 +120,7 @@ def smoke(method: str, root: Path, ckpt: Path, steps: int, precision: str, out: 
         notes.append(f"runs fp32: its networks bypass the execution layer ({precision} asked)")
         precision = "fp32"
     args = ["run", "--method", method, "--dataset", "ffhq", "--profile", "paper"]
-    args += ["--device", "cuda", "--out", str(out), "--json"]
+    args += ["--device", device, "--out", str(out), "--json"]
     sets = [f"root={root}", f"eval.precision={precision}", "eval.tracks=false"]
     sets += ["eval.bootstrap=0", "eval.n_test=8", "eval.grid_images=0"]
     args += S(*sets)
@@ -147,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--precision", default="bf16", choices=("bf16", "fp32", "tf32"))
     ap.add_argument("--json", action="store_true")
+    # --device cpu: the same runs on the CPU (to check the script itself; minutes per method)
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     a = ap.parse_args(argv)
-    if not torch.cuda.is_available():
+    if a.device == "cuda" and not torch.cuda.is_available():
         print("gpu-smoke: no CUDA device here; run it on a machine with a GPU.", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         write_ffhq(t / "ffhq", 32, 1024, "images1024x1024")
         ckpt = random_stylegan2(t / "sg2-1024.pt", 1024)
         rows = [
-            smoke(m, t / "ffhq", ckpt, a.steps, a.precision, t / "out")
+            smoke(m, t / "ffhq", ckpt, a.steps, a.precision, t / "out", a.device)
             for m in a.methods.split(",")
         ]
     if a.json:

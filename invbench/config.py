@@ -93,14 +93,21 @@ def bounded(
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
+    since: int | str | None = None,
 ) -> Any:
     """A dataclass field with ``default`` and its sane range (checked by ``build``).
 
     An upper end is given where memory or arithmetic needs one (batch sizes, sample counts,
     steps, learning rates and loss weights that would overflow), generous enough for the
-    papers' own settings.
+    papers' own settings. ``since``: a field added after results existed, left out of keys and
+    record hashes while it holds ``default`` (``invbench.artifacts.later``).
     """
-    return dataclasses.field(default=default, metadata={BOUNDS: Bounds(gt, ge, lt, le)})
+    meta = {BOUNDS: Bounds(gt, ge, lt, le)}
+    if since is None:
+        return dataclasses.field(default=default, metadata=meta)
+    from invbench.artifacts import later
+
+    return later(default, since, **meta)
 
 
 def field_bounds(cls: type, name: str) -> Bounds | None:

@@ -37,16 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench.artifacts import later
-from invbench.config import (
-    BOUNDS,
-    MAX_BATCH,
-    MAX_LR,
-    MAX_STEPS,
-    MAX_WEIGHT,
-    MAX_WIDTH,
-    Bounds,
-    bounded,
-)
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.errors import UsageError
 from invbench.execution import PRECISIONS, Execution, plain
 from invbench.generators.base import Generator
@@ -73,7 +64,7 @@ class EncoderConfig(PerceptualConfig):
     # #19): ``later`` keeps them out of cache keys and record hashes at their defaults.
     enc_arch: Literal["dcgan", "psp"] = later("dcgan", since="paper")
     # psp: input side (pSp's transforms: 256)
-    enc_input: int = later(256, since="paper", **{BOUNDS: Bounds(ge=32, le=MAX_WIDTH)})
+    enc_input: int = bounded(256, ge=32, le=MAX_WIDTH, since="paper")
     # psp: the body from ArcFace IR-SE50 (model_ir_se50.pth, pSp's initialisation; the run
     # stops before training when the file is missing) or PyTorch's default initialisation.
     enc_init: Literal["ir-se50", "random"] = later("ir-se50", since="paper")

@@ -150,3 +150,16 @@ def test_resolve_applies_bounds_to_command_line_overrides():
     assert resolve(cls, "generator", "wgan-gp", {"lr_g": "0.001"}).lr_g == 0.001
     with pytest.raises(UsageError, match=r"'beta2' = 1.0 is out of range: must be >= 0 and < 1"):
         resolve(cls, "generator", "wgan-gp", {"beta2": "1"})
+
+
+def test_a_field_added_later_keeps_its_range_and_stays_out_of_identity_at_its_default():
+    from invbench import artifacts
+
+    @dataclass
+    class Cfg:
+        a: int = bounded(3, ge=1, le=10, since="paper")
+
+    assert field_bounds(Cfg, "a") == Bounds(ge=1, le=10)
+    assert artifacts.identity(Cfg()) == {} and artifacts.identity(Cfg(a=4)) == {"a": 4}
+    with pytest.raises(UsageError, match=r"'a'.*>= 1"):
+        build(Cfg, ("--set", {"a": "0"}))
