@@ -134,8 +134,8 @@ def smoke(
         return row
     rec = json.loads(buf.getvalue())
     m, prov = rec["metrics"], rec["provenance"]
-    params = prov.get("parameters", {})
-    row["parameters"] = sum(params.values()) if params else None
+    nets = prov.get("networks", {})  # name -> {parameters, widths}: the generator and what trained
+    row["parameters"] = sum(d["parameters"] for d in nets.values()) if nets else None
     row["sec_per_image_invert"] = m.get("sec_per_image")
     seen = images_seen(method, rec["config"]["method"])
     fit = m.get("fit_seconds")
