@@ -318,8 +318,8 @@ def train_gan(
         disc = gen.make_discriminator()
     gen.to(device).train()
     disc.to(device).train()
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    opt_g = cfg.optimizer(gen.parameters(), cfg.lr_g)
+    opt_d = cfg.optimizer(disc.parameters(), cfg.lr_d)
     rng = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     nets: dict[str, nn.Module] = {"gen": gen, "disc": disc}
@@ -334,9 +334,9 @@ def train_gan(
         ckpt, start, cfg.steps, cfg.ckpt_every, f"train {gen.name}", on_step=on_step
     )
     for step in loop:
-        # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise): on both of D's inputs,
-        # its std decays linearly from ``instance_noise`` to 0 over training.
-        sigma = cfg.instance_noise * max(0.0, 1.0 - step / max(1, cfg.steps - 1))
+        # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise) on both of D's inputs,
+        # its std decaying over training as the config's schedule says.
+        sigma = cfg.noise_std(step)
         for _ in range(cfg.n_critic):
             real = data[torch.randint(n, (cfg.batch_size,), generator=rng).to(device)]
             z = gen.sample_z(cfg.batch_size, rng)
@@ -346,9 +346,10 @@ def train_gan(
                 real = real + sigma * torch.randn(real.shape, generator=rng).to(device)
                 fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
             d_real, d_fake = disc(real), disc(fake)
-            if cfg.loss == "wgan-gp":
+            if cfg.loss in ("wgan", "wgan-gp"):  # the critic (Arjovsky et al. 2017, Alg. 1)
                 loss_d = d_fake.mean() - d_real.mean()
-                loss_d = loss_d + cfg.gp_weight * _gradient_penalty(disc, real, fake, rng)
+                if cfg.loss == "wgan-gp":
+                    loss_d = loss_d + cfg.gp_weight * _gradient_penalty(disc, real, fake, rng)
             else:
                 loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             if cfg.r1_gamma > 0:
@@ -356,12 +357,13 @@ def train_gan(
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
+            cfg.constrain_critic(disc)
         z = gen.sample_z(cfg.batch_size, rng)
         fake = gen.training_forward(z, rng)
         if sigma > 0:
             fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
         d_fake = disc(fake)
-        loss_g = -d_fake.mean() if cfg.loss == "wgan-gp" else F.softplus(-d_fake).mean()
+        loss_g = F.softplus(-d_fake).mean() if cfg.loss == "ns" else -d_fake.mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
