@@ -36,12 +36,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## leaderboard: regenerate leaderboards/digits.{md,csv,tex} from fresh runs of the default protocol
+## leaderboard: regenerate leaderboards/digits.{md,csv,tex} from a fresh run of the default protocol
+## (its record goes to a temporary folder, so records of earlier code never join the table)
 leaderboard: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/invbench run --method creswell --dataset digits --out results/leaderboard --quiet
-	$(BIN)/invbench table --results results/leaderboard --format md --title "digits (embedded default)" --note "$(LB_NOTE)" -o leaderboards/digits.md
-	$(BIN)/invbench table --results results/leaderboard --format csv -o leaderboards/digits.csv
-	$(BIN)/invbench table --results results/leaderboard --format latex --note "$(LB_NOTE)" -o leaderboards/digits.tex
+	d="$$(mktemp -d)" || exit 2; trap 'rm -rf "$$d"' EXIT INT TERM; \
+	OMP_NUM_THREADS=1 $(BIN)/invbench run --method creswell --dataset digits --out "$$d" --quiet && \
+	$(BIN)/invbench table --results "$$d" --format md --title "digits (embedded default)" --note "$(LB_NOTE)" -o leaderboards/digits.md && \
+	$(BIN)/invbench table --results "$$d" --format csv -o leaderboards/digits.csv && \
+	$(BIN)/invbench table --results "$$d" --format latex --note "$(LB_NOTE)" -o leaderboards/digits.tex
 
 LB_NOTE := Regenerate: make leaderboard (OMP_NUM_THREADS=1 invbench run --method creswell --dataset digits; invbench table)
 

@@ -42,8 +42,8 @@ def _digits():
 def memory_child(n: int, batch: int) -> dict:
     """Stream ``n`` noisy digits through the feature network into RunningStats."""
     from invbench.metrics.distribution import RunningStats, frechet_distance
-    from invbench.metrics.evaluate import reference
     from invbench.metrics.features import domain_network
+    from invbench.metrics.reference import reference
 
     ds, splits = _digits()
     net = domain_network(splits, ds.fingerprint())
@@ -94,45 +94,38 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def breakdown(repeats: int, recon: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-    """Seconds per metric on (reconstructions, originals) of the default run."""
-    from invbench.metrics.evaluate import FeatureTrack, reference
+    """Seconds per group of registered metrics on (reconstructions, originals) of the default
+    run, each group built, fed and computed as the runner does (features extracted once per
+    batch and shared by FID and KID)."""
+    from invbench.metrics import METRICS, Batch, EvalContext
     from invbench.metrics.features import domain_network
-    from invbench.metrics.paired import bootstrap_ci, compute_paired
-    from invbench.metrics.swd import SWDAccumulator, swd
+    from invbench.metrics.reference import reference
+    from invbench.runner import EvalConfig
 
     ds, splits = _digits()
     net = domain_network(splits, ds.fingerprint())
     ref = reference(net, splits.train, "train", ds.fingerprint())
 
-    def paired() -> None:
-        for v in compute_paired(recon, test).values():
-            bootstrap_ci(v.numpy(), 1000)
+    def scores(names: list[str]) -> None:
+        ctx = EvalContext(
+            EvalConfig(), torch.device("cpu"), 0, resolution=test.shape[-1],
+            fid_n={"test": len(test) // 2}, feature_net=lambda: net, reference=lambda n: ref,
+        )  # fmt: skip
+        made = [METRICS.factory(n)(METRICS.get(n), ctx) for n in names]
+        for m in made:
+            m.update(Batch(recon, test))
+        for m in made:
+            m.compute()
 
-    def fid_kid() -> None:
-        t = FeatureTrack("fid", net, 100, keep_features=True)
-        t.update(recon)
-        t.fid(ref)
-        t.kid(ref, "kid", 100, 1000, 0)
-
-    def fid_only() -> None:  # one more FID track, as each of rand / rand_rec / interp costs
-        t = FeatureTrack("fid", net, 100)
-        t.update(recon)
-        t.fid(ref)
-
-    def swd_() -> None:
-        a, b = SWDAccumulator(32, 0), SWDAccumulator(32, 0)
-        a.update(test)
-        b.update(recon)
-        swd(a, b)
-
+    groups = {
+        "paired+bootstrap": ["mse", "mae", "psnr", "ssim"],
+        "fid_test_rec+kid": ["fid_test_rec", "kid_test_rec"],
+        "one_fid_track": ["fid_test_rec"],  # as each of rand / rand_rec / interp costs
+        "swd": ["swd"],
+    }
     return {
-        name: round(_median_time(fn, repeats), 4)
-        for name, fn in (
-            ("paired+bootstrap", paired),
-            ("fid_test_rec+kid", fid_kid),
-            ("one_fid_track", fid_only),
-            ("swd", swd_),
-        )
+        name: round(_median_time(lambda names=names: scores(names), repeats), 4)
+        for name, names in groups.items()
     }
 
 

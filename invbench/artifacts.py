@@ -1,29 +1,57 @@
-"""The artifact cache and atomic file writes.
+"""The artifact cache: one module owns keys, sidecars, locks, atomic writes, checksums, resume.
 
-One cache root, ``INVBENCH_HOME`` (default ``~/.cache/invbench``). An artifact is a set of
-tensors stored as safetensors under ``<root>/<kind>/<key>.safetensors`` plus a sidecar
-``<key>.json`` holding its sha256 and metadata. Both are written to a temporary name and
-renamed, the tensors first: an artifact without its sidecar does not exist, and one whose
-checksum does not match is discarded (and rebuilt by the caller) rather than loaded.
+One cache root, ``INVBENCH_HOME`` (default ``~/.cache/invbench``). Everything the suite trains or
+computes once and reuses — zoo generators, fitted inverters (LIA's and InvGAN's whole models
+among them), the domain feature network, reference statistics — goes through ``cached``:
+
+    art = cached("generators", payload, build)   # payload: what the artifact depends on
+
+1. The key is the content hash of ``payload`` (``identity`` of every config in it, see below).
+2. A hit is ``<root>/<kind>/<key>.safetensors`` whose SHA-256 matches its sidecar
+   ``<key>.json`` (which also stores the payload, so an entry says what it was built from).
+   A corrupt entry is discarded and rebuilt, never loaded.
+3. On a miss the process takes the entry's file lock, looks again (another process may have
+   built it while this one waited), and only then calls ``build(key)``. The lock is
+   ``filelock.FileLock``, an ``flock(2)`` lock on Linux: the kernel releases it when its holder
+   exits, however it exits, so a killed worker leaves no stale lock behind (the empty ``.lock``
+   file stays; deleting lock files while others may wait on them would race). On a file system
+   without ``flock`` filelock falls back to a marker-file lock, which a kill can leave behind.
+4. The tensors, then the sidecar, are written to temporary names and renamed: an entry without
+   its sidecar does not exist. Then the entry's training checkpoint is dropped.
+
+Resume: ``build`` receives the key; a long training saves its resumable state with
+``save_checkpoint(kind, key, state)`` (``generators.train.Checkpointer`` does), so a killed
+training restarts where it stopped and the finished artifact replaces the checkpoint.
+
+Identity: ``identity(cfg)`` is the configuration dataclass as a dict, minus the fields declared
+with ``later(default, since=...)`` while they hold that default. A field added to a Config with a
+default that reproduces the earlier behaviour therefore changes no key and no record hash:
+committed records, cached models and suite cells written before it are still found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from invbench.config import stable_hash
+
 _UMASK = os.umask(0)  # read the process umask (the only way is to set it) and put it back
 os.umask(_UMASK)
+
+SINCE = "since"  # dataclass field metadata: the version that added a defaulted field
 
 
 def home() -> Path:
@@ -31,6 +59,7 @@ def home() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "invbench"
 
 
+# -- atomic writes ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
@@ -49,7 +78,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -64,21 +93,51 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# -- identity --------------------------------------------------------------------------------------
+def later(default: Any, since: int | str, **metadata: Any) -> Any:
+    """A Config field added after results existed, whose ``default`` reproduces what the code
+    did before it: left out of every key and record hash while it holds that default."""
+    if isinstance(default, list | dict | set):
+        raise TypeError("later(): use an immutable default (a tuple, a frozenset)")
+    return dataclasses.field(default=default, metadata={**metadata, SINCE: since})
+
+
+def identity(cfg: Any) -> dict[str, Any]:
+    """``cfg`` (a dataclass) as a JSON-ready dict, minus ``later`` fields at their default."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if SINCE in f.metadata and v == f.default:
+            continue
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def key_of(payload: Any) -> str:
+    """The cache key of ``payload`` (a JSON-ready mapping; key order does not matter)."""
+    return stable_hash(payload)
+
+
+# -- entries ---------------------------------------------------------------------------------------
 def _paths(kind: str, key: str) -> tuple[Path, Path]:
     base = home() / kind
     return base / f"{key}.safetensors", base / f"{key}.json"
 
 
 def save_artifact(
-    kind: str, key: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    kind: str,
+    key: str,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    payload: Any = None,
 ) -> Path:
-    """Store ``tensors`` under (kind, key) atomically, with a checksum sidecar."""
+    """Store ``tensors`` under (kind, key) atomically; the sidecar keeps checksum, meta, payload."""
     data, side = _paths(kind, key)
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(data) as tmp:
         save_file(flat, str(tmp))
         digest = sha256_file(tmp)
-    atomic_write_json(side, {"sha256": digest, "meta": meta})
+    atomic_write_json(side, {"sha256": digest, "meta": meta, "payload": payload})
     return data
 
 
@@ -88,7 +147,7 @@ def load_artifact(kind: str, key: str) -> tuple[dict[str, torch.Tensor], dict[st
     if not (data.is_file() and side.is_file()):
         return None
     try:
-        info = json.loads(side.read_text())
+        info = json.loads(side.read_text(encoding="utf-8"))
         if sha256_file(data) != info["sha256"]:
             raise ValueError("checksum mismatch")
         tensors = load_file(str(data))
@@ -104,6 +163,57 @@ def load_artifact(kind: str, key: str) -> tuple[dict[str, torch.Tensor], dict[st
     return tensors, info.get("meta", {})
 
 
+@contextlib.contextmanager
+def lock(kind: str, key: str) -> Iterator[None]:
+    """Hold the build lock of (kind, key); see the module docstring for why it cannot go stale."""
+    from filelock import FileLock, Timeout
+
+    path = home() / kind / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fl = FileLock(str(path))
+    try:
+        fl.acquire(timeout=0)
+    except Timeout:
+        from invbench.progress import log
+
+        log(f"waiting for another process building {kind}/{key}")
+        fl.acquire()  # as long as the other build takes
+    try:
+        yield
+    finally:
+        fl.release()
+
+
+@dataclass
+class Artifact:
+    """A cache entry: its tensors, the metadata ``build`` returned, and whether this call built it."""
+
+    key: str
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    built: bool
+
+
+Build = Callable[[str], tuple[dict[str, torch.Tensor], dict[str, Any]]]
+
+
+def cached(kind: str, payload: Any, build: Build) -> Artifact:
+    """The artifact of ``payload``: loaded, or built once (under its lock) and stored."""
+    key = key_of(payload)
+    hit = load_artifact(kind, key)
+    if hit is not None:
+        return Artifact(key, hit[0], hit[1], built=False)
+    with lock(kind, key):
+        hit = load_artifact(kind, key)  # built by another process while this one waited
+        if hit is not None:
+            return Artifact(key, hit[0], hit[1], built=False)
+        tensors, meta = build(key)
+        save_artifact(kind, key, tensors, meta, payload)
+        drop_checkpoint(kind, key)
+    return Artifact(key, {k: v.detach().cpu() for k, v in tensors.items()}, meta, built=True)
+
+
+# -- resumable training state ----------------------------------------------------------------------
 def checkpoint_path(kind: str, key: str) -> Path:
     """Where an interrupted training of artifact (kind, key) keeps its resumable state."""
     return home() / "checkpoints" / kind / f"{key}.pt"

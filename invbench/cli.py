@@ -2,8 +2,8 @@
 
     invbench ls [methods|datasets|generators|metrics|suites|directions]
     invbench run --method M --dataset D [--generator G] [--set key=value ...] [--seed S]
-                 [--device cpu|cuda|auto] [--out DIR] [--json] [--quiet]
-    invbench eval-images --real DIR --fake DIR [--paired] [--json]
+                 [--device cpu|cuda|auto] [--out DIR] [--save-images] [--json] [--quiet]
+    invbench eval-images --real DIR --fake DIR [--paired [--per-image FILE.csv]] [--json]
     invbench train-generator --generator G [--dataset D] [--set key=value ...] [--out DIR]
     invbench edit --method M --directions D [--k K] [--steps A:B:N]
     invbench suite run|show NAME [--only PATTERN]
@@ -66,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default="methods",
         choices=["methods", "datasets", "generators", "metrics", "suites", "directions"],
     )
+    ls.add_argument("--md", action="store_true", help="metrics: as the README's Markdown table")
 
     r = sub.add_parser(
         "run",
@@ -90,19 +91,26 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help=DEVICE_HELP)
     r.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     r.add_argument("--json", action="store_true", help="print exactly one JSON record on stdout")
+    r.add_argument(
+        "--save-images", action="store_true", help="also write every reconstruction as a PNG"
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
 
     e = sub.add_parser(
         "eval-images",
-        help="metrics between two PNG folders (the benchmark's metric code)",
-        description="FID/KID, SWD and, with --paired, mse/mae/psnr/ssim/lpips between the PNG "
-        "images of two folders. Images must share one size; grey is repeated to RGB when the "
-        "other side is colour. Without Inception-v3 weights, --dataset NAME selects that "
-        "dataset's own feature network for FID/KID.",
+        help="metrics between two image folders (the benchmark's metric code)",
+        description="FID/KID, SWD and, with --paired, mse/mae/psnr/ssim/lpips between the images "
+        "of two folders (any format Pillow reads: PNG, JPEG, WebP, ...). Images must share one "
+        "size; grey is repeated to RGB when the other side is colour. Without Inception-v3 "
+        "weights, --dataset NAME selects that dataset's own feature network for FID/KID.",
     )
-    e.add_argument("--real", type=Path, required=True, help="folder of reference PNG images")
-    e.add_argument("--fake", type=Path, required=True, help="folder of PNG images to score")
+    e.add_argument("--real", type=Path, required=True, help="folder of reference images")
+    e.add_argument("--fake", type=Path, required=True, help="folder of images to score")
     e.add_argument("--paired", action="store_true", help="match files by name; per-image metrics")
+    e.add_argument(
+        "--per-image", type=Path, default=None, metavar="FILE.csv",
+        help="with --paired: write every image's values to this CSV",
+    )  # fmt: skip
     e.add_argument("--dataset", default=None, help="feature network of this dataset for FID/KID")
     e.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -216,12 +224,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from invbench.config import resolve
-    from invbench.metrics import INFO
+    from invbench.metrics import METRICS, markdown_table
     from invbench.registry import DATASETS, DIRECTIONS, GENERATORS, METHODS
 
+    if args.what == "metrics" and args.md:
+        print(markdown_table(), end="")
+        return 0
     if args.what == "metrics":
-        for name, info in INFO.items():
-            print(f"{name:15s} {'↑' if info.higher_better else '↓'}  {info.meaning}")
+        for spec in METRICS.specs():
+            where = f"{spec.needs}, {spec.track} track" if spec.track else spec.needs
+            extra = "" if spec.gated else "; not gated"
+            extra += f"; flavor: {spec.flavor}" if spec.flavor else ""
+            print(f"{spec.name:16s} {spec.arrow}  {spec.meaning}")
+            print(f"{'':19s}{spec.group}; {where}{extra}")
         return 0
     if args.what == "suites":
         from invbench import suites
@@ -258,13 +273,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         out=args.out,
+        save_images=args.save_images,
     )
     record = run(spec)
     if args.json:
-        print(json.dumps(record))
+        print(json.dumps(record.to_dict(), allow_nan=False))
     else:
         print(render([record], "md"), end="")
-        progress.log(f"record and grid written under {args.out}/ ({record['grid']})")
+        progress.log(f"record, per-image scores, latents and grid written under {args.out}/")
     return 0
 
 
@@ -274,74 +290,40 @@ def _suite_results(name: str, results: Path | None) -> Path:
 
 def _render_table(args: argparse.Namespace) -> str:
     from invbench import suites
-    from invbench.tables import load_records, render
+    from invbench.record import load_records
+    from invbench.tables import provenance_note, render, render_suite
 
-    metrics = args.metrics.split(",") if args.metrics else None
-    if not args.suite:
-        records = load_records(args.results or Path("results"))
-        notes = list(getattr(args, "note", []) or []) + [_provenance(records)]
-        return render(records, args.format, metrics, title=args.title, notes=notes)
-    suite = suites.load(args.suite)
-    results = _suite_results(suite.name, args.results)
-    records = load_records(results)
-    labels = suites.labels_by_setting(suite, results)
-    records = [r for r in records if _setting(r) in labels]
-    from invbench.tables import frame
-
-    df, _ = frame(records, None, labels)
-    means = {row["label"]: row for row in df.to_dict("records")}
-    notes = list(suite.notes) + [f"Claim — {c}" for c in suites.evaluate_claims(suite, means)]
-    notes.append(_provenance(records))
-    cmd = f"invbench suite run {suite.name} && invbench table --suite {suite.name} --format {args.format}"
-    title = args.title or f"{suite.name}: {suite.description}"
-    out = render(records, args.format, metrics or suite.metrics, title, notes, labels, cmd)
-    if args.format == "json":
-        ref = json.loads(out)
-        builtin = suite.path.resolve().parent == suites.suite_dir().resolve()
-        ident = suite.name if builtin else str(suite.path)  # so `check` can load it again
-        ref.update({"suite": ident, "command": cmd, "provenance": _provenance(records)})
-        out = json.dumps(ref, indent=1) + "\n"
-    return out
-
-
-def _setting(rec: dict) -> str:
-    from invbench.tables import setting_id
-
-    return setting_id(rec)
-
-
-def _provenance(records: list[dict]) -> str:
-    prov = {
-        (
-            r["provenance"].get("device"),
-            r["provenance"].get("threads"),
-            r["provenance"].get("torch"),
-            r["provenance"].get("git"),
-        )
-        for r in records
-    }
-    parts = [f"{d}, {t} threads, torch {v}, invbench {g}" for d, t, v, g in sorted(prov, key=str)]
-    return "Ran on: " + "; ".join(parts)
+    names = args.metrics.split(",") if args.metrics else None
+    if args.suite:
+        suite = suites.load(args.suite)
+        results = _suite_results(suite.name, args.results)
+        return render_suite(suite, results, args.format, names, args.title)
+    records = load_records(args.results or Path("results"))
+    notes = [*args.note, provenance_note(records)]
+    return render(records, args.format, names, title=args.title, notes=notes)
 
 
 def _cmd_eval_images(args: argparse.Namespace) -> int:
-    from invbench.metrics import INFO
+    from invbench.metrics import METRICS
     from invbench.metrics.images import evaluate_folders
 
     result = evaluate_folders(
-        args.real, args.fake, args.paired, args.dataset, args.sets, args.device, args.seed
-    )
+        args.real, args.fake, args.paired, args.dataset, args.sets, args.device, args.seed,
+        per_image=args.per_image,
+    )  # fmt: skip
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
         return 0
     print(f"real: {result['real']} ({result['n_real']} images)")
     print(f"fake: {result['fake']} ({result['n_fake']} images)")
     for name, value in result["metrics"].items():
-        info = INFO.get(name.split("@")[0])
-        text = "n/a" if value is None else (info.fmt if info else "{:.4f}").format(value)
+        spec = METRICS.find(name)
+        text = "n/a" if value is None else (spec.format(value) if spec else f"{value:.4f}")
         ci = result["ci"].get(name)
         text += f"  [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
         print(f"{name:15s} {text:28s} {result['metric_flavors'].get(name, '')}")
+    if args.per_image:
+        print(f"per-image values: {args.per_image}")
     for msg in dict.fromkeys(result["unavailable"].values()):
         print(f"note: {msg}", file=sys.stderr)
     return 0
@@ -361,14 +343,14 @@ def _cmd_table(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from invbench import suites
     from invbench.plots import plot
-    from invbench.tables import load_records
+    from invbench.record import load_records
 
     labels = None
     if args.suite:
         suite = suites.load(args.suite)
         results = _suite_results(suite.name, args.results)
         labels = suites.labels_by_setting(suite, results)
-        records = [r for r in load_records(results) if _setting(r) in labels]
+        records = [r for r in load_records(results) if r.setting in labels]
     else:
         records = load_records(args.results or Path("results"))
     series = [s for s in args.series.split(",") if s]
@@ -380,6 +362,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_suite(args: argparse.Namespace) -> int:
     from invbench import progress, suites
+    from invbench.tables import render_suite
 
     progress.set_quiet(args.quiet)
     suite = suites.load(args.name)
@@ -393,26 +376,14 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         return 0
     ran, done = suites.run_suite(suite, results, args.device, args.only)
     progress.log(f"suite {suite.name}: {ran} cells run, {done} were already done ({results})")
-    targs = argparse.Namespace(
-        suite=str(suite.path), results=results, format="md", metrics=None, title=None
-    )
-    print(_render_table(targs), end="")
+    print(render_suite(suite, results, "md"), end="")
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from invbench import check
 
-    ref = check.load_reference(args.against)
-    suite = ref.get("suite")
-    if args.results is None and not suite:
-        raise InvBenchError(f"{args.against} names no suite; pass --results DIR.")
-    results = _suite_results(Path(suite).stem, args.results) if suite else args.results
-    targs = argparse.Namespace(
-        suite=suite, results=results, format="json", metrics=None, title=None
-    )
-    fresh = json.loads(_render_table(targs))
-    ok, text = check.report(check.compare(ref, fresh))
+    ok, text = check.gate(args.against, args.results)
     print(text)
     return 0 if ok else 1
 

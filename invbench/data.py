@@ -13,14 +13,24 @@ processes; pinned memory when the consumer is on CUDA). Both offer one interface
 ``LazySplits.train`` / ``.test`` materialise the split once (cached) and refuse with a
 ``DataError`` when it would exceed ``max_in_memory_gb``: code that reads whole splits keeps
 working on datasets that fit, and says what to stream when they do not.
+
+Training reads the train split through ``splits.train_images()``: the tensor when it fits in
+memory, else a ``Streamed`` view that decodes exactly the images a step indexes, through a
+DataLoader. Both are indexed the same way (``data[idx]``, ``len(data)``, ``data.to(device)``),
+so a training loop gives the same weights from either.
+
+Every image file (datasets, ``eval-images`` folders) is decoded by one reader, ``open_image``:
+any format Pillow reads, with symlink loops and decompression bombs refused by name.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +43,6 @@ import torch.utils.data as tud
 from invbench.errors import DataError
 
 DATA_ENV = "INVBENCH_DATA"
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUTO_WORKERS_FROM = 512  # below this many images a DataLoader worker costs more than it saves
 
 
@@ -76,6 +85,10 @@ class Splits:
         return tud.DataLoader(
             _TensorImages(self.take(split, n)), batch_size=batch_size, shuffle=False
         )
+
+    def train_images(self) -> torch.Tensor:
+        """The train split for training loops (in memory: the tensor itself)."""
+        return self.train
 
     def validate(self, name: str) -> Splits:
         for split, x in (("train", self.train), ("test", self.test)):
@@ -141,6 +154,16 @@ class Dataset:
 
 
 # -- image files: listing, decoding, resizing --------------------------------------------------------
+def image_extensions() -> tuple[str, ...]:
+    """Every file extension Pillow can open here (PNG, JPEG, WebP, BMP, TIFF, GIF, ...)."""
+    from PIL import Image
+
+    Image.init()
+    return tuple(
+        sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    )
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """One image: a file on disk, or a ``member`` of the zip archive at ``path``."""
@@ -150,20 +173,38 @@ class ImageRef:
     name: str = ""  # path relative to the dataset root (for messages and fingerprints)
     size: int = 0  # bytes, for the content fingerprint
 
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.member}" if self.member else self.path
 
-def list_images(root: Path, under: str = "") -> list[ImageRef]:
-    """Every image below directory ``root`` (recursively) or inside zip ``root``, sorted by path.
 
-    For a zip, ``under`` keeps only members below that folder of the archive.
-    """
+def _file_size(path: str) -> int:
+    """``os.stat`` size, with a symlink loop (or a dangling link) named instead of a traceback."""
+    try:
+        return os.stat(path).st_size
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(
+                f"{path}: a symlink loop (the link leads back to itself). Remove the link or "
+                "point it at a real image."
+            ) from None
+        raise DataError(
+            f"{path}: cannot read it ({e.strerror}). Remove it or fix the link."
+        ) from None
+
+
+def list_images(root: Path, under: str = "", recursive: bool = True) -> list[ImageRef]:
+    """Every image below directory ``root`` (recursively, or only its top level) or inside zip
+    ``root``, sorted by path. For a zip, ``under`` keeps only members below that folder."""
     root = Path(root)
+    exts = image_extensions()
     if root.is_file() and zipfile.is_zipfile(root):
         with zipfile.ZipFile(root) as zf:
             infos = [
                 i
                 for i in zf.infolist()
                 if not i.is_dir()
-                and i.filename.lower().endswith(IMAGE_EXTS)
+                and i.filename.lower().endswith(exts)
                 and i.filename.startswith(under)
                 and "__MACOSX" not in i.filename
             ]
@@ -174,10 +215,12 @@ def list_images(root: Path, under: str = "") -> list[ImageRef]:
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        if not recursive:
+            dirnames.clear()
         for f in sorted(filenames):
-            if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."):
+            if f.lower().endswith(exts) and not f.startswith("."):
                 p = os.path.join(dirpath, f)
-                out.append(ImageRef(p, "", os.path.relpath(p, root), os.path.getsize(p)))
+                out.append(ImageRef(p, "", os.path.relpath(p, root), _file_size(p)))
     out.sort(key=lambda r: r.name)
     return out
 
@@ -187,6 +230,7 @@ _ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
 
 def _read_bytes(ref: ImageRef) -> bytes:
     if not ref.member:
+        _file_size(ref.path)  # a symlink loop is named, not reported as a bare OSError
         with open(ref.path, "rb") as f:
             return f.read()
     key = (os.getpid(), ref.path)  # one handle per process: DataLoader workers must not share
@@ -194,6 +238,35 @@ def _read_bytes(ref: ImageRef) -> bytes:
     if zf is None:
         zf = _ZIPS[key] = zipfile.ZipFile(ref.path)
     return zf.read(ref.member)
+
+
+def open_image(ref: ImageRef | Path | str) -> Any:
+    """The one image reader: a decoded ``PIL.Image`` of any format Pillow reads.
+
+    Refused with a ``DataError`` naming the file (exit 2): a symlink loop, an image above
+    Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``; Pillow only warns between
+    1x and 2x the limit, here both are refused), and anything Pillow cannot decode.
+    """
+    from PIL import Image
+
+    if not isinstance(ref, ImageRef):
+        ref = ImageRef(str(ref))
+    blob = _read_bytes(ref)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(blob))
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(
+            f"{ref.where}: refused as a possible decompression bomb ({e}). If it is a real "
+            "image, downscale it first."
+        ) from None
+    except Exception as e:  # PIL raises many types for truncated / foreign files
+        raise DataError(
+            f"cannot decode image {ref.where} ({e}). Remove or replace the file."
+        ) from None
+    return img
 
 
 Fit = Literal["crop", "pad"]
@@ -204,12 +277,7 @@ def load_image(ref: ImageRef, resolution: int, channels: int, fit: Fit = "crop",
     import numpy as np
     from PIL import Image
 
-    try:
-        img = Image.open(io.BytesIO(_read_bytes(ref)))
-        img = img.convert("RGB" if channels == 3 else "L")
-    except Exception as e:  # PIL raises many types for truncated / foreign files
-        where = f"{ref.path}:{ref.member}" if ref.member else ref.path
-        raise DataError(f"cannot decode image {where} ({e}). Remove or replace the file.") from e
+    img = open_image(ref).convert("RGB" if channels == 3 else "L")
     w, h = img.size
     if crop:
         c = min(crop, w, h)
@@ -335,6 +403,13 @@ class LazySplits:
             self._cache[split] = x
         return x
 
+    def train_images(self) -> torch.Tensor | Streamed:
+        """The train split for training loops: one tensor when it fits in ``max_in_memory_gb``,
+        else a ``Streamed`` view decoding the images each step indexes."""
+        if self.bytes_needed("train") <= self.max_in_memory_gb * 2**30:
+            return self.take("train")
+        return Streamed(self.train_set, self.workers)
+
     @property
     def train(self) -> torch.Tensor:
         return self.take("train")
@@ -350,6 +425,48 @@ class LazySplits:
                 raise DataError(f"dataset '{name}': the {split} split has no images.")
             _check_batch(name, split, ds[0][None])
         return self
+
+
+class Streamed:
+    """A split too large for memory, indexed like the tensor it stands for.
+
+    ``data[idx]`` (an index tensor, a slice or an int) decodes exactly those images, in that
+    order, through a DataLoader (``workers`` processes for large batches) and returns them on
+    ``device``; ``len(data)``, ``data.shape`` and ``data.to(device)`` behave as for a tensor. A
+    training loop that draws its indices from its own generator thus sees the same images, and
+    trains the same weights, as from the in-memory split.
+    """
+
+    def __init__(self, images: ImageFiles, workers: int = -1, device: str | torch.device = "cpu"):
+        self.images, self.workers, self.device = images, workers, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> torch.Size:
+        r = self.images.resolution
+        return torch.Size((len(self.images), self.images.channels, r, r))
+
+    def to(self, device: str | torch.device, *args: Any, **kwargs: Any) -> Streamed:
+        return Streamed(self.images, self.workers, device)
+
+    def __getitem__(self, idx: torch.Tensor | slice | int) -> torch.Tensor:
+        if isinstance(idx, int):
+            return self[[idx]][0]
+        if isinstance(idx, slice):
+            order = list(range(len(self)))[idx]
+        else:
+            order = torch.as_tensor(idx).cpu().reshape(-1).tolist()
+        workers = self.workers
+        if workers < 0:
+            workers = min(8, os.cpu_count() or 1) if len(order) >= AUTO_WORKERS_FROM else 0
+        per_worker = -(-len(order) // max(1, workers))  # one chunk per worker decodes in parallel
+        loader = tud.DataLoader(
+            tud.Subset(self.images, order), batch_size=max(1, per_worker), num_workers=workers
+        )
+        out = torch.cat(list(loader)) if order else torch.empty(0, *self.shape[1:])
+        return out.to(self.device)
 
 
 # -- file-based dataset plugins ---------------------------------------------------------------------

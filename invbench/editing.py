@@ -170,7 +170,7 @@ def score(
     lpips: Any | None,
 ) -> dict[str, Any]:
     """The metrics of the module docstring for one inverter x directions pair."""
-    from invbench.metrics.evaluate import FeatureTrack
+    from invbench.metrics.distribution import RunningStats, frechet_distance
 
     t0 = time.perf_counter()
     codes = _invert(inv, test, cfg.batch).tensor.to(inv.device)
@@ -178,7 +178,7 @@ def score(
     native = _invert(inv, recon, cfg.batch).tensor.to(inv.device)  # re-inverted reconstructions
     if 0.0 not in steps:
         steps = sorted([*steps, 0.0])
-    track = FeatureTrack("fid_edit", feature_net)
+    edited = RunningStats()  # fid_edit: every edited image (s != 0) vs the train split
     per_dir: list[dict[str, Any]] = []
     grids: list[torch.Tensor] = []
     target_attr = getattr(d, "normals", None) is not None
@@ -194,7 +194,8 @@ def score(
             if s == 0:
                 row["pres0"] = float(dist.mean())
                 continue
-            track.update(xs, cfg.batch)
+            edited.update(torch.cat([feature_net.features(xs[i : i + cfg.batch]).cpu()
+                                     for i in range(0, len(xs), cfg.batch)]))  # fmt: skip
             row["pix"].append(float((xs - x0).abs().mean()) / abs(s))
             tv = 0.5 * (attrs.posteriors(xs) - p0).abs().sum(1).mean()
             row["cls"].append(float(tv) / abs(s))
@@ -209,12 +210,14 @@ def score(
         if target_attr:
             out.update(_attribute_slopes(d, k, grid, steps, attrs))
         per_dir.append(out)
-    fid, fid_flavor = track.fid(ref)
     metrics: dict[str, Any] = {
         name: _mean([p[name] for p in per_dir])
         for name in ("pixel_change", "class_change", "preservation", "preservation_0")
     }
-    metrics["fid_edit"] = fid.get("fid_edit")
+    fid_ok = edited.n >= 2
+    metrics["fid_edit"] = (
+        frechet_distance(edited.mean(), edited.cov(), ref.mu, ref.sigma) if fid_ok else None
+    )
     if target_attr:
         metrics["attr_slope"] = _mean([abs(p["attr_slope"]) for p in per_dir])
         leaks = [p["leakage"] for p in per_dir if p.get("leakage") is not None]
@@ -223,7 +226,7 @@ def score(
         names = d.info.get("attributes", [])[: len(per_dir)]
         metrics["boundary_acc"] = _mean([bounds[a]["validation_accuracy"] for a in names])
     flavors = {
-        "fid_edit": fid_flavor.get("fid_edit", ""),
+        "fid_edit": f"{feature_net.flavor}/N={edited.n}/ref=train" if fid_ok else "",
         "preservation": f"{'lpips-' + lpips.flavor if lpips is not None else 'mse'}/native=G(z*)",
         "class_change": f"{getattr(attrs.classifier, 'flavor', 'classifier')}/total-variation",
     }
@@ -274,42 +277,14 @@ def _round(v: Any) -> Any:
 
 
 # -- driving it from the command line -------------------------------------------------------------
-@dataclass
-class Prepared:
-    """A fitted inverter with its data, as ``invbench run`` builds it (runner pieces)."""
-
-    inv: Inverter
-    splits: Any
-    data_fp: dict[str, Any]
-    device: torch.device
-    generator: str | None
-    config_hash: str
-
-
 def prepare(
     method: str, dataset: str, generator: str | None, sets: list[str], seed: int, device: str
-) -> Prepared:
-    """Resolve, load the data, obtain the generator and fit (cached) exactly as the runner does."""
-    from invbench.config import stable_hash
-    from invbench.device import select
-    from invbench.generators.train import obtain
-    from invbench.inverter import FitContext
-    from invbench.registry import DATASETS
-    from invbench.runner import RunSpec, fit_cached, resolve
+) -> Any:
+    """The fitted inverter with its data: ``invbench.runner.prepare`` (stage 1 of a run)."""
+    from invbench.runner import RunSpec
+    from invbench.runner import prepare as prepare_run
 
-    res = resolve(RunSpec(method, dataset, generator, sets, seed, device))
-    dev = select(device)
-    ds = DATASETS.get(dataset)(res.dataset_cfg)
-    splits = ds.load()
-    data_fp = ds.train_fingerprint()  # as the runner: probe datasets reuse the base models
-    gen, gen_key = None, None
-    if res.generator_name is not None:
-        gen, info = obtain(res.generator_name, splits, data_fp, res.generator_sets, device=dev)
-        gen_key = info["key"]
-    inv = res.method_cls(res.method_cfg, gen, device=dev, seed=seed)
-    ctx = FitContext(splits, dataset, dev, seed, extra={"dataset_fp": data_fp})
-    fit_cached(inv, res, ctx, gen_key, data_fp)
-    return Prepared(inv, splits, data_fp, dev, res.generator_name, stable_hash(res.config()))
+    return prepare_run(RunSpec(method, dataset, generator, sets, seed, device, out=None))
 
 
 def split_sets(items: list[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
@@ -343,9 +318,9 @@ def run_edit(
     from invbench import artifacts
     from invbench.config import as_dict, build, config_file, load_yaml, stable_hash
     from invbench.device import select
-    from invbench.metrics.evaluate import reference
     from invbench.metrics.features import domain_network, feature_network
     from invbench.metrics.perceptual import Unavailable, load_lpips
+    from invbench.metrics.reference import reference
     from invbench.registry import DIRECTIONS
 
     run_sets, dir_sets, edit_sets = split_sets(sets or [])
@@ -357,18 +332,19 @@ def run_edit(
     for method in methods:
         gen = None if _owns(method) else generator
         prep = prepare(method, dataset, gen, run_sets, seed, device)
-        test = prep.splits.test[: ecfg.n_test]
+        test = prep.splits.take("test", ecfg.n_test)
         net = feature_network(
             prep.splits, prep.data_fp, ecfg.feature_net, ecfg.weights_dir or None, prep.device
         )
-        ref = reference(net, prep.splits.train, "train", prep.data_fp)
+        train = prep.splits.loader("train", 500) if prep.splits.lazy else prep.splits.train
+        ref = reference(net, train, "train", prep.data_fp)
         attrs = DigitAttributes(domain_network(prep.splits, prep.data_fp, prep.device))
         try:
             lp = load_lpips(prep.device, ecfg.weights_dir or None)
         except Unavailable as e:
             log(f"{e}; preservation uses the pixel MSE")
             lp = None
-        model = model_for(prep.inv, attrs)
+        model = model_for(prep.inverter, attrs)
         for name, cls in zip(directions, classes, strict=True):
             layers = [("--set directions.", dir_sets)]
             path = config_file("direction", name)
@@ -381,7 +357,7 @@ def run_edit(
             if not 0 <= k < len(d.basis):  # type: ignore[arg-type]
                 raise UsageError(f"--k {k}: '{name}' found {len(d.basis)} directions.")  # type: ignore[arg-type]
             ecfg_k = EditConfig(**{**as_dict(ecfg), "top": max(ecfg.top, k + 1)})
-            result = score(prep.inv, d, model, test, steps, ecfg_k, net, ref, attrs, lp)
+            result = score(prep.inverter, d, model, test, steps, ecfg_k, net, ref, attrs, lp)
             grids = result.pop("_grids")
             stem = f"{method}__{name}__{dataset}__s{seed}"
             rows = min(ecfg.strip_rows, len(test))
@@ -396,7 +372,8 @@ def run_edit(
                 **result,
                 "strip": f"{stem}__k{k}.png",
                 "directions_info": d.info,
-                "inverter_flavor": prep.inv.flavor(),  # e.g. closed-form's range residual
+                "inverter_flavor": prep.inverter.flavor(),
+                "inverter_diagnostics": prep.inverter.diagnostics(),  # closed-form's residual
                 "config": {
                     "directions": {"name": name, **as_dict(dcfg)},
                     "edit": as_dict(ecfg),
@@ -415,10 +392,17 @@ def run_edit(
 
 
 def load_records(folder: Path) -> list[dict[str, Any]]:
-    """The editing records under ``folder``, in a stable order (method, directions)."""
+    """The editing records under ``folder``, in a stable order (method, directions); a file that
+    cannot be read is skipped with a warning naming it."""
+    import sys
+
     recs = []
     for path in sorted(folder.glob("*.json")):
-        rec = json.loads(path.read_text())
+        try:
+            rec = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            print(f"invbench: warning: skipping unreadable {path} ({e})", file=sys.stderr)
+            continue
         if isinstance(rec, dict) and "directions" in rec and "per_direction" in rec:
             recs.append(rec)
     return sorted(recs, key=lambda r: (r["method"], r["directions"]))

@@ -54,6 +54,9 @@ class EncoderConfig(PerceptualConfig):
     enc_adv_weight: float = 0.0  # lambda_2 of eq. 22 (recon only; 0 = no discriminator)
     enc_r1: float = 10.0  # gamma of the discriminator's R1 penalty (Zhu et al. 2020)
     enc_iters: int = 0  # ReStyle iterations (0 = a plain, one-shot encoder)
+    # lambda_ID of pSp / ReStyle's identity loss (0.1 for faces; recon only): the ArcFace
+    # IR-SE50 file must be found (invbench.metrics.identity) or the run stops before training.
+    enc_id_weight: float = 0.0
 
     def validate(self) -> None:
         if min(self.enc_width, self.enc_batch) < 1 or self.enc_steps < 0 or self.enc_iters < 0:
@@ -67,6 +70,12 @@ class EncoderConfig(PerceptualConfig):
             )
         if self.enc_iters and self.enc_loss != "recon":
             raise ValueError("enc_iters > 0 (ReStyle) trains on reconstructions: enc_loss=recon")
+        if self.enc_id_weight < 0 or (self.enc_id_weight and self.enc_loss != "recon"):
+            raise ValueError("enc_id_weight must be >= 0 and needs enc_loss=recon")
+        if self.enc_id_weight:  # checked while the configuration resolves: before any training
+            from invbench.metrics.identity import require_identity_network
+
+            require_identity_network()
 
 
 @dataclass
@@ -140,8 +149,12 @@ def train_encoder(
     seed: int,
     device: torch.device,
     desc: str = "train encoder",
+    identity: Any = None,
 ) -> dict[str, float]:
-    """Train ``enc`` in place against the frozen ``gen``; return the last losses."""
+    """Train ``enc`` in place against the frozen ``gen``; return the last losses.
+
+    ``identity`` (an ``invbench.metrics.identity.IdentitySimilarity``) adds pSp's identity loss
+    ``enc_id_weight * (1 - <R(x), R(G(E(x)))>)`` (Richardson et al. 2021, §3.3)."""
     g = torch.Generator().manual_seed(seed)
     enc.to(device).train()
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.enc_lr)
@@ -171,6 +184,8 @@ def train_encoder(
             )
         if disc is not None:
             loss = loss + cfg.enc_adv_weight * F.softplus(-disc(rec)).mean()  # -E[D(G(E(x)))]
+        if identity is not None:
+            loss = loss + cfg.enc_id_weight * identity.distance(rec, x).mean()
         return loss
 
     last: dict[str, torch.Tensor] = {}
@@ -257,6 +272,13 @@ class EncoderInverter:
         if needs_perc and self.perceptual is None:
             self.perceptual = perceptual_for(ctx, self.cfg.perceptual_net)
         if self.uses_encoder():
+            identity = None
+            if self.cfg.enc_id_weight:
+                from invbench.metrics.identity import IdentitySimilarity, require_identity_network
+
+                if ctx.splits.channels != 3:
+                    raise UsageError("enc_id_weight (an ArcFace identity loss) needs RGB faces.")
+                identity = IdentitySimilarity(require_identity_network(), ctx.device)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ctx.seed)
                 self.encoder = build_encoder(self.generator, self.space, self.cfg)
@@ -265,11 +287,12 @@ class EncoderInverter:
                 self.generator,
                 self.space,
                 self.cfg,
-                ctx.splits.train,
+                ctx.splits.train_images(),  # streamed when it does not fit in memory
                 self.perceptual,
                 ctx.seed,
                 ctx.device,
                 desc=f"train {getattr(self, 'name', 'encoder')}",
+                identity=identity,
             )
 
     def encode_iters(self) -> int:
@@ -307,4 +330,9 @@ class EncoderInverter:
     def flavor(self) -> dict[str, str]:
         """The perceptual network behind the numbers (encoder training or the loss)."""
         f = self.perceptual_flavor
-        return {"perceptual": f} if f else {}
+        out = {"perceptual": f} if f else {}
+        if self.cfg.enc_id_weight:
+            from invbench.metrics.identity import FLAVOR
+
+            out["identity_loss"] = FLAVOR
+        return out

@@ -8,20 +8,28 @@ Life cycle, driven by the runner (``invbench.runner``):
     recon = inv.decode(latents)            # back to images in [-1, 1]
 
 A method that trains something returns it from ``state_dict()`` and accepts it back in
-``load_state_dict()``; the runner caches it by the content hash of (method, its config,
-generator, dataset, seed) so ``fit`` runs once. ``sample(n)`` returns latents drawn from the
-model's prior in the method's latent space: the runner uses them for the random-sample tracks.
+``load_state_dict()``; the runner caches it (``invbench.artifacts.cached``) under
+``fit_key(ctx)``: the content hash of (method, the config fields ``fit`` depends on, generator,
+train split, seed, ``train_version``, ``fit_identity``), so ``fit`` runs once, and only again
+when something it depends on changes — never for a field declared in ``inference_fields``.
+A long ``fit`` keys its resumable checkpoints by the same ``fit_key(ctx)``.
+``sample(n)`` returns latents drawn from the model's prior in the method's latent space: the
+runner uses them for the random-sample tracks.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
+from invbench import artifacts
 from invbench.data import Splits
 from invbench.generators.base import Generator
+
+FIT_KEY_VERSION = 1  # bump when the cache layout of fitted inverters changes
 
 
 @dataclass
@@ -44,13 +52,25 @@ class Latents:
 
 @dataclass
 class FitContext:
-    """Everything ``fit`` may use: the training split, where to run, and a seed."""
+    """Everything ``fit`` may use: the training split, where to run, and a seed.
+
+    Training loops read the train split with ``splits.train_images()`` (the tensor, or a
+    streamed view when it does not fit in memory: ``invbench.data``)."""
 
     splits: Splits
     dataset: str
     device: torch.device
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # "dataset_fp": the runner's fingerprint
+    generator_key: str | None = None  # the zoo generator's cache key (None: the method owns one)
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        """The runner's train-split fingerprint when it passes one, else one from the bytes."""
+        fp = self.extra.get("dataset_fp")
+        if fp:
+            return dict(fp)
+        blob = self.splits.train.detach().cpu().contiguous().numpy().tobytes()
+        return {"dataset": self.dataset, "train_sha": hashlib.sha256(blob).hexdigest()[:16]}
 
 
 class Inverter:
@@ -65,6 +85,9 @@ class Inverter:
     #: Bump when ``fit`` changes what it trains without a config change (a new init, a fixed
     #: bug): it is part of the runner's cache key, so models trained by older code are refit.
     train_version: ClassVar[int] = 0
+    #: Config fields that only change inference (refinement steps, a learning rate of the
+    #: latent search): left out of ``fit_key``, so changing them never retrains.
+    inference_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -106,11 +129,42 @@ class Inverter:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         pass
 
+    # -- cache identity of fit ----------------------------------------------------------------
+    def fit_identity(self, ctx: FitContext) -> dict[str, Any]:
+        """What ``fit`` depends on beyond the config, the data and the seed (e.g. which
+        perceptual network was found on this machine); part of ``fit_key``."""
+        return {}
+
+    def fit_payload(self, ctx: FitContext) -> dict[str, Any]:
+        """Everything ``fit`` depends on (its artifact's sidecar stores it)."""
+        cfg = artifacts.identity(self.cfg)
+        payload: dict[str, Any] = {
+            "method": self.name,
+            "config": {k: v for k, v in cfg.items() if k not in self.inference_fields},
+            "generator": ctx.generator_key,
+            "data": ctx.data_fingerprint(),
+            "seed": self.seed,
+            "v": FIT_KEY_VERSION,
+        }
+        if self.train_version:  # only when set: unversioned methods keep their earlier keys
+            payload["train_version"] = self.train_version
+        return {**payload, **self.fit_identity(ctx)}
+
+    def fit_key(self, ctx: FitContext) -> str:
+        """The cache key of what ``fit(ctx)`` trains; long trainings key checkpoints by it."""
+        return artifacts.key_of(self.fit_payload(ctx))
+
     # -- helpers the runner uses ---------------------------------------------------------------
     def warmup(self, images: torch.Tensor) -> None:
         """One small call before timing, so lazy initialisation is not billed per image."""
         self.invert(images[:2])
 
     def flavor(self) -> dict[str, str]:
-        """Anything that changes what the numbers mean (e.g. the perceptual network used)."""
+        """Anything that changes what the numbers mean (e.g. the perceptual network used):
+        recorded in ``metric_flavors`` as ``method.<key>``; seeds whose flavors differ are never
+        averaged, and the gate never compares them."""
+        return {}
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Measured facts about this run that are not results (recorded in the provenance)."""
         return {}

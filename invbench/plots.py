@@ -18,14 +18,17 @@ import numpy as np
 from invbench import artifacts
 from invbench.errors import UsageError
 from invbench.metrics import higher_better
+from invbench.record import Record
 from invbench.tables import setting_id
 
 
-def value(rec: dict[str, Any], key: str) -> Any:
+def value(rec: Record | dict[str, Any], key: str) -> Any:
     """A metric of ``rec`` or a value of its configuration by dotted path; None if absent."""
-    if key in rec.get("metrics", {}):
-        return rec["metrics"][key]
-    node: Any = rec.get("config", {})
+    metrics, config = (rec.metrics, rec.config) if isinstance(rec, Record) else (
+        rec.get("metrics", {}), rec.get("config", {}))  # fmt: skip
+    if key in metrics:
+        return metrics[key]
+    node: Any = config
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -34,14 +37,14 @@ def value(rec: dict[str, Any], key: str) -> Any:
 
 
 def points(
-    records: list[dict[str, Any]],
+    records: list[Record] | list[dict[str, Any]],
     x: str,
     y: str,
     series: list[str] | None = None,
     labels: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One point per setting: x, mean and std of y over seeds, its series and label."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Any]] = {}
     for rec in records:
         groups.setdefault(setting_id(rec), []).append(rec)
     out = []
@@ -90,7 +93,7 @@ def _axes_label(name: str) -> str:
 
 
 def plot(
-    records: list[dict[str, Any]],
+    records: list[Record] | list[dict[str, Any]],
     x: str,
     y: str,
     out: Path,

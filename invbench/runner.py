@@ -1,16 +1,20 @@
-"""The protocol runner: one (method, dataset, generator, configuration, seed) -> one result record.
+"""The protocol as three stages: ``prepare`` -> ``evaluate`` -> ``Record`` (``run`` composes them).
 
-dataset (train / test split, images in [-1, 1])
-  -> generator (from the zoo, trained and cached; or owned by the method)
-  -> inverter.fit(context)                     cached by content hash
-  -> inverter.invert(test images) -> latents   timed: sec_per_image
-  -> inverter.decode(latents) -> reconstructions
-  -> tracks (InvGAN Table 1): test reconstructions, midpoints of random test pairs, random
-     samples and their reconstructions, each streamed through the metrics
-  -> metrics -> result record (JSON, written atomically) + PNG grid
+    prepare(spec)        resolve the configuration (defaults <- YAML <- --set), load the data,
+                         obtain the generator (zoo, cached) and the fitted inverter (cached)
+    evaluate(prepared)   the tracks of InvGAN Table 1, streamed through every registered metric:
+                           test      invert the test images (timed: sec_per_image), decode them
+                           interp    midpoints of N disjoint test pairs (2N images), decoded
+                           rand      random samples of the model
+                           rand_rec  the first N random samples inverted and decoded
+                         -> Scores (values, flavors, intervals, per-image values, latents)
+    make_record(...)     -> Record (invbench.record), written atomically with its per-image CSV,
+                         latents (safetensors), a PNG grid and, on request, every reconstruction
 
-Metric time (features, statistics, distances) is clocked apart from method time (inverting
-the test set and the random samples) and recorded in the provenance.
+The distribution tracks share one N: ``eval.fid_n``, by default the largest every track allows
+(half the inverted test images: the midpoints need 2N of them); a track with fewer images uses
+them all and its flavor says how many (``N=``). Metric time (features, statistics, distances)
+is clocked apart from method time (inverting, decoding) and recorded in the provenance.
 
 On CUDA (``--device cuda`` or ``auto``, see ``invbench.device``): timings are synchronised,
 a batch that runs out of memory is halved and retried (results do not depend on the batch),
@@ -20,14 +24,16 @@ and inversion, synthesis and metrics run in float32 without TF32 so numbers matc
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import datetime as _dt
 import functools
+import io
 import math
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,26 +43,32 @@ import torch
 
 import invbench
 from invbench import artifacts
-from invbench.config import as_dict, build, config_file, load_yaml, parse_sets, stable_hash
+from invbench.artifacts import later
+from invbench.config import build, config_file, load_yaml, parse_sets, stable_hash
 from invbench.data import Splits
 from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
-from invbench.metrics.evaluate import ClassShares, FeatureTrack, reference
-from invbench.metrics.features import (
-    DomainNet,
-    DomainNetConfig,
-    check_feature_weights,
-    feature_network,
+from invbench.metrics import (
+    METRICS,
+    Batch,
+    EvalContext,
+    Metric,
+    MetricSpec,
+    Result,
+    Unavailable,
+    base_name,
 )
-from invbench.metrics.paired import bootstrap_ci, compute_paired
-from invbench.metrics.perceptual import Unavailable, load_lpips
-from invbench.metrics.swd import SWDAccumulator, swd
+from invbench.metrics.base import Factory
 from invbench.progress import log
+from invbench.record import Record, setting_of
 from invbench.registry import DATASETS, GENERATORS, METHODS
 
-SUITE_VERSION = 1  # bump when the protocol changes what a number means
+# Bump when the protocol changes what a number means (it is part of every record's hash).
+# v2: SWD draws each set's patch positions independently (ProGAN); the Table 1 tracks share one
+# N; interpolation midpoints come from disjoint test pairs.
+SUITE_VERSION = 2
 DEFAULT_GENERATOR = "dcgan"
 
 
@@ -71,13 +83,12 @@ class EvalConfig:
     batch_size: int = 512  # images per ``invert`` call
     bootstrap: int = 1000  # resamples for the confidence intervals of paired metrics
     grid_images: int = 16  # originals / reconstructions shown in the PNG grid
-    # Distribution tracks (InvGAN Table 1): FID vs the train split at two sample sizes; the
-    # paper uses 500 / 50,000, digits' test split has 297 images, hence 100 / all.
-    tracks: bool = True  # False: paired metrics only (fast smoke runs)
-    fid_small_n: int = 100  # the small N; FIDs at it are reported as name@N=<n>
-    n_rand: int = 0  # random samples for fid_rand; 0 = the size of the train split
-    n_rand_rec: int = 0  # random samples inverted (fid_rand_rec, latent_mse); 0 = n_test
-    n_interp: int = 0  # random test pairs interpolated (fid_interp); 0 = n_test
+    tracks: bool = True  # False: the test track's per-image metrics and timings only (fast runs)
+    # The one N of InvGAN Table 1's FID tracks (the paper: 500 / 50,000 at two sizes); 0 = the
+    # largest the data allows, half the inverted test images (N midpoints need 2N images).
+    fid_n: int = 0
+    fid_small_n: int = 100  # FIDs at this N too, reported as name@N=<n>
+    n_rand: int = 0  # random samples drawn (mode coverage); 0 = the size of the train split
     kid_subsets: int = 100  # torch-fidelity's defaults; the subset size is clipped to
     kid_subset_size: int = 1000  # the smaller of the two sets
     recovery_eps: tuple[float, ...] = (0.01, 0.1, 0.5)  # latent recovered: all |dz_i| < eps
@@ -85,20 +96,29 @@ class EvalConfig:
     weights_dir: str = ""  # extra directory searched for pretrained weights ($INVBENCH_WEIGHTS too)
     metric_batch: int = 500  # images per feature-network / LPIPS call
     feature_epochs: int = 12  # training epochs of the domain feature network (LeNet)
+    metrics: tuple[str, ...] = later((), since=2)  # only these metrics (base names); () = all
+    # Identity of a row (never averaged, never compared across): numeric precision of inversion
+    # and synthesis, and the scale profile. Only fp32 / digits exist yet.
+    precision: Literal["fp32"] = later("fp32", since=2)
+    profile: Literal["digits"] = later("digits", since=2)
 
     def validate(self) -> None:
         if self.n_test < 0 or self.batch_size < 1 or self.bootstrap < 0 or self.grid_images < 0:
             raise ValueError("n_test, bootstrap, grid_images must be >= 0 and batch_size >= 1")
         if self.n_test == 1:
             raise ValueError("n_test must be 0 (the whole test split) or >= 2 (FID, KID need 2)")
-        if min(self.fid_small_n, self.n_rand, self.n_rand_rec, self.n_interp) < 0:
-            raise ValueError("fid_small_n, n_rand, n_rand_rec, n_interp must be >= 0")
+        if min(self.fid_n, self.fid_small_n, self.n_rand) < 0:
+            raise ValueError("fid_n, fid_small_n and n_rand must be >= 0")
         if self.kid_subsets < 1 or self.kid_subset_size < 2 or self.metric_batch < 1:
             raise ValueError("kid_subsets >= 1, kid_subset_size >= 2, metric_batch >= 1")
         if self.feature_epochs < 1:
             raise ValueError("feature_epochs must be >= 1")
         if any(e <= 0 for e in self.recovery_eps):
             raise ValueError("recovery_eps must be positive numbers, e.g. 0.01,0.1")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            known = ", ".join(s.name for s in METRICS.computed())
+            raise ValueError(f"metrics: unknown {', '.join(unknown)}; known: {known}")
 
 
 @dataclass
@@ -109,7 +129,8 @@ class RunSpec:
     sets: list[str] = field(default_factory=list)
     seed: int = 0
     device: str = "cpu"
-    out: Path = Path("results")
+    out: Path | None = Path("results")  # None: nothing is written (the Python API's choice)
+    save_images: bool = False  # every reconstruction as a PNG beside the record
 
 
 @dataclass
@@ -125,17 +146,19 @@ class Resolved:
     eval_cfg: EvalConfig
 
     def config(self) -> dict[str, Any]:
+        """The run's identity: every configuration (``later`` fields at their default left
+        out, see ``invbench.artifacts.identity``), the seed and the protocol version."""
         gen_cfg = None
         if self.generator_name is not None:
             cls = GENERATORS.get(self.generator_name)
-            gen_cfg = as_dict(
+            gen_cfg = artifacts.identity(
                 _resolve(cls.Config, "generator", self.generator_name, self.generator_sets)
             )
         return {
-            "method": {"name": self.spec.method, **as_dict(self.method_cfg)},
-            "dataset": {"name": self.spec.dataset, **as_dict(self.dataset_cfg)},
+            "method": {"name": self.spec.method, **artifacts.identity(self.method_cfg)},
+            "dataset": {"name": self.spec.dataset, **artifacts.identity(self.dataset_cfg)},
             "generator": None if gen_cfg is None else {"name": self.generator_name, **gen_cfg},
-            "eval": as_dict(self.eval_cfg),
+            "eval": artifacts.identity(self.eval_cfg),
             "seed": self.spec.seed,
             "suite_version": SUITE_VERSION,
         }
@@ -267,56 +290,112 @@ def decode_all(inv: Inverter, latents: Latents, batch_size: int) -> torch.Tensor
     return torch.cat(parts)
 
 
-def fit_cached(
-    inv: Inverter, res: Resolved, ctx: FitContext, gen_key: str | None, data_fp: dict[str, Any]
-) -> tuple[float, bool]:
-    """Run ``fit`` or load its result from the cache; return (fit seconds, came from cache)."""
+# -- stage 1: prepare --------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """A run ready to be scored: resolved configuration, data, generator, fitted inverter."""
+
+    spec: RunSpec
+    resolved: Resolved
+    device: torch.device
+    splits: Splits
+    data_fp: dict[str, Any]  # the train split's fingerprint: the key of what trains on it
+    inverter: Inverter
+    generator_info: dict[str, Any] | None
+    fit_seconds: float
+    fit_cached: bool
+    started: _dt.datetime
+    t_start: float
+
+    @property
+    def eval_cfg(self) -> EvalConfig:
+        return self.resolved.eval_cfg
+
+    @property
+    def generator(self) -> str | None:
+        return self.resolved.generator_name
+
+    @property
+    def config_hash(self) -> str:
+        return self.resolved.hash()
+
+
+def fit_cached(inv: Inverter, ctx: FitContext) -> tuple[float, bool]:
+    """Run ``fit``, or load what it trains from the cache; return (fit seconds, from cache)."""
     if not inv.trains:
         with Stopwatch(ctx.device) as sw:
             inv.fit(ctx)
         return sw.seconds, False
-    payload = {
-        "method": res.spec.method,
-        "config": as_dict(res.method_cfg),
-        "generator": gen_key,
-        "data": data_fp,
-        "seed": res.spec.seed,
-        "v": SUITE_VERSION,
-    }
-    if inv.train_version:  # only when set, so the keys of unversioned methods stay as they were
-        payload["train_version"] = inv.train_version
-    key = stable_hash(payload)
-    cached = artifacts.load_artifact("inverters", key)
-    if cached is not None:
-        inv.load_state_dict(cached[0])
-        return float(cached[1].get("fit_seconds", 0.0)), True
-    with Stopwatch(ctx.device) as sw:
-        inv.fit(ctx)
-    seconds = sw.seconds
-    artifacts.save_artifact(
-        "inverters", key, inv.state_dict(), {"method": res.spec.method, "fit_seconds": seconds}
-    )
-    return seconds, False
+
+    def build(key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        with Stopwatch(ctx.device) as sw:
+            inv.fit(ctx)
+        return inv.state_dict(), {"method": inv.name, "fit_seconds": sw.seconds}
+
+    art = artifacts.cached("inverters", inv.fit_payload(ctx), build)
+    if not art.built:
+        inv.load_state_dict(art.tensors)
+    return float(art.meta.get("fit_seconds", 0.0)), not art.built
 
 
-def save_grid(path: Path, originals: torch.Tensor, recons: torch.Tensor) -> None:
-    """Originals (top row) above their reconstructions (bottom row), upscaled for viewing."""
-    from torchvision.utils import make_grid, save_image
+def prepare(spec: RunSpec) -> Prepared:
+    """Stage 1: everything before scoring, with every check that can fail done first."""
+    from invbench.metrics.features import check_feature_weights
 
-    n = len(originals)
-    both = torch.cat([originals, recons]).clamp(-1, 1) * 0.5 + 0.5
-    if both.shape[-1] < 64:
-        both = torch.nn.functional.interpolate(
-            both, scale_factor=64 // both.shape[-1], mode="nearest"
+    started = _dt.datetime.now(_dt.UTC)
+    t_start = time.perf_counter()
+    _git_rev()  # the commit of the code this process runs, asked before the long work
+    device = select(spec.device)
+    res = resolve(spec)
+    if spec.out is not None:
+        check_out(spec.out)
+    check_feature_weights(res.eval_cfg.feature_net, res.eval_cfg.weights_dir or None)
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed % 2**32)
+
+    dataset = DATASETS.get(spec.dataset)(res.dataset_cfg)
+    splits: Splits = dataset.load()
+    # Models (generator, fitted inverter, feature network) are keyed by the train split only, so
+    # probe datasets that replace the test split reuse what was trained on their base dataset.
+    data_fp = dataset.train_fingerprint()
+
+    generator, gen_info = None, None
+    if res.generator_name is not None:
+        generator, gen_info = obtain(
+            res.generator_name, splits, data_fp, res.generator_sets, device=device
         )
-    grid = make_grid(both, nrow=n, padding=2, pad_value=1.0)
-    with artifacts.atomic_path(path) as tmp:
-        save_image(grid, tmp, format="png")
+    inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
+    gen_key = gen_info["key"] if gen_info else None
+    ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
+    fit_seconds, from_cache = fit_cached(inv, ctx)
+    return Prepared(
+        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started, t_start
+    )
 
 
-def record_name(res: Resolved, config_hash: str) -> str:
-    gen = res.generator_name or "own"
-    return f"{res.spec.method}__{res.spec.dataset}__{gen}__s{res.spec.seed}__{config_hash}"
+def load_method(
+    method: str,
+    dataset: str = "digits",
+    generator: str | None = None,
+    sets: Sequence[str] = (),
+    seed: int = 0,
+    device: str = "cpu",
+) -> Inverter:
+    """A fitted inverter, as ``invbench run`` would score it (trained once, then cached)."""
+    spec = RunSpec(method, dataset, generator, list(sets), seed, device, out=None)
+    return prepare(spec).inverter
+
+
+# -- stage 2: evaluate -------------------------------------------------------------------------------
+@dataclass
+class Scores:
+    """What ``evaluate`` measured: every metric's result, and what the outputs are made of."""
+
+    result: Result
+    test: torch.Tensor  # the inverted images (test split, or train for memorisation probes)
+    recon: torch.Tensor
+    latents: Latents
+    info: dict[str, Any]  # provenance: clocks, batch sizes, feature network
 
 
 class _Clock:
@@ -334,285 +413,337 @@ class _Clock:
             self.seconds += time.perf_counter() - t0
 
 
-@exact_fp32()
-def score_paired(
-    recon: torch.Tensor, test: torch.Tensor, ev: EvalConfig, device: torch.device, seed: int
-) -> tuple[dict[str, float | None], dict[str, list[float]], dict[str, str], dict[str, str]]:
-    """Per-image metrics (+ LPIPS when its AlexNet is found), their means and bootstrap CIs."""
-    per_image = compute_paired(recon, test)
-    flavors: dict[str, str] = {}
-    unavailable: dict[str, str] = {}
-    try:
-        lp = load_lpips(device, ev.weights_dir or None)
-        mb = ev.metric_batch
-        per_image["lpips"] = torch.cat(
-            [lp(recon[i : i + mb], test[i : i + mb]) for i in range(0, len(test), mb)]
-        )
-        flavors["lpips"] = lp.flavor
-    except Unavailable as e:
-        unavailable["lpips"] = str(e)
-        log(str(e))
-    metrics: dict[str, float | None] = {k: float(v.mean()) for k, v in per_image.items()}
-    if "lpips" in unavailable:
-        metrics["lpips"] = None
-    ci = {}
-    if ev.bootstrap:
-        ci = {
-            k: list(bootstrap_ci(v.numpy(), ev.bootstrap, seed=seed)) for k, v in per_image.items()
-        }
-    return metrics, ci, flavors, unavailable
+def selected_metrics(ev: EvalConfig, names: Sequence[str] | None = None) -> list[MetricSpec]:
+    """The registered metrics this evaluation computes: ``names`` (or ``eval.metrics``, or all);
+    with ``eval.tracks`` off, only the test track's per-image metrics (paired, and latents such
+    as ``typical_share``) and timings: no FID, no random samples."""
+    wanted = {base_name(n) for n in names or ev.metrics}
+    specs = [s for s in METRICS.computed() if not wanted or s.name in wanted]
+    if not ev.tracks:
+        per_image = ("paired", "latents")
+        specs = [
+            s for s in specs if s.needs == "timing" or (s.needs in per_image and s.track == "test")
+        ]
+    return specs
 
 
-@exact_fp32()
-def score_tracks(
-    inv: Inverter,
-    ev: EvalConfig,
-    splits: Splits,
-    data_fp: dict[str, Any],
-    test: torch.Tensor,
-    recon: torch.Tensor,
-    latents: Latents,
-    device: torch.device,
-    seed: int,
-    clock: _Clock,
-    batch: int,
-) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
-    """The InvGAN tracks (random samples, their reconstructions, test reconstructions, test
-    interpolations) scored by FID at two N, plus KID, SWD and latent recovery.
+class _Tracks:
+    """The metric instances grouped by the track they read; feeds a batch to each in turn."""
 
-    Image generation and the inversion of random samples are method time, not metric time:
-    only feature extraction, statistics and distances run under ``clock``. Samples are drawn
-    ``ev.batch_size`` at a time (what they are depends on it); ``batch``, the size that fitted
-    the test split's inversion, bounds every decode and inversion (what they give does not).
-    """
-    metrics: dict[str, float] = {}
-    flavors: dict[str, str] = {}
-    info: dict[str, Any] = {}
-    t0 = time.perf_counter()
+    def __init__(self, metrics: list[Metric], clock: _Clock, chunk: int) -> None:
+        self.by_track: dict[str, list[Metric]] = {}
+        for m in metrics:
+            self.by_track.setdefault(str(m.spec.track), []).append(m)
+        self.clock, self.chunk = clock, chunk
+
+    def wants(self, track: str) -> bool:
+        return bool(self.by_track.get(track))
+
+    def feed(self, track: str, batch: Batch) -> None:
+        for i in range(0, len(batch.images), self.chunk):
+            part = Batch(
+                batch.images[i : i + self.chunk],
+                None if batch.targets is None else batch.targets[i : i + self.chunk],
+                None if batch.latents is None else batch.latents[i : i + self.chunk],
+                None if batch.true_latents is None else batch.true_latents[i : i + self.chunk],
+                batch.space,
+                batch.start + i,
+            )
+            with self.clock():
+                for m in self.by_track.get(track, []):
+                    m.update(part)
+
+
+def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> EvalContext:
+    from invbench.metrics.features import DomainNetConfig, domain_network, feature_network
+    from invbench.metrics.reference import reference
+
+    ev, splits, fp, dev = prep.eval_cfg, prep.splits, prep.data_fp, prep.device
+    n = ev.fid_n or n_test // 2  # the one N of the Table 1 tracks
+    fid_n = {"test": min(n, n_test), "interp": min(n, n_test // 2), "rand": min(n, n_rand)}
+    fid_n["rand_rec"] = n
     domain_cfg = DomainNetConfig(epochs=ev.feature_epochs)
-    net = feature_network(
-        splits, data_fp, ev.feature_net, ev.weights_dir or None, device, domain_cfg
-    )
-    # A lazy (paper-scale) train split streams through its DataLoader; in memory it is one tensor.
-    train = splits.loader("train", ev.metric_batch, device) if splits.lazy else splits.train
-    ref = reference(net, train, "train", data_fp, ev.metric_batch)
-    info["metric_setup_seconds"] = round(time.perf_counter() - t0, 3)  # cached after a first run
-    info["feature_net"] = net.flavor
-    info["feature_net_test_accuracy"] = getattr(net, "test_accuracy", None)
-    small, mb = ev.fid_small_n, ev.metric_batch
 
-    def add(result: tuple[dict[str, float], dict[str, str]]) -> None:
-        metrics.update(result[0])
-        flavors.update(result[1])
+    def net() -> Any:
+        return feature_network(splits, fp, ev.feature_net, ev.weights_dir or None, dev, domain_cfg)
 
-    # Test reconstructions (TsRecFID), KID, and SWD against the originals (LIA Tables 3-5).
-    with clock():
-        test_rec = FeatureTrack("fid_test_rec", net, small, keep_features=True)
-        test_rec.update(recon, mb)
-        add(test_rec.fid(ref))
-        add(test_rec.kid(ref, "kid_test_rec", ev.kid_subsets, ev.kid_subset_size, seed))
+    def ref(feature_net: Any) -> Any:
+        # A lazy (paper-scale) train split streams through its DataLoader.
+        train = splits.loader("train", ev.metric_batch, dev) if splits.lazy else splits.train
+        return reference(feature_net, train, "train", fp, ev.metric_batch)
+
+    def classifier() -> Any:
+        if splits.train_labels is None or not splits.num_classes:
+            raise Unavailable(f"dataset '{prep.spec.dataset}' has no class labels")
+        return domain_network(splits, fp, dev, domain_cfg)
+
+    return EvalContext(
+        ev, dev, prep.spec.seed, resolution=resolution, channels=splits.channels,
+        dataset=str(fp.get("dataset", prep.spec.dataset)), targets=ev.split, fid_n=fid_n,
+        feature_net=net, reference=ref, classifier=classifier,
+        prior=getattr(prep.inverter.generator, "prior", ""),
+    )  # fmt: skip
+
+
+def instantiate(
+    specs: list[MetricSpec], ctx: EvalContext, factory: Factory | None = None
+) -> tuple[list[Metric], Result]:
+    """Build each metric (with its registered code, or ``factory``); one that cannot run here
+    is reported unavailable (null + why)."""
+    made, result = [], Result()
+    for spec in specs:
+        make = factory or METRICS.factory(spec.name)
+        assert make is not None, f"metric {spec.name} has no code"
         try:
-            real, fake = SWDAccumulator(test.shape[-1], seed), SWDAccumulator(test.shape[-1], seed)
-            real.update(test)
-            fake.update(recon)
-            metrics["swd"], levels = swd(real, fake)
-            res = ",".join(str(r) for r in levels)
-            flavors["swd"] = f"progan/levels={res}/N={len(test)}/ref={ev.split}"
-        except ValueError as e:
-            info.setdefault("unavailable", {})["swd"] = f"swd unavailable: {e}"
-
-    t_tracks = time.perf_counter()
-    # Midpoints of random test pairs (IntTsFID): pair perm[k] with perm[k-1], never itself.
-    g = torch.Generator().manual_seed(seed)
-    n_pairs = min(ev.n_interp or len(latents), len(latents))
-    if len(latents) >= 2:
-        perm = torch.randperm(len(latents), generator=g)
-        a, b = perm[:n_pairs], perm.roll(1)[:n_pairs]
-        mid = Latents((latents.tensor[a] + latents.tensor[b]) / 2, latents.space)
-        interp = FeatureTrack("fid_interp", net, small)
-        for i in range(0, n_pairs, ev.batch_size):
-            imgs = decode_all(inv, mid[i : i + ev.batch_size], batch)
-            with clock():
-                interp.update(imgs, mb)
-        with clock():
-            add(interp.fid(ref))
-
-    # Random samples (RandFID) and their reconstructions (RandRecFID, latent recovery).
-    n_rand = ev.n_rand or splits.n_train
-    n_rec = ev.n_rand_rec or len(test)
-    rand = FeatureTrack("fid_rand", net, small)
-    rand_rec = FeatureTrack("fid_rand_rec", net, small)
-    classes = ClassShares(net) if isinstance(net, DomainNet) else None
-    lat_mse: list[torch.Tensor] = []
-    lat_max: list[torch.Tensor] = []
-    t_invert = 0.0
-    while rand.n < n_rand or rand_rec.n < n_rec:
-        lat = inv.sample(ev.batch_size, generator=g)
-        imgs = decode_all(inv, lat, batch)
-        with clock():
-            if classes is not None:
-                classes.update(imgs[: max(0, n_rand - rand.n)], mb)
-            rand.update(imgs[: max(0, n_rand - rand.n)], mb)
-        k = min(len(imgs), n_rec - rand_rec.n)
-        if k <= 0:
-            continue
-        with Stopwatch(device) as sw:
-            found, _ = invert_all(inv, imgs[:k].to(device), batch)
-        t_invert += sw.seconds
-        rec = decode_all(inv, found, batch)
-        with clock():
-            rand_rec.update(rec, mb)
-        true = lat.tensor[:k].detach().cpu().double()
-        est = found.tensor.detach().cpu().double()
-        if found.space == lat.space and est.shape == true.shape:
-            lat_mse.append((est - true).pow(2).flatten(1).mean(1))
-            lat_max.append((est - true).abs().flatten(1).amax(1))
-    with clock():
-        add(rand.fid(ref))
-        add(rand_rec.fid(ref))
-        if classes is not None:
-            add(classes.result())
-    if lat_mse:
-        mse_all, max_all = torch.cat(lat_mse), torch.cat(lat_max)
-        metrics["latent_mse"] = float(mse_all.mean())
-        flavors["latent_mse"] = f"space={latents.space}/N={len(mse_all)}"
-        for eps in ev.recovery_eps:
-            name = f"recovery@{eps:g}"
-            metrics[name] = float((max_all < eps).double().mean())
-            flavors[name] = f"all |z_i - z*_i| < {eps:g}/space={latents.space}/N={len(mse_all)}"
-    else:
-        info.setdefault("unavailable", {})["latent_mse"] = (
-            f"latent_mse unavailable: '{type(inv).__name__}' inverts into a different latent "
-            "space than it samples from, so the true latent of a random sample is unknown there."
-        )
-    info["rand_rec_invert_seconds"] = round(t_invert, 3)
-    info["track_seconds"] = round(time.perf_counter() - t_tracks, 3)
-    return metrics, flavors, info
+            made.append(make(spec, ctx))
+        except Unavailable as e:
+            msg = str(e) if str(e).startswith(spec.name) else f"{spec.name} unavailable: {e}"
+            result.values[spec.name] = None
+            result.unavailable[spec.name] = msg
+            log(msg)
+    return made, result
 
 
-def run(spec: RunSpec) -> dict[str, Any]:
-    """Execute one run and write its record (JSON) and grid (PNG) under ``spec.out``."""
-    started = _dt.datetime.now(_dt.UTC)
-    t_start = time.perf_counter()
-    _git_rev()  # the commit of the code this process runs, asked before the long work
-    device = select(spec.device)
-    res = resolve(spec)
-    check_out(spec.out)
-    check_feature_weights(res.eval_cfg.feature_net, res.eval_cfg.weights_dir or None)
-    config = res.config()
-    chash = stable_hash(config)
-    torch.manual_seed(spec.seed)
-    np.random.seed(spec.seed % 2**32)
+def evaluate(prep: Prepared, metrics: Sequence[str] | None = None) -> Scores:
+    """Stage 2: invert the test images (timed), build the tracks, stream them through the
+    metrics (``metrics``: only these names; default ``eval.metrics``, else all)."""
+    with exact_fp32():  # float32 without TF32 for inversion, synthesis and metrics
+        return _evaluate(prep, metrics)
 
-    dataset = DATASETS.get(spec.dataset)(res.dataset_cfg)
-    splits: Splits = dataset.load()
-    # Models (generator, fitted inverter, feature network) are keyed by the train split only, so
-    # probe datasets that replace the test split reuse what was trained on their base dataset.
-    data_fp = dataset.train_fingerprint()
 
-    generator, gen_info, gen_key = None, None, None
-    if res.generator_name is not None:
-        generator, gen_info = obtain(
-            res.generator_name, splits, data_fp, res.generator_sets, device=device
-        )
-        gen_key = gen_info["key"]
-
-    inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
-    ctx = FitContext(splits, spec.dataset, device, spec.seed, extra={"dataset_fp": data_fp})
-    fit_seconds, fit_cached_flag = fit_cached(inv, res, ctx, gen_key, data_fp)
-
+def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
+    ev, inv, device, seed = prep.eval_cfg, prep.inverter, prep.device, prep.spec.seed
     # Only the images evaluated are read (a lazy split is never materialised whole); split=train
     # takes as many train images as the test split has, unless eval.n_test says otherwise.
-    n_eval = res.eval_cfg.n_test or (splits.n_test if res.eval_cfg.split == "train" else 0)
-    test = splits.take(res.eval_cfg.split, n_eval)
+    n_eval = ev.n_test or (prep.splits.n_test if ev.split == "train" else 0)
+    test = prep.splits.take(ev.split, n_eval)
     test_dev = test.to(device)
-    log(f"inverting {len(test)} test images with '{spec.method}'")
-    with exact_fp32():  # like the metrics: float32 without TF32 (invbench.device)
-        run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
-        if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
-            run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
-        with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
-            latents, batch = invert_all(inv, test_dev, res.eval_cfg.batch_size)
-        sec_per_image = sw.seconds / len(test)
-        recon = decode_all(inv, latents, batch)
+    log(f"inverting {len(test)} {ev.split} images with '{prep.spec.method}'")
+    run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
+    if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
+        run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
+    with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
+        latents, batch = invert_all(inv, test_dev, ev.batch_size)
+    recon = decode_all(inv, latents, batch)
     if not torch.isfinite(recon).all():
         raise UsageError(
-            f"method '{spec.method}' produced NaN/inf reconstructions; check its settings "
+            f"method '{prep.spec.method}' produced NaN/inf reconstructions; check its settings "
             "(learning rate, steps)."
         )
+    n_rand = ev.n_rand or prep.splits.n_train
+    ctx = _eval_context(prep, len(test), int(test.shape[-1]), n_rand)
+    ctx.timings.update(invert_seconds=sw.seconds, n_test=len(test), fit_seconds=prep.fit_seconds)
+    if prep.generator_info and prep.generator_info.get("train_seconds"):
+        ctx.timings["gen_train_seconds"] = prep.generator_info["train_seconds"]
 
     clock = _Clock()
+    t0 = time.perf_counter()
     with clock():
-        metrics, ci, flavors, unavailable = score_paired(
-            recon, test, res.eval_cfg, device, spec.seed
-        )
-    metrics["sec_per_image"] = sec_per_image
-    metrics["fit_seconds"] = fit_seconds
-    if gen_info and gen_info.get("train_seconds"):  # a trained zoo generator, when it trained
-        metrics["gen_train_seconds"] = gen_info["train_seconds"]
-    track_info: dict[str, Any] = {}
-    if res.eval_cfg.tracks:
-        m, f, track_info = score_tracks(
-            inv,
-            res.eval_cfg,
-            splits,
-            data_fp,
-            test,
-            recon,
-            latents,
-            device,
-            spec.seed,
-            clock,
-            batch,
-        )
-        metrics.update(m)
-        flavors.update(f)
-        unavailable.update(track_info.pop("unavailable", {}))
-    for name, value in list(metrics.items()):
-        if value is not None and not math.isfinite(value):
-            metrics[name] = None
-            unavailable[name] = f"{name} is not finite (the method produced NaN/inf images)."
+        made, result = instantiate(selected_metrics(ev, names), ctx)
+    info: dict[str, Any] = {"metric_setup_seconds": round(time.perf_counter() - t0, 3)}
+    tracks = _Tracks(made, clock, ev.metric_batch)
+    tracks.feed("test", Batch(recon, test, latents.tensor, None, latents.space))
 
-    out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = record_name(res, chash)
-    k = min(res.eval_cfg.grid_images, len(test))
-    if k:
-        save_grid(out / f"{name}.png", test[:k], recon[:k])
-    record = {
-        "method": spec.method,
-        "dataset": spec.dataset,
-        "generator": res.generator_name or "own",
-        "space": latents.space,
-        "split": res.eval_cfg.split,
-        "n_test": len(test),
-        "metrics": {k: None if v is None else round(v, 6) for k, v in metrics.items()},
-        "metric_flavors": flavors,
-        "unavailable": unavailable,
-        "ci": {k: [round(a, 6), round(b, 6)] for k, (a, b) in ci.items()},
-        "config": config,
-        "config_hash": chash,
-        "seed": spec.seed,
-        "grid": f"{name}.png" if k else None,
-        "provenance": {
-            "invbench": invbench.__version__,
-            "git": _git_rev(),
-            "torch": torch.__version__,
-            **describe(device),  # "device": its name (+ memory, capability, CUDA on a GPU)
-            "threads": torch.get_num_threads(),
-            "host_cpus": os.cpu_count(),
-            "started": started.isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t_start, 2),
-            "generator_key": gen_key,
-            "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
-            "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
-            "fit_cached": fit_cached_flag,
-            "invert_seconds": round(sec_per_image * len(test), 3),
-            "invert_batch_size": batch,  # eval.batch_size, or what fitted in device memory
-            "metric_seconds": round(clock.seconds, 3),
-            **track_info,
-            **inv.flavor(),
-        },
+    t_tracks = time.perf_counter()
+    if tracks.wants("interp") and ctx.fid_n["interp"] >= 1:
+        pairs = ctx.fid_n["interp"]
+        a, b = disjoint_pairs(len(latents), pairs, seed)
+        mid = Latents((latents.tensor[a] + latents.tensor[b]) / 2, latents.space)
+        for i in range(0, pairs, ev.batch_size):
+            tracks.feed(
+                "interp", Batch(decode_all(inv, mid[i : i + ev.batch_size], batch), start=i)
+            )
+    info["rand_rec_invert_seconds"] = _random_tracks(prep, tracks, ctx, n_rand, batch)
+    info["track_seconds"] = round(time.perf_counter() - t_tracks, 3)
+
+    with clock():
+        for m in made:
+            result.merge(m.compute())
+    for name, value in list(result.values.items()):
+        if value is not None and not math.isfinite(value):
+            result.values[name] = None
+            result.unavailable[name] = f"{name} is not finite (the method produced NaN/inf images)."
+    info.update(invert_seconds=round(sw.seconds, 3), invert_batch_size=batch)
+    info["metric_seconds"] = round(clock.seconds, 3)
+    net = ctx.made("net")
+    if net is not None:
+        info["feature_net"] = net.flavor
+        info["feature_net_test_accuracy"] = getattr(net, "test_accuracy", None)
+    return Scores(result, test, recon, latents, info)
+
+
+def disjoint_pairs(n: int, pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """IntTsFID's pairs (InvGAN Table 1): ``pairs`` pairs of 2 * ``pairs`` distinct test images
+    out of ``n``, drawn from ``seed``: no image is in two pairs."""
+    if 2 * pairs > n:
+        raise ValueError(f"{pairs} disjoint pairs need {2 * pairs} images; there are {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:pairs], perm[pairs : 2 * pairs]
+
+
+def _random_tracks(
+    prep: Prepared, tracks: _Tracks, ctx: EvalContext, n_rand: int, batch: int
+) -> float:
+    """RandFID and mode coverage on ``n_rand`` random samples; RandRecFID and latent recovery on
+    the first N of them, inverted. Samples are drawn ``eval.batch_size`` at a time (what they
+    are depends on it); ``batch``, the size that fitted the test inversion, bounds decoding and
+    inversion (what they give does not). Returns the seconds spent inverting them."""
+    inv, ev = prep.inverter, prep.eval_cfg
+    want_rand = n_rand if tracks.wants("rand") else 0
+    want_rec = ctx.fid_n["rand_rec"] if tracks.wants("rand_rec") else 0
+    g = torch.Generator().manual_seed(prep.spec.seed)
+    drawn = inverted = 0
+    seconds = 0.0
+    while drawn < want_rand or inverted < want_rec:
+        lat = inv.sample(ev.batch_size, generator=g)
+        imgs = decode_all(inv, lat, batch)
+        true = lat.tensor.detach().cpu()
+        k = min(len(imgs), want_rand - drawn)
+        if k > 0:
+            tracks.feed(
+                "rand", Batch(imgs[:k], true_latents=true[:k], space=lat.space, start=drawn)
+            )
+        drawn += len(imgs)
+        k = min(len(imgs), want_rec - inverted)
+        if k <= 0:
+            continue
+        with Stopwatch(prep.device) as sw:
+            found, _ = invert_all(inv, imgs[:k].to(prep.device), batch)
+        seconds += sw.seconds
+        rec = decode_all(inv, found, batch)
+        tracks.feed(
+            "rand_rec", Batch(rec, imgs[:k], found.tensor, true[:k], found.space, start=inverted)
+        )
+        inverted += k
+    return round(seconds, 3)
+
+
+# -- stage 3: the record and its files ----------------------------------------------------------------
+def record_name(res: Resolved, config_hash: str) -> str:
+    gen = res.generator_name or "own"
+    return f"{res.spec.method}__{res.spec.dataset}__{gen}__s{res.spec.seed}__{config_hash}"
+
+
+def make_record(prep: Prepared, scores: Scores) -> Record:
+    """Stage 3: the typed record of a prepared, evaluated run (nothing written yet)."""
+    res, ev, inv = prep.resolved, prep.eval_cfg, prep.inverter
+    config = res.config()
+    gen_info = prep.generator_info
+    r = scores.result
+    flavors = dict(r.flavors)
+    flavors.update({f"method.{k}": str(v) for k, v in inv.flavor().items()})
+    provenance = {
+        "invbench": invbench.__version__,
+        "git": _git_rev(),
+        "torch": torch.__version__,
+        **describe(prep.device),  # "device": its name (+ memory, capability, CUDA on a GPU)
+        "threads": torch.get_num_threads(),
+        "host_cpus": os.cpu_count(),
+        "started": prep.started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - prep.t_start, 2),
+        "generator_key": gen_info["key"] if gen_info else None,
+        "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
+        "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
+        "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
+        "fit_cached": prep.fit_cached,
+        **scores.info,
+        **inv.flavor(),  # also in metric_flavors (method.<key>)
+        **inv.diagnostics(),
     }
-    artifacts.atomic_write_json(out / f"{name}.json", record)
+    return Record(
+        method=prep.spec.method,
+        dataset=prep.spec.dataset,
+        generator=res.generator_name or "own",
+        space=scores.latents.space,
+        seed=prep.spec.seed,
+        metrics={k: None if v is None else round(v, 6) for k, v in r.values.items()},
+        config=config,
+        config_hash=stable_hash(config),
+        setting=setting_of(config),
+        split=ev.split,
+        n_test=len(scores.test),
+        precision=ev.precision,
+        profile=ev.profile,
+        metric_flavors=flavors,
+        unavailable=dict(r.unavailable),
+        ci={k: [round(a, 6), round(b, 6)] for k, (a, b) in r.ci.items()},
+        provenance=provenance,
+    )
+
+
+def save_grid(path: Path, originals: torch.Tensor, recons: torch.Tensor) -> None:
+    """Originals (top row) above their reconstructions (bottom row), upscaled for viewing."""
+    from torchvision.utils import make_grid, save_image
+
+    n = len(originals)
+    both = torch.cat([originals, recons]).clamp(-1, 1) * 0.5 + 0.5
+    if both.shape[-1] < 64:
+        both = torch.nn.functional.interpolate(
+            both, scale_factor=64 // both.shape[-1], mode="nearest"
+        )
+    grid = make_grid(both, nrow=n, padding=2, pad_value=1.0)
+    with artifacts.atomic_path(path) as tmp:
+        save_image(grid, tmp, format="png")
+
+
+def per_image_csv(ids: Sequence[str], per_image: dict[str, torch.Tensor]) -> str:
+    """One row per image: its id, then each paired metric (mse, mae, psnr, ssim, lpips, ...)."""
+    names = [s.name for s in METRICS.specs() if s.name in per_image]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", *names])
+    for i, image_id in enumerate(ids):
+        w.writerow([image_id, *(f"{float(per_image[n][i]):.8g}" for n in names)])
+    return buf.getvalue()
+
+
+def save_images(folder: Path, ids: Sequence[str], images: torch.Tensor) -> None:
+    """Each image as ``<id>.png`` (8-bit; grey or RGB) in ``folder``, written atomically."""
+    from PIL import Image
+
+    u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for image_id, a in zip(ids, u8, strict=True):
+        img = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+        with artifacts.atomic_path(folder / f"{image_id}.png") as tmp:
+            img.save(tmp, format="png")
+
+
+def write_outputs(prep: Prepared, scores: Scores, record: Record) -> Record:
+    """Beside the record: per-image scores (CSV), the latents (safetensors), the PNG grid and,
+    with ``save_images``, every reconstruction. The record is written last: a cell is done only
+    when its record exists, so a killed run is recomputed, never half-counted."""
+    from safetensors.torch import save_file
+
+    assert prep.spec.out is not None
+    out = Path(prep.spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = record_name(prep.resolved, record.config_hash)
+    ids = [f"{record.split}{i:05d}" for i in range(len(scores.test))]
+    files: dict[str, str] = {}
+    if scores.result.per_image:
+        artifacts.atomic_write_text(
+            out / f"{name}.per_image.csv", per_image_csv(ids, scores.result.per_image)
+        )
+        files["per_image"] = f"{name}.per_image.csv"
+    with artifacts.atomic_path(out / f"{name}.latents.safetensors") as tmp:
+        meta = {"space": scores.latents.space, "split": record.split, "ids": f"{ids[0]}..{ids[-1]}"}
+        save_file({"latents": scores.latents.tensor.contiguous()}, str(tmp), metadata=meta)
+    files["latents"] = f"{name}.latents.safetensors"
+    k = min(prep.eval_cfg.grid_images, len(scores.test))
+    if k:
+        save_grid(out / f"{name}.png", scores.test[:k], scores.recon[:k])
+        files["grid"] = f"{name}.png"
+    if prep.spec.save_images:
+        save_images(out / f"{name}.images", ids, scores.recon)
+        files["images"] = f"{name}.images"
+    record = dataclasses.replace(record, files=files)
+    record.write(out / f"{name}.json")
     return record
+
+
+def run(spec: RunSpec) -> Record:
+    """Prepare, evaluate, and (unless ``spec.out`` is None) write the record and its files."""
+    prep = prepare(spec)
+    scores = evaluate(prep)
+    record = make_record(prep, scores)
+    return record if spec.out is None else write_outputs(prep, scores, record)

@@ -225,14 +225,18 @@ def run_suite(
     suite: Suite, out: Path, device: str = "cpu", only: str | None = None
 ) -> tuple[int, int]:
     """Run the missing cells (of those ``only`` selects); return (run now, already done)."""
+    from invbench.record import is_valid
     from invbench.runner import run
 
     todo = select(cells(suite, out, device), only)
-    done = sum(1 for *_, path in todo if path.is_file())
+    valid = {path for *_, path in todo if is_valid(path)}  # an invalid record is recomputed
+    done = len(valid)
     ran = 0
     for i, (entry, seed, spec, path) in enumerate(todo, 1):
-        if path.is_file():
+        if path in valid:
             continue
+        if path.exists():
+            log(f"suite {suite.name}: {path.name} is not a valid record; computing it again")
         log(f"suite {suite.name}: cell {i}/{len(todo)} — {entry.label}, seed {seed}")
         run(spec)
         ran += 1
@@ -241,15 +245,15 @@ def run_suite(
 
 def labels_by_setting(suite: Suite, out: Path) -> dict[str, str]:
     """Map each cell's setting id (configuration minus seed) to its run label."""
-    import json
-
-    from invbench.tables import setting_id
+    from invbench.record import InvalidRecord, Record
 
     mapping = {}
     for entry, _seed, _spec, path in cells(suite, out):
         if path.is_file():
-            rec = json.loads(path.read_text())
-            mapping[setting_id(rec)] = entry.label
+            try:
+                mapping[Record.read(path).setting] = entry.label
+            except InvalidRecord:
+                continue  # load_records warns about it (or stops, for the gate)
     return mapping
 
 

@@ -5,8 +5,11 @@ present but wrong (its full SHA-256 differs from the published one); ``fetch`` d
 ``$INVBENCH_WEIGHTS``, else the torch hub cache) and keeps a file only after its full digest
 matched. Feature networks' entries, digests and search directories come from
 ``invbench.metrics.weights`` so that the metrics and this manager can never disagree.
-StyleGAN2 checkpoints have no published checksum: they are checked structurally instead
-(readable with ``weights_only=True``, a ``g_ema`` state dict of the StyleGAN2 layout).
+StyleGAN2 / StyleGAN3 checkpoints (rosinality's .pt, NVlabs' .pkl), pSp / e4e / ReStyle
+checkpoints and the ArcFace IR-SE50 have no published checksum that could be confirmed from two
+independent public listings: they are checked structurally instead (read without running code —
+``weights_only=True``, or NVlabs' pickles through ``invbench.generators.nvlabs`` — and found to
+hold the network's layout).
 
 ``$INVBENCH_WEIGHTS_MIRROR`` (a base URL) replaces each file's host, for sites with an
 internal mirror; the file name is appended to it.
@@ -29,6 +32,7 @@ from invbench.metrics.weights import (
     ALEXNET,
     ENV,
     INCEPTION,
+    IR_SE50,
     LPIPS_ALEX_LINEAR,
     VGG16,
     WeightFile,
@@ -38,8 +42,14 @@ from invbench.metrics.weights import (
 
 MIRROR_ENV = "INVBENCH_WEIGHTS_MIRROR"
 ROSINALITY = "https://github.com/rosinality/stylegan2-pytorch#pretrained-checkpoints"
+NGC_SG2 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
+NGC_SG3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
+ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
+PSP = "https://github.com/eladrich/pixel2style2pixel#pretrained-models"
+E4E = "https://github.com/omertov/encoder4editing#pretrained-models"
+RESTYLE = "https://github.com/yuval-alaluf/restyle-encoder#pretrained-models"
 
-Kind = Literal["feature", "stylegan2", "package"]
+Kind = Literal["feature", "stylegan2", "stylegan3", "encoder", "identity", "package"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,95 @@ ENTRIES: tuple[Entry, ...] = (
         "stylegan2",
         page=ROSINALITY,
     ),
+    # NVlabs' network pickles, read without running their code (invbench.generators.nvlabs).
+    *(
+        Entry(
+            f"sg2-{n}",
+            (f"stylegan2-{n}.pkl",),
+            f"StyleGAN2 {what} (NVlabs pickle)",
+            "stylegan2",
+            url=NGC_SG2 + f"stylegan2-{n}.pkl",
+        )
+        for n, what in (
+            ("ffhq-1024x1024", "FFHQ 1024²"),
+            ("ffhq-512x512", "FFHQ 512²"),
+            ("ffhq-256x256", "FFHQ 256²"),
+            ("celebahq-256x256", "CelebA-HQ 256²"),
+            ("metfaces-1024x1024", "MetFaces 1024²"),
+            ("afhqv2-512x512", "AFHQv2 512²"),
+            ("lsundog-256x256", "LSUN dog 256²"),
+        )
+    ),
+    *(
+        Entry(
+            f"sg2ada-{n}",
+            (f"{n}.pkl",),
+            f"StyleGAN2-ADA {what} (NVlabs pickle)",
+            "stylegan2",
+            url=ADA + f"{n}.pkl",
+        )
+        for n, what in (
+            ("ffhq", "FFHQ 1024²"),
+            ("metfaces", "MetFaces 1024²"),
+            ("afhqcat", "AFHQ cat 512²"),
+            ("afhqdog", "AFHQ dog 512²"),
+            ("afhqwild", "AFHQ wild 512²"),
+            ("brecahad", "BreCaHAD 512²"),
+        )
+    ),
+    *(
+        Entry(
+            f"sg3-{n}",
+            (f"stylegan3-{n}.pkl",),
+            f"StyleGAN3-{n[0].upper()} {n[2:]} (NVlabs pickle)",
+            "stylegan3",
+            url=NGC_SG3 + f"stylegan3-{n}.pkl",
+        )
+        for n in (
+            "t-ffhq-1024x1024",
+            "r-ffhq-1024x1024",
+            "t-ffhqu-256x256",
+            "r-ffhqu-256x256",
+            "t-afhqv2-512x512",
+            "r-afhqv2-512x512",
+            "t-metfaces-1024x1024",
+        )
+    ),
+    # Published encoders (state_dict + opts + latent_avg), run by --method psp / e4e /
+    # restyle-pretrained --set checkpoint=NAME.
+    Entry(
+        "psp-ffhq", ("psp_ffhq_encode.pt",), "pSp FFHQ encoder (--method psp)", "encoder", page=PSP
+    ),
+    Entry(
+        "e4e-ffhq", ("e4e_ffhq_encode.pt",), "e4e FFHQ encoder (--method e4e)", "encoder", page=E4E
+    ),
+    Entry("e4e-church", ("e4e_church_encode.pt",), "e4e LSUN church encoder", "encoder", page=E4E),
+    Entry("e4e-horse", ("e4e_horse_encode.pt",), "e4e LSUN horse encoder", "encoder", page=E4E),
+    *(
+        Entry(
+            f"restyle-{v}-{d}",
+            (f"restyle_{v}_{d.replace('-', '_')}_encode.pt",),
+            f"ReStyle + {v} {what} (--method restyle-pretrained)",
+            "encoder",
+            page=RESTYLE,
+        )
+        for v, d, what in (
+            ("psp", "ffhq", "FFHQ"),
+            ("e4e", "ffhq", "FFHQ"),
+            ("psp", "church", "LSUN church"),
+            ("e4e", "church", "LSUN church"),
+            ("psp", "afhq-wild", "AFHQ wild"),
+            ("e4e", "afhq-wild", "AFHQ wild"),
+            ("e4e", "horse", "LSUN horse"),
+        )
+    ),
+    Entry(
+        "ir-se50",
+        IR_SE50.names,
+        "ArcFace IR-SE50: the id_sim metric and ID losses",
+        "identity",
+        page=IR_SE50.url,
+    ),
 )
 
 
@@ -149,13 +248,45 @@ def _check_file(entry: Entry, path: Path) -> tuple[bool, str]:
         if digest == entry.sha256:
             return True, f"sha256 {digest[:12]}… matches the published digest in full"
         return False, f"sha256 {digest}, expected {entry.sha256}"
-    from invbench.generators.stylegan2 import architecture, read_checkpoint
-
     try:
-        arch = architecture(read_checkpoint(path)["g_ema"])
+        return True, f"{_structure(entry, path)} (no published checksum: checked structurally)"
     except (DataError, UsageError, KeyError) as e:
         return False, str(e)
-    return True, f"g_ema {arch['size']}², style {arch['style_dim']} (no published checksum)"
+
+
+def _structure(entry: Entry, path: Path) -> str:
+    """What the file holds, read without running code; DataError when it is not the network."""
+    if entry.kind == "stylegan3":
+        from invbench.generators import nvlabs
+        from invbench.generators.stylegan3 import StyleGAN3Net
+
+        G = nvlabs.read_pickle(path)["G_ema"]
+        if not nvlabs.is_stylegan3(G):
+            raise DataError(f"{path}: not a StyleGAN3 generator.")
+        net = StyleGAN3Net(nvlabs.check_generator(G, str(path)))
+        return f"nvlabs-stylegan3 G_ema {net.size}², w {net.style_dim}"
+    if entry.kind == "encoder":
+        from invbench.published_encoders import build_encoder, read_checkpoint
+
+        ckpt = read_checkpoint(path)
+        build_encoder(ckpt)
+        return f"{ckpt.family} {ckpt.encoder_type}, decoder {architecture_of(ckpt.decoder)}"
+    if entry.kind == "identity":
+        from invbench.metrics.identity import IdentitySimilarity
+
+        IdentitySimilarity(path)
+        return "IR-SE50 ArcFace layout"
+    from invbench.generators.stylegan2 import read_checkpoint as read_sg2
+
+    ckpt = read_sg2(path)
+    return f"{ckpt['format']} g_ema {architecture_of(ckpt['g_ema'])}"
+
+
+def architecture_of(g_ema: dict) -> str:
+    from invbench.generators.stylegan2 import architecture
+
+    arch = architecture(g_ema)
+    return f"{arch['size']}², w {arch['style_dim']}"
 
 
 def _package_dir(package: str) -> Path | None:
@@ -190,8 +321,14 @@ def status(entry: Entry, verify: bool = True) -> Status:
     return Status(entry, "missing", None, "not found", dirs)
 
 
-def find_stylegan2(spec: str) -> Path:
-    """A StyleGAN2 checkpoint from a path or a bare file name searched in the weight directories."""
+def find_file(spec: str, what: str, setting: str, page: str) -> Path:
+    """A file from a path or a bare file name searched in the weight directories (in order).
+
+    ``what`` names the file in messages, ``setting`` is the ``--set`` key that passes it and
+    ``page`` where a person downloads it.
+    """
+    if not spec:
+        raise UsageError(f"no {what} given: pass its path with --set {setting}=PATH ({page}).")
     p = Path(spec).expanduser()
     if p.is_file():
         return p
@@ -201,14 +338,18 @@ def find_stylegan2(spec: str) -> Path:
                 return d / spec
         where = ", ".join(str(d) for d in search_dirs())
         raise DataError(
-            f"StyleGAN2 checkpoint '{spec}' not found in {where}. Put the file in one of those "
-            f"directories (or in ${ENV}), or pass its path: --set generator.checkpoint=PATH. "
-            f"Files: {ROSINALITY}; `invbench weights list` shows what is present."
+            f"{what} '{spec}' not found in {where}. Put the file in one of those "
+            f"directories (or in ${ENV}), or pass its path: --set {setting}=PATH. "
+            f"Files: {page}; `invbench weights list` shows what is present."
         )
     raise DataError(
-        f"StyleGAN2 checkpoint {p} does not exist. Pass the path of a stylegan2-pytorch .pt file "
-        "with --set generator.checkpoint=PATH."
+        f"{what} {p} does not exist. Pass the path of the file with --set {setting}=PATH."
     )
+
+
+def find_stylegan2(spec: str) -> Path:
+    """A StyleGAN2 checkpoint (stylegan2-pytorch .pt or NVlabs .pkl) by path or file name."""
+    return find_file(spec, "StyleGAN2 checkpoint", "generator.checkpoint", ROSINALITY)
 
 
 def fetch(entry: Entry, timeout: float = 30.0) -> Path:
@@ -247,7 +388,7 @@ def fetch(entry: Entry, timeout: float = 30.0) -> Path:
 
 def format_status(s: Status) -> str:
     mark = {"ok": "ok", "missing": "MISSING", "bad": "BAD"}[s.state]
-    lines = [f"{s.entry.name:22s} {mark:8s} {s.entry.purpose}"]
+    lines = [f"{s.entry.name:26s} {mark:8s} {s.entry.purpose}"]
     if s.path is not None:
         lines.append(f"    {s.path}  ({s.detail})")
     else:

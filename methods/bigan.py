@@ -17,13 +17,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from invbench.config import as_dict, stable_hash
 from invbench.encoders import Encoder
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGAN, DCGANDiscriminator
 from invbench.generators.train import Checkpointer, TrainingLoop
 from invbench.inverter import FitContext, Inverter, Latents
-from invbench.latent_opt import dataset_fingerprint
 from invbench.losses import gan_d_loss
 from invbench.registry import METHODS
 
@@ -114,14 +112,7 @@ class BiGAN(Inverter):
         self.build(ctx.splits.channels, ctx.splits.resolution)
         gen, enc, disc = self.generator, self.encoder, self.disc
         assert gen is not None
-        key = stable_hash(
-            {
-                "config": as_dict(cfg),
-                "data": dataset_fingerprint(ctx),
-                "seed": self.seed,
-                "v": TRAIN_VERSION,
-            }
-        )
+        key = self.fit_key(ctx)  # the runner's cache key: checkpoints resume under it
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         opt_ge = torch.optim.Adam(
             list(gen.parameters()) + list(enc.parameters()), lr=cfg.lr, betas=betas
@@ -134,7 +125,7 @@ class BiGAN(Inverter):
         start = ckpt.restore()
         for m in (gen, enc, disc):
             m.train().requires_grad_(True)
-        data = ctx.splits.train
+        data = ctx.splits.train_images()
         loop = TrainingLoop(
             ckpt,
             start,

@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from invbench.artifacts import later
 from invbench.encoders import EncoderInverter, OptimEncoderConfig
 from invbench.inverter import Inverter, Latents
 from invbench.latent_opt import OptimisationInverter, hashed_uniform
@@ -39,7 +40,8 @@ class Clipping(OptimisationInverter, EncoderInverter, Inverter):
     @dataclass
     class Config(OptimEncoderConfig):
         bound: float = 1.0  # the box [-bound, bound]^d of the paper's uniform prior
-        mode: Literal["stochastic", "standard"] = "stochastic"  # redraw, or clamp to the box
+        # Redraw, or clamp to the box; added with the default it had (keys unchanged).
+        mode: Literal["stochastic", "standard"] = later("stochastic", since=2)
 
         def validate(self) -> None:
             super().validate()

@@ -200,7 +200,8 @@ class ClosedForm(Inverter):
         """Mean ||g_1(z) - r*|| / ||r*|| over the images inverted so far."""
         return float(np.mean(self._residual)) if self._residual else float("nan")
 
-    def flavor(self) -> dict[str, str]:
+    def diagnostics(self) -> dict[str, str]:
+        # Measured per run (they vary with the images), so not a flavor: rows would never match.
         return {
             "closed_form_solve": self.cfg.solve,
             "closed_form_range_residual": f"{self.range_residual():.6f}",

@@ -29,7 +29,6 @@ different widths (a 32-d code, a 1024-d feature vector) as the paper's "all weig
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import artifacts
-from invbench.config import as_dict, stable_hash
 from invbench.errors import DataError, UsageError
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
 from invbench.generators.mapping import MappingMLP
@@ -308,23 +306,11 @@ class InvGAN(Inverter):
         return self.nets
 
     # -- training ------------------------------------------------------------------------------
-    def _key(self, data: torch.Tensor, dataset: str) -> str:
-        digest = hashlib.sha256(data.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-        return stable_hash(
-            {
-                "config": as_dict(self.cfg),
-                "dataset": dataset,
-                "data": digest[:16],
-                "seed": self.seed,
-                "v": TRAIN_VERSION,
-            }
-        )
-
     def fit(self, ctx: FitContext) -> None:
         cfg = self.cfg
-        data = ctx.splits.train
+        data = ctx.splits.train_images()  # streamed when it does not fit in memory
         nets = self._build(ctx.splits.channels, ctx.splits.resolution)
-        key = self._key(data, ctx.dataset)
+        key = self.fit_key(ctx)  # the runner's cache key: checkpoints resume under it
         opt_d = torch.optim.Adam(nets.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         groups = [
             {"params": list(nets.M.parameters()), "lr": cfg.lr_g * cfg.mapping_lr_mul},

@@ -25,7 +25,6 @@ It is deterministic (no KL term): the ablation isolates the latent space the enc
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +34,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import artifacts
-from invbench.config import as_dict, stable_hash
 from invbench.encoders import Encoder
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
@@ -48,7 +46,6 @@ from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
 from invbench.metrics.perceptual import vgg16_features
 from invbench.metrics.weights import VGG16, find_weights, missing_message
 from invbench.nice import NICE
-from invbench.progress import log
 from invbench.registry import METHODS
 
 TRAIN_VERSION = 2  # bump when the training code changes its result, to invalidate caches
@@ -154,17 +151,13 @@ def build_perceptual(kind: str, ctx: FitContext) -> Perceptual | None:
     return perceptual_for(ctx, "domain")
 
 
-def data_hash(ctx: FitContext) -> str:
-    x = ctx.splits.train.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.sha256(x.tobytes()).hexdigest()[:16]
-
-
 # -- the method -----------------------------------------------------------------------------------
 @METHODS.register("lia")
 class LIA(Inverter):
     owns_generator = True
     trains = True
     train_version = TRAIN_VERSION
+    inference_fields = frozenset(INFERENCE_FIELDS)  # the runner's cache key leaves them out
 
     @dataclass
     class Config:
@@ -260,38 +253,24 @@ class LIA(Inverter):
         self.encoder.to(self.device)
         self._channels, self._resolution = channels, resolution
 
-    def training_key(self, ctx: FitContext, perceptual: str) -> str:
-        """What ``fit`` depends on: not the inversion settings, so they share one training."""
-        cfg = {k: v for k, v in as_dict(self.cfg).items() if k not in INFERENCE_FIELDS}
-        return stable_hash(
-            {
-                "method": self.name,
-                "config": cfg,
-                "data": data_hash(ctx),
-                "shape": list(ctx.splits.train.shape[1:]),
-                "seed": self.seed,
-                "perceptual": perceptual,
-                "v": TRAIN_VERSION,
-            }
-        )
+    def fit_identity(self, ctx: FitContext) -> dict[str, Any]:
+        """Which perceptual network stage 2 trains with depends on the weights found here."""
+        return {
+            "perceptual": resolve_perceptual(self.cfg.perceptual) if self.cfg.enc_steps else "none"
+        }
 
     # -- fit: the two stages ------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> None:
+        """Both stages, resumable; the runner caches the result once (``fit_key``)."""
         self.device = ctx.device
-        perc_kind = resolve_perceptual(self.cfg.perceptual) if self.cfg.enc_steps else "none"
-        key = self.training_key(ctx, perc_kind)
+        perc_kind = self.fit_identity(ctx)["perceptual"]
+        key = self.fit_key(ctx)
         self.build(ctx.splits.channels, ctx.splits.resolution)
-        cached = artifacts.load_artifact(ARTIFACT_KIND, key)
-        if cached is not None:
-            self.load_state_dict(cached[0])
-            log(f"{self.name}: loaded both trained stages from the cache")
-            return
         state = artifacts.load_checkpoint(ARTIFACT_KIND, key)
         if state is None or int(state["stage"]) == 1:
             self.train_decoder(ctx, key, state)
             state = artifacts.load_checkpoint(ARTIFACT_KIND, key)
         self.train_encoder(ctx, key, state, perc_kind)
-        artifacts.save_artifact(ARTIFACT_KIND, key, self.state_dict(), {"method": self.name})
         artifacts.drop_checkpoint(ARTIFACT_KIND, key)
 
     def _checkpointer(
@@ -343,7 +322,7 @@ class LIA(Inverter):
         start = ckpt.resume_from(state)
         gen.train().requires_grad_(True)
         disc.train().requires_grad_(True)
-        data = ctx.splits.train
+        data = ctx.splits.train_images()
         loop = self._loop(ckpt, 1, start, cfg.steps)
         for step in loop:
             real = self._batch(data, cfg.batch_size, rng)
@@ -390,7 +369,7 @@ class LIA(Inverter):
         enc.train().requires_grad_(True)
         eps = build_perceptual(perceptual, ctx) if cfg.beta1_perceptual > 0 else None
         self.perceptual_flavor = eps.flavor if eps is not None else "none"
-        data = ctx.splits.train
+        data = ctx.splits.train_images()
         loop = self._loop(ckpt, 2, start, cfg.enc_steps)
         for step in loop:
             real = self._batch(data, cfg.enc_batch_size, rng)

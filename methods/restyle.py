@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from invbench.artifacts import later
 from invbench.encoders import EncoderInverter
 from invbench.inverter import Inverter, Latents
 from invbench.methods.encoder import EncoderMethodConfig
@@ -22,12 +23,15 @@ from invbench.registry import METHODS
 
 @METHODS.register("restyle")
 class ReStyle(EncoderInverter, Inverter):
+    # The rows of one suite that read a trained encoder after t steps share that encoder.
+    inference_fields = frozenset({"invert_iters"})
+
     @dataclass
     class Config(EncoderMethodConfig):
         # Refinement steps at inversion (0 = enc_iters, as trained). Inference only: it reads
         # one trained encoder's reconstruction after step t = 1 .. N (ReStyle's premise: each
         # step brings the reconstruction closer to the target).
-        invert_iters: int = 0
+        invert_iters: int = later(0, since=2)
 
         def validate(self) -> None:
             super().validate()

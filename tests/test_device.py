@@ -18,7 +18,6 @@ from invbench import runner
 from invbench.cli import main
 from invbench.errors import UsageError
 from invbench.inverter import Inverter, Latents
-from invbench.metrics.perceptual import Unavailable
 
 
 def test_select():
@@ -103,23 +102,26 @@ def test_runner_inversion_backs_off_and_matches_the_unbatched_result():
         runner.invert_all(inv, x, batch_size=4)
 
 
-def test_metrics_are_computed_without_tf32(monkeypatch):
+def test_metrics_are_computed_without_tf32(monkeypatch, tiny_dcgan):
+    """Every metric of an evaluation runs with TF32 off, whatever the caller had set."""
+    from invbench.metrics import METRICS, paired_metric
+
     seen = []
 
-    def paired(recon: torch.Tensor, test: torch.Tensor) -> dict[str, torch.Tensor]:
+    @paired_metric("tf32_probe", "records the TF32 switches the metric code runs under")
+    def probe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
-        return {"mse": (recon - test).pow(2).flatten(1).mean(1)}
+        return (x - y).pow(2).flatten(1).mean(1)
 
-    def no_lpips(*args: object) -> None:
-        raise Unavailable("no AlexNet here")
-
-    monkeypatch.setattr(runner, "compute_paired", paired)
-    monkeypatch.setattr(runner, "load_lpips", no_lpips)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    x = torch.zeros(2, 1, 4, 4)
-    ev = runner.EvalConfig(bootstrap=0)
-    metrics, *_ = runner.score_paired(x, x, ev, torch.device("cpu"), 0)
-    assert seen == [(False, False)] and metrics["mse"] == 0.0
+    try:
+        sets = ["generator.steps=300", "generator.batch_size=32", "method.steps=2",
+                "eval.n_test=4", "eval.tracks=false", "eval.bootstrap=0"]  # fmt: skip
+        prep = runner.prepare(runner.RunSpec("creswell", sets=sets, out=None))
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+        scores = runner.evaluate(prep, metrics=["tf32_probe"])
+    finally:
+        METRICS.unregister("tf32_probe")
+    assert seen and set(seen) == {(False, False)} and scores.result.values["tf32_probe"] >= 0
     assert torch.backends.cudnn.allow_tf32  # restored after the metrics
 
 

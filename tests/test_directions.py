@@ -163,7 +163,7 @@ def test_closed_form_inverts_and_reports_range_gap(tiny_dcgan):
     rec = inv.decode(lat)
     start = tiny_dcgan.synthesize(torch.zeros(4, tiny_dcgan.z_dim))
     assert (rec - x).pow(2).mean() < (start - x).pow(2).mean()  # the projection kept progress
-    assert 0 <= float(inv.flavor()["closed_form_range_residual"]) < 1
+    assert 0 <= float(inv.diagnostics()["closed_form_range_residual"]) < 1
 
 
 def test_edit_cli_writes_strip_scores_and_claim(tmp_path, digits, tiny_dcgan, capsys):

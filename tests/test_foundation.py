@@ -181,7 +181,8 @@ def test_cli_run_json_prints_exactly_one_record(tmp_path):
     assert rec["ci"]["mse"][0] <= rec["metrics"]["mse"] <= rec["ci"]["mse"][1]
     assert rec["config"]["method"]["steps"] == 30
     files = sorted(f.name for f in out.iterdir())
-    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".png")
+    ends = (".json", ".latents.safetensors", ".per_image.csv", ".png")
+    assert len(files) == 4 and all(f.endswith(e) for f, e in zip(files, ends, strict=True))
     # the table command renders what run wrote
     t = run_cli(["table", "--results", str(out), "--format", "latex"], tmp_path / "home")
     assert t.returncode == 0 and r"\toprule" in t.stdout and "creswell" in t.stdout

@@ -339,9 +339,10 @@ def test_nan_stops_training_with_a_clear_error(digits8):
     # Poisoned data (it bypasses the dataset's validation) makes every loss NaN at once.
     bad = dataclasses.replace(digits8, train=torch.full_like(digits8.train, float("nan")))
     inv = InvGAN(tiny_cfg(steps=20, ckpt_every=1), None, "cpu")
+    ctx = FitContext(splits=bad, dataset="digits", device=torch.device("cpu"))
     with pytest.raises(TrainingDiverged, match="diverged at step 0"):
-        inv.fit(FitContext(splits=bad, dataset="digits", device=torch.device("cpu")))
-    assert not artifacts.checkpoint_path("invgan", inv._key(bad.train, "digits")).exists()
+        inv.fit(ctx)
+    assert not artifacts.checkpoint_path("invgan", inv.fit_key(ctx)).exists()
 
 
 def test_runner_end_to_end(tmp_path):

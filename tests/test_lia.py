@@ -221,15 +221,17 @@ def test_stage1_resumes_from_checkpoint_to_identical_weights(digits, monkeypatch
 
 
 def test_fit_caches_by_training_settings_only(digits):
+    from invbench.runner import fit_cached
+
     _, splits = digits
     ctx = ctx_of(splits, 64)
     a = make(steps="3", enc_steps="3")
-    a.fit(ctx)
-    b = make(steps="3", enc_steps="3", refine_steps="3")
-    assert a.training_key(ctx, "none") == b.training_key(ctx, "none")
+    assert fit_cached(a, ctx)[1] is False  # trained
+    b = make(steps="3", enc_steps="3", refine_steps="3")  # an inference-only field
+    assert a.fit_key(ctx) == b.fit_key(ctx)
     c = make(steps="3", enc_steps="3", lr_e="2e-3")
-    assert a.training_key(ctx, "none") != c.training_key(ctx, "none")
-    b.fit(ctx)  # from the cache: the very same weights
+    assert a.fit_key(ctx) != c.fit_key(ctx)
+    assert fit_cached(b, ctx)[1] is True  # from the runner's one cache: the very same weights
     for k, v in a.state_dict().items():
         assert torch.equal(b.state_dict()[k], v), k
     # The runner's cache round trip restores a working inverter.
@@ -243,12 +245,12 @@ def test_nan_training_raises_and_caches_nothing(digits):
     bad = splits.train[:32].clone()
     bad[0, 0, 0, 0] = float("nan")
     ctx = FitContext(Splits(bad, splits.test[:4]), "digits", torch.device("cpu"), seed=0)
+    from invbench.runner import fit_cached
+
     inv = make(steps="3", enc_steps="3", batch_size="32")
     with pytest.raises(TrainingDiverged, match="stage 1 diverged"):
-        inv.fit(ctx)
-    import invbench.methods.lia as lia_mod
-
-    assert artifacts.load_artifact(lia_mod.ARTIFACT_KIND, inv.training_key(ctx, "none")) is None
+        fit_cached(inv, ctx)
+    assert artifacts.load_artifact("inverters", inv.fit_key(ctx)) is None
 
 
 # -- the baselines ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Every metric against an independent reference: scikit-image, scipy, closed forms,
-torch-fidelity, the ``lpips`` package; and independence of the batch size."""
+torch-fidelity, torchmetrics, the ``lpips`` package; and independence of the batch size."""
 
 from __future__ import annotations
 
@@ -11,11 +11,21 @@ import scipy.linalg
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+import invbench
 from invbench.errors import DataError
+from invbench.metrics import METRICS, Batch, EvalContext
 from invbench.metrics.distribution import RunningStats, frechet_distance, kid
-from invbench.metrics.paired import compute_paired
-from invbench.metrics.swd import SWDAccumulator, laplacian_pyramid, sliced_wasserstein, swd
+from invbench.metrics.reference import Reference
+from invbench.metrics.swd import (
+    FAKE,
+    REAL,
+    SWDAccumulator,
+    laplacian_pyramid,
+    sliced_wasserstein,
+    swd,
+)
 from invbench.metrics.weights import ALEXNET, WeightFile
+from invbench.runner import EvalConfig
 
 
 def _images(n: int, c: int, seed: int, res: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,7 +39,7 @@ def _images(n: int, c: int, seed: int, res: int = 32) -> tuple[torch.Tensor, tor
 @pytest.mark.parametrize("channels", [1, 3])
 def test_ssim_psnr_match_scikit_image(channels: int) -> None:
     x, y = _images(6, channels, seed=channels)
-    got = compute_paired(y, x)
+    got = {name: invbench.metric(name)(y, x) for name in ("ssim", "psnr")}
     for i in range(len(x)):
         a, b = x[i].double().numpy(), y[i].double().numpy()
         ref_ssim = structural_similarity(
@@ -39,6 +49,11 @@ def test_ssim_psnr_match_scikit_image(channels: int) -> None:
         ref_psnr = peak_signal_noise_ratio(a, b, data_range=2.0)
         assert abs(float(got["ssim"][i]) - ref_ssim) < 1e-4
         assert abs(float(got["psnr"][i]) - ref_psnr) < 1e-4
+    from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
+
+    tm = tm_psnr(y.double(), x.double(), data_range=2.0, reduction="none",
+                                 dim=(1, 2, 3))  # fmt: skip
+    torch.testing.assert_close(got["psnr"], tm, rtol=1e-6, atol=0)  # its data_range is float32
 
 
 def _scipy_frechet(mu1, s1, mu2, s2) -> float:
@@ -114,21 +129,27 @@ def test_sliced_wasserstein_is_w1_for_one_dimensional_descriptors() -> None:
     assert got == pytest.approx(wasserstein_distance(a[:, 0], b[:, 0]), rel=1e-5)
 
 
-def test_laplacian_pyramid_is_invertible_and_swd_of_a_set_with_itself_is_zero() -> None:
+def test_laplacian_pyramid_is_invertible_and_sets_draw_their_own_patches() -> None:
     from invbench.metrics.swd import _pyr_up
 
-    x, y = _images(5, 1, seed=5)
+    x, y = _images(40, 1, seed=5)
     u8 = ((x.numpy() + 1) * 127.5).astype(np.float32)
     pyr = laplacian_pyramid(u8, 2)
     assert [p.shape[-1] for p in pyr] == [32, 16]
     np.testing.assert_allclose(_pyr_up(pyr[1]) + pyr[0], u8, atol=1e-3)
-    a, b = SWDAccumulator(32, seed=1), SWDAccumulator(32, seed=1)
+    # ProGAN: each set draws its own patch positions, so a set against itself is not 0 (patches
+    # are compared as distributions, not one for one), but far below a different set.
+    a, b = SWDAccumulator(32, seed=1, role=REAL), SWDAccumulator(32, seed=1, role=FAKE)
     a.update(x)
     b.update(x)
-    assert swd(a, b)[0] == 0.0
-    c = SWDAccumulator(32, seed=1)
+    same = swd(a, b)[0]
+    c = SWDAccumulator(32, seed=1, role=FAKE)
     c.update(y)
-    assert swd(a, c)[0] > 1.0
+    assert 0.0 < same < 0.5 * swd(a, c)[0]
+    twin = SWDAccumulator(32, seed=1, role=REAL)
+    twin.update(x)
+    with pytest.raises(ValueError, match="own patch positions"):
+        swd(a, twin)
 
 
 @pytest.fixture(scope="module")
@@ -196,43 +217,62 @@ def test_lpips_is_unavailable_without_the_backbone(tmp_path, monkeypatch) -> Non
         load_lpips("cpu")
 
 
-def test_distribution_metrics_do_not_depend_on_batch_size() -> None:
-    from invbench.metrics.evaluate import FeatureTrack, Reference
+class _Projection:
+    """A fixed random projection standing in for the feature network (what is tested here is
+    the streaming of statistics, not a network)."""
 
-    class Net:  # a fixed random projection stands in for the feature network here
-        flavor, key = "proj", "proj"
-        w = torch.randn(32 * 32, 16, generator=torch.Generator().manual_seed(0))
+    flavor, key = "proj", "proj"
+    w = torch.randn(32 * 32, 16, generator=torch.Generator().manual_seed(0))
 
-        def features(self, x: torch.Tensor) -> torch.Tensor:
-            return x.flatten(1) @ self.w
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.w
 
-    x, y = _images(80, 1, seed=8)
-    fr = Net().features(x).double()
+
+def _scores(images, targets, batch: int, names: list[str], fid_n: int = 0) -> dict[str, float]:
+    """The registered metrics ``names`` over one test track fed ``batch`` images at a time."""
+    fr = _Projection().features(targets).double()
     ref = Reference(fr.mean(0).numpy(), np.cov(fr.numpy(), rowvar=False), fr.numpy(), 80, "x")
-    results = []
-    for batch in (7, 80):
-        t = FeatureTrack("fid", Net(), small_n=30, keep_features=True)
-        t.update(y, batch)
-        m, _ = t.fid(ref)
-        m.update(t.kid(ref, "kid", subsets=10, subset_size=30, seed=0)[0])
-        a, b = SWDAccumulator(32, seed=2), SWDAccumulator(32, seed=2)
-        for i in range(0, 80, batch):
-            a.update(x[i : i + batch])
-            b.update(y[i : i + batch])
-        m["swd"] = swd(a, b)[0]
-        paired = compute_paired(y[:batch], x[:batch])
-        m.update({k: float(v[0]) for k, v in paired.items()})
-        results.append(m)
+    cfg = EvalConfig(fid_small_n=30, kid_subsets=10, kid_subset_size=30, bootstrap=0)
+    ctx = EvalContext(cfg, torch.device("cpu"), 2, resolution=32, fid_n={"test": fid_n},
+                      feature_net=_Projection, reference=lambda net: ref)  # fmt: skip
+    made = [METRICS.factory(n)(METRICS.get(n), ctx) for n in names]
+    for i in range(0, len(images), batch):
+        for m in made:
+            m.update(Batch(images[i : i + batch], targets[i : i + batch], start=i))
+    out: dict[str, float] = {}
+    for m in made:
+        out.update(m.compute().values)
+    return out
+
+
+def test_distribution_metrics_do_not_depend_on_batch_size() -> None:
+    x, y = _images(80, 1, seed=8)
+    names = ["fid_test_rec", "kid_test_rec", "swd", "mse", "mae", "psnr", "ssim"]
+    results = [_scores(y, x, batch, names) for batch in (7, 80)]
     assert set(results[0]) == {
-        "fid",
-        "fid@N=30",
-        "kid",
-        "kid_sd",
-        "swd",
-        "mse",
-        "mae",
-        "psnr",
-        "ssim",
-    }
+        "fid_test_rec", "fid_test_rec@N=30", "kid_test_rec", "kid_test_rec_sd", "swd", "mse",
+        "mae", "psnr", "ssim",
+    }  # fmt: skip
     for k in results[0]:
         assert results[0][k] == pytest.approx(results[1][k], rel=1e-5), k
+
+
+def test_fid_equals_torchmetrics_with_the_same_feature_network() -> None:
+    """torchmetrics' FrechetInceptionDistance accepts any feature module; with the projection
+    above (and its float64 sums) it must give our streamed FID, at the track's N too."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class Module(torch.nn.Module):
+        num_features = 16
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1).double() @ _Projection.w.double()
+
+    x, y = _images(80, 1, seed=9)
+    y = (0.7 * y + 0.1).clamp(-1, 1)  # a visibly different set
+    for n in (0, 50):  # every image, and the first 50 (the track's one N)
+        tm = FrechetInceptionDistance(feature=Module(), normalize=True).double()
+        tm.update(x, real=True)
+        tm.update(y[:n] if n else y, real=False)
+        ours = _scores(y, x, 16, ["fid_test_rec"], fid_n=n)["fid_test_rec"]
+        assert ours == pytest.approx(float(tm.compute()), rel=1e-6), n

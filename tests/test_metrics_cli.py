@@ -1,4 +1,4 @@
-"""``invbench eval-images``: the benchmark's metrics between two PNG folders."""
+"""``invbench eval-images``: the benchmark's metrics between two image folders."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def test_grey_and_rgb_folders_are_compared_as_rgb(folders, capsys) -> None:
     )  # fmt: skip
     assert code == 0
     rec = json.loads(out)
-    assert rec["metrics"]["mse"] == 0.0 and rec["metrics"]["swd"] == 0.0
+    # The same pixels: zero error; SWD compares patch distributions drawn independently per
+    # set (ProGAN), so even a folder against itself is small, not 0.
+    assert rec["metrics"]["mse"] == 0.0 and rec["metrics"]["swd"] > 0
     # No Inception weights and no --dataset: FID is unavailable, and says why.
     assert rec["metrics"]["fid"] is None and "--dataset" in rec["unavailable"]["fid"]
 
@@ -87,7 +89,7 @@ def test_bad_folders_exit_2_with_a_message(folders, tmp_path, capsys) -> None:
     code, _, err = _run(
         capsys, "eval-images", "--real", str(tmp_path / "empty"), "--fake", str(root / "fake")
     )
-    assert code == 2 and "no .png files" in err
+    assert code == 2 and "holds no image files" in err
     _save(tmp_path / "one", real[:1], names=["a.png"])
     code, _, err = _run(
         capsys, "eval-images", "--real", str(tmp_path / "one"), "--fake", str(root / "fake")

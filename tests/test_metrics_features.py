@@ -9,7 +9,7 @@ import torch
 
 from invbench.data import Splits
 from invbench.errors import DataError
-from invbench.metrics.evaluate import ClassShares
+from invbench.metrics import METRICS, Batch, EvalContext
 from invbench.metrics.features import DomainNetConfig, domain_network, feature_network
 from invbench.metrics.weights import INCEPTION, find_weights
 
@@ -65,27 +65,35 @@ def test_inception_lookup(tmp_path, monkeypatch, digits) -> None:
         feature_network(splits, ds.fingerprint(), kind="auto")
 
 
+def _shares(lenet, images: torch.Tensor, batch: int) -> tuple[dict, dict]:
+    """The registered class-share metric over the random-sample track, ``batch`` at a time."""
+    from invbench.runner import EvalConfig
+
+    ctx = EvalContext(EvalConfig(metric_batch=batch), torch.device("cpu"), classifier=lambda: lenet)
+    m = METRICS.factory("class_share_min")(METRICS.get("class_share_min"), ctx)
+    for i in range(0, len(images), batch):
+        m.update(Batch(images[i : i + batch], start=i))
+    res = m.compute()
+    return res.values, res.flavors
+
+
 def test_class_shares_follow_the_labels_and_flag_a_collapsed_sample(lenet, digits) -> None:
     _, splits = digits
     true = torch.bincount(splits.test_labels, minlength=10).double() / len(splits.test_labels)
-    shares = ClassShares(lenet)
-    shares.update(splits.test, batch=64)  # batching does not change the counts
-    m, f = shares.result()
+    m, f = _shares(lenet, splits.test, 64)  # batching does not change the counts
     # Each predicted share is off its label share by at most the classifier's error rate.
     slack = 1 - lenet.test_accuracy
     assert true.min() - slack <= m["class_share_min"] <= true.min() + slack
     assert true.max() - slack <= m["class_share_max"] <= true.max() + slack
     assert f["class_share_min"] == f"{lenet.flavor}-classifier/N={len(splits.test)}/classes=10"
     # A "generator" that only ever draws the digits of one class: one mode, nine missing.
-    collapsed = ClassShares(lenet)
-    collapsed.update(splits.test[splits.test_labels == 3])
-    m, _ = collapsed.result()
+    m, _ = _shares(lenet, splits.test[splits.test_labels == 3], 500)
     assert m["class_share_max"] >= 0.8 and m["class_share_min"] <= 0.05
 
 
 def test_streamed_reference_equals_the_in_memory_one(lenet, digits, tmp_path, monkeypatch) -> None:
     # A paper-scale train split is streamed through its DataLoader; statistics must not change.
-    from invbench.metrics.evaluate import reference
+    from invbench.metrics.reference import reference
 
     ds, splits = digits
     monkeypatch.setenv("INVBENCH_HOME", str(tmp_path / "a"))  # no cache hit between the two

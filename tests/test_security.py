@@ -1,6 +1,6 @@
 """No weight file or dataset pickle can run code (hardening issue, security item).
 
-The forged file ``fixtures/forged-prefix-inception.pth`` is a pickle whose payload calls
+The forged file ``fixtures/forged-prefix-inception.pth`` (and its AlexNet twin) is a pickle whose payload calls
 ``exec`` (it writes the file named by ``$INVBENCH_PAYLOAD_MARKER``), followed by a 16-byte nonce
 that pickle ignores; the nonce was searched so that the file's SHA-256 *starts with* the
 published Inception prefix ``6726825d`` (a loop over OpenSSL's SHA-256 in C: about 3e8 tries,
@@ -21,7 +21,9 @@ from invbench import cli, safe_pickle
 from invbench.errors import DataError
 from invbench.metrics import weights as MW
 
-FORGED = Path(__file__).parent / "fixtures" / "forged-prefix-inception.pth"
+FIXTURES = Path(__file__).parent / "fixtures"
+FORGED = FIXTURES / "forged-prefix-inception.pth"
+FORGED_ALEXNET = FIXTURES / "forged-prefix-alexnet.pth"  # the same payload, prefix 7be5be79
 
 
 class _Payload:
@@ -73,6 +75,17 @@ def test_forged_prefix_file_is_refused_everywhere(weights_dir, marker, capsys, t
     err = capsys.readouterr().err
     assert code == 2 and "SHA-256 mismatch" in err and "Traceback" not in err
     assert not out_dir.exists()
+    assert not marker.exists()
+
+
+def test_forged_prefix_alexnet_is_refused_by_lpips(weights_dir, marker) -> None:
+    from invbench.metrics.perceptual import load_lpips
+
+    digest = hashlib.sha256(FORGED_ALEXNET.read_bytes()).hexdigest()
+    assert digest.startswith(MW.ALEXNET.sha256[:8]) and digest != MW.ALEXNET.sha256
+    (weights_dir / MW.ALEXNET.names[0]).write_bytes(FORGED_ALEXNET.read_bytes())
+    with pytest.raises(DataError, match="SHA-256 mismatch"):
+        load_lpips("cpu")
     assert not marker.exists()
 
 

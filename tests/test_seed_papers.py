@@ -52,8 +52,9 @@ def test_prior_draws_lie_in_the_typical_set_at_the_three_sigma_rate():
     # Each tail holds Phi(-3) = 0.00135 of the draws.
     assert float((r2 < lo).double().mean()) == pytest.approx(0.00135, abs=0.001)
     assert float((r2 > hi).double().mean()) == pytest.approx(0.00135, abs=0.001)
-    # Far outside the shell (x2) and near the origin (x0.5): (almost) none is typical.
-    assert typical_share(2 * z) < 1e-3 and typical_share(0.5 * z) < 1e-3
+    # Far outside the shell (x3: chi^2_32 < 6.8) and near the origin (/3: chi^2_32 > 119): none
+    # is typical (both have probability < 1e-6).
+    assert typical_share(3 * z) == 0.0 and typical_share(z / 3) == 0.0
 
 
 def test_latent_norm_matches_the_mean_of_a_chi_distribution():
@@ -72,6 +73,52 @@ def test_uniform_prior_typical_set_is_the_box():
     assert torch.equal(in_typical_set(out, "uniform"), (torch.arange(1000) % 4 != 0).double())
     with pytest.raises(ValueError, match="prior must be"):
         in_typical_set(u, "laplace")  # type: ignore[arg-type]
+
+
+def _typical_metric(prior: str):
+    from types import SimpleNamespace
+
+    from invbench.metrics import METRICS, EvalContext
+
+    spec = METRICS.get("typical_share")
+    ctx = EvalContext(SimpleNamespace(metric_batch=500), torch.device("cpu"), prior=prior)
+    return METRICS.factory("typical_share")(spec, ctx)
+
+
+def test_typical_share_is_a_registered_metric_of_the_test_latents():
+    from invbench.metrics import Batch, Unavailable
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(20_000, 32, generator=g)
+    m = _typical_metric("gaussian")
+    for part in z.split(512):  # streamed as the runner feeds the test track
+        m.update(Batch(torch.zeros(len(part), 1, 2, 2), latents=part, space="z"))
+    res = m.compute()
+    # The two-sided 3-sigma mass of N(0, 1) tables, and E||z||/sqrt(d) of a chi distribution.
+    assert res.values["typical_share"] == pytest.approx(0.99730, abs=4 * math.sqrt(0.0027 / 20_000))
+    chi_mean = math.sqrt(2) * math.exp(gammaln(33 / 2) - gammaln(16)) / math.sqrt(32)
+    assert res.values["latent_norm"] == pytest.approx(chi_mean, rel=4e-3)
+    assert res.flavors["typical_share"] == "gaussian prior/chi2 3-sigma/N=20000"
+
+    box = _typical_metric("uniform")
+    box.update(
+        Batch(torch.zeros(2, 1, 2, 2), latents=torch.tensor([[0.9, -1.0], [0.5, 1.2]]), space="z")
+    )
+    assert box.compute().values["typical_share"] == 0.5  # the second latent leaves [-1, 1]^2
+
+    w = _typical_metric("gaussian")  # codes of w: the prior is a distribution of z
+    w.update(Batch(torch.zeros(2, 1, 2, 2), latents=torch.randn(2, 8), space="w"))
+    assert w.compute().values == {"typical_share": None, "latent_norm": None}
+    with pytest.raises(Unavailable, match="no generator with a known prior"):
+        _typical_metric("")
+
+
+def test_runs_without_tracks_still_report_the_test_latents_typical_share():
+    from invbench.runner import EvalConfig, selected_metrics
+
+    names = {s.name for s in selected_metrics(EvalConfig(tracks=False))}
+    assert {"mse", "typical_share", "sec_per_image"} <= names
+    assert not names & {"fid_test_rec", "fid_rand", "class_share_min", "latent_mse", "swd"}
 
 
 # -- Creswell's noise schedule and the WGAN of Table I ---------------------------------------------
@@ -108,7 +155,7 @@ def test_wgan_clips_the_critic_and_uses_rmsprop(digits, tmp_path, monkeypatch):
     sets = {**TINY, "instance_noise": "0.5", "lr_g": "1e-3", "lr_d": "1e-3"}
     start = build_generator("wgan", build(cls.Config, ("--set", sets)), 1, 32).net.fc.weight
     trained, _ = obtain("wgan", splits, ds.fingerprint(), sets)
-    assert float((trained.net.fc.weight - start).abs().max()) > 1e-4
+    assert float((trained.net.fc.weight - start).detach().abs().max()) > 1e-4
 
 
 # -- the uniform prior (issue 17 item 11) -----------------------------------------------------------
@@ -179,9 +226,37 @@ def test_restyle_invert_iters_stops_the_recursion_early(tiny_dcgan, digits):
         resolve(type(inv.cfg), "method", "restyle", {"invert_iters": "-1"})
 
 
+def test_a_methods_own_start_and_restyles_steps_reuse_one_trained_encoder(tiny_dcgan, digits):
+    from invbench import artifacts
+
+    ds, splits = digits
+    ctx = FitContext(
+        splits, "digits", torch.device("cpu"), 0, {"dataset_fp": ds.fingerprint()}, "gen"
+    )
+    for name, inference, training in (
+        ("hybrid", {"steps": 0}, {"enc_steps": 10}),
+        ("hybrid-domain", {"steps": 0, "domain_weight": 1.0}, {"enc_steps": 10}),
+        ("restyle", {"invert_iters": 2}, {"enc_steps": 10}),
+    ):
+        full = make(name, tiny_dcgan).fit_key(ctx)
+        assert make(name, tiny_dcgan, **inference).fit_key(ctx) == full
+        assert make(name, tiny_dcgan, **training).fit_key(ctx) != full
+    # Fields added with the behaviour they had before change no record hash or cache key.
+    assert "mode" not in artifacts.identity(make("clipping", tiny_dcgan).cfg)
+    assert "invert_iters" not in artifacts.identity(make("restyle", tiny_dcgan).cfg)
+    assert (
+        artifacts.identity(make("clipping", tiny_dcgan, mode="standard").cfg)["mode"] == "standard"
+    )
+
+
 # -- every suite resolves --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", suites.names())
 def test_every_suite_resolves_every_cell(name, tmp_path):
     suite = suites.load(name)
     cells = suites.cells(suite, tmp_path)
     assert len(cells) == len(suite.runs) * len(suite.seeds)
+    from invbench.metrics import METRICS
+
+    # Every metric a table shows or a claim checks is one the registry knows.
+    named = list(suite.metrics or []) + [c["metric"] for c in suite.claims]
+    assert [m for m in named if m not in METRICS] == []

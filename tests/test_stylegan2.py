@@ -161,7 +161,7 @@ def test_layout_matches_stylegan2_pytorch(size, mult, params, entries):
 def test_checkpoint_round_trip_in_every_space(ckpt):
     net, path = ckpt
     gen = load(path)
-    assert architecture(net.state_dict()) == {**TINY}
+    assert architecture(net.state_dict()) == {**TINY, "z_dim": TINY["style_dim"]}
     assert gen.latent_shape("w+") == (net.n_latent, 32) and net.n_latent == 8
     z = torch.randn(3, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -314,4 +314,4 @@ def test_end_to_end_creswell_on_ffhq_with_stylegan2(ckpt, tmp_path, capsys):
     assert rec["generator"] == "stylegan2" and rec["dataset"] == "ffhq"
     assert rec["n_test"] == 2  # 28 images: LIA's 5,000 / 70,000 test fraction -> last 2
     assert 0 < rec["metrics"]["mse"] < 4 and np.isfinite(rec["metrics"]["psnr"])
-    assert (tmp_path / "out" / rec["grid"]).is_file()
+    assert (tmp_path / "out" / rec["files"]["grid"]).is_file()

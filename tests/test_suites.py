@@ -256,16 +256,21 @@ def test_only_selects_runs_by_label_pattern(tmp_path):
 
 
 def test_tables_refuse_to_average_seeds_of_different_flavors():
+    from invbench.record import Record
     from invbench.tables import frame
 
-    def rec(seed: int, flavor: str) -> dict:
-        return {
-            "method": "creswell",
-            "seed": seed,
-            "config": {"seed": seed, "method": {"name": "creswell"}},
-            "metrics": {"fid_test_rec": 20.0 + seed, "mse": 0.01},
-            "metric_flavors": {"fid_test_rec": flavor},
-        }
+    def rec(seed: int, flavor: str) -> Record:
+        return Record.from_dict(
+            {
+                "method": "creswell",
+                "dataset": "digits",
+                "generator": "dcgan",
+                "seed": seed,
+                "config": {"seed": seed, "method": {"name": "creswell"}},
+                "metrics": {"fid_test_rec": 20.0 + seed, "mse": 0.01},
+                "metric_flavors": {"fid_test_rec": flavor},
+            }
+        )
 
     df, _ = frame([rec(0, "lenet-digits/N=297/ref=train"), rec(1, "lenet-digits/N=297/ref=train")])
     assert df.at[0, "seeds"] == 2 and df.at[0, "fid_test_rec"] == 20.5

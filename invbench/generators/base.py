@@ -78,6 +78,8 @@ class Generator(nn.Module):
     latent_spaces: ClassVar[tuple[str, ...]] = ("z",)
     #: The prior p(z) that ``sample_z`` draws from: N(0, I), or U[-1, 1]^d (``dcgan-uniform``).
     prior: ClassVar[Literal["gaussian", "uniform"]] = "gaussian"
+    #: True for a generator loaded from a published checkpoint (``stylegan2``): never trained.
+    pretrained: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, channels: int, resolution: int) -> None:
         super().__init__()
@@ -153,6 +155,20 @@ class Generator(nn.Module):
 
     def make_discriminator(self) -> nn.Module:
         raise NotImplementedError
+
+    def train_model(
+        self,
+        data: Any,
+        key: str,
+        device: str | torch.device = "cpu",
+        on_step: Any = None,
+    ) -> float:
+        """Train on ``data`` (the train split: a tensor, or ``invbench.data.Streamed`` when it
+        does not fit in memory) and return the training seconds. The zoo's GANs train with
+        ``train_gan``; a generator with another objective (the autoencoder) overrides this."""
+        from invbench.generators.train import train_gan
+
+        return train_gan(self, data, key, device=device, on_step=on_step)
 
     @property
     def device(self) -> torch.device:

@@ -1,7 +1,10 @@
 """``stylegan2``: a pretrained StyleGAN2 generator (Karras et al. 2020, config F) from a checkpoint.
 
-Reads the checkpoint format of rosinality's stylegan2-pytorch (the format most inversion code
-uses): a ``torch.save`` dict whose ``g_ema`` entry is the generator's state dict, with keys
+Reads two formats. NVlabs' network pickles (``.pkl``, StyleGAN2-ADA-PyTorch and the StyleGAN2
+models of NVlabs' stylegan3 release) are read without running the code they carry and mapped
+onto the layers below (``invbench.generators.nvlabs``); a StyleGAN3 pickle is executed by
+``invbench.generators.stylegan3`` behind the same interface (spaces z, w, w+; no noise). Otherwise the checkpoint format of
+rosinality's stylegan2-pytorch (the format most inversion code uses): a ``torch.save`` dict whose ``g_ema`` entry is the generator's state dict, with keys
 ``style.N.weight`` (mapping network), ``input.input``, ``conv1.conv.weight``,
 ``convs.N.conv.modulation.weight``, ``to_rgbs.N.…``, ``noises.noise_N`` and optionally
 ``latent_avg`` (the official mean w, kept by ``convert_weight.py``). The architecture — output
@@ -27,6 +30,7 @@ unpickle is refused unless ``allow_pickle: true`` is set. This generator never t
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import pickle
 import re
@@ -203,15 +207,28 @@ class ConstantInput(nn.Module):
         return self.input.expand(batch, -1, -1, -1)
 
 
+def _clamp(x: torch.Tensor, clamp: float | None) -> torch.Tensor:
+    """NVlabs' ``conv_clamp``: activations limited to +-X (None: no clamp, as rosinality)."""
+    return x if clamp is None else x.clamp(-clamp, clamp)
+
+
 class StyledConv(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool = False) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        style_dim: int,
+        upsample: bool = False,
+        conv_clamp: float | None = None,
+    ) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, upsample=upsample)
         self.noise = NoiseInjection()
         self.activate = _BiasAct(out_ch)
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None):
-        return self.activate(self.noise(self.conv(x, style), noise))
+        return _clamp(self.activate(self.noise(self.conv(x, style), noise)), self.conv_clamp)
 
 
 class _BiasAct(nn.Module):
@@ -226,15 +243,18 @@ class _BiasAct(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_ch: int, style_dim: int, upsample: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, style_dim: int, upsample: bool = True, conv_clamp: float | None = None
+    ) -> None:
         super().__init__()
         if upsample:
             self.upsample = Upsample([1, 3, 3, 1])
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None):
-        out = self.conv(x, style) + self.bias
+        out = _clamp(self.conv(x, style) + self.bias, self.conv_clamp)
         return out if skip is None else out + self.upsample(skip)
 
 
@@ -247,7 +267,11 @@ def rosinality_channels(size: int, channel_multiplier: int = 2) -> dict[int, int
 
 
 class StyleGAN2Net(nn.Module):
-    """The synthesis and mapping networks; module names match the ``g_ema`` state dict."""
+    """The synthesis and mapping networks; module names match the ``g_ema`` state dict.
+
+    ``z_dim`` (default: ``style_dim``, as in rosinality's model) is the mapping's input width;
+    NVlabs' generators may differ. ``conv_clamp`` is NVlabs' activation clamp (None: none).
+    """
 
     def __init__(
         self,
@@ -256,6 +280,8 @@ class StyleGAN2Net(nn.Module):
         n_mlp: int = 8,
         channels: dict[int, int] | None = None,
         lr_mlp: float = 0.01,
+        z_dim: int | None = None,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
         log_size = int(math.log2(size))
@@ -263,15 +289,17 @@ class StyleGAN2Net(nn.Module):
             raise ValueError(f"size must be a power of two >= 8, got {size}")
         ch = channels or rosinality_channels(size)
         self.size, self.style_dim, self.n_mlp, self.log_size = size, style_dim, n_mlp, log_size
+        self.z_dim = z_dim or style_dim
         self.channels = {r: int(ch[r]) for r in (2**i for i in range(2, log_size + 1))}
+        dims = [self.z_dim] + [style_dim] * n_mlp
         self.style = nn.Sequential(
             PixelNorm(),
-            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, act=True) for _ in range(n_mlp)],
+            *[EqualLinear(a, b, lr_mul=lr_mlp, act=True) for a, b in itertools.pairwise(dims)],
         )
         c4 = self.channels[4]
         self.input = ConstantInput(c4)
-        self.conv1 = StyledConv(c4, c4, style_dim)
-        self.to_rgb1 = ToRGB(c4, style_dim, upsample=False)
+        self.conv1 = StyledConv(c4, c4, style_dim, conv_clamp=conv_clamp)
+        self.to_rgb1 = ToRGB(c4, style_dim, upsample=False, conv_clamp=conv_clamp)
         self.num_layers = (log_size - 2) * 2 + 1
         self.convs = nn.ModuleList()
         self.upsamples = nn.ModuleList()  # empty, present in the reference too
@@ -283,9 +311,9 @@ class StyleGAN2Net(nn.Module):
         in_ch = c4
         for i in range(3, log_size + 1):
             out_ch = self.channels[2**i]
-            self.convs.append(StyledConv(in_ch, out_ch, style_dim, upsample=True))
-            self.convs.append(StyledConv(out_ch, out_ch, style_dim))
-            self.to_rgbs.append(ToRGB(out_ch, style_dim))
+            self.convs.append(StyledConv(in_ch, out_ch, style_dim, True, conv_clamp))
+            self.convs.append(StyledConv(out_ch, out_ch, style_dim, conv_clamp=conv_clamp))
+            self.to_rgbs.append(ToRGB(out_ch, style_dim, conv_clamp=conv_clamp))
             in_ch = out_ch
         self.n_latent = log_size * 2 - 2
 
@@ -318,10 +346,30 @@ def _last_line(e: BaseException) -> str:
 
 
 def read_checkpoint(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
-    """Load a stylegan2-pytorch checkpoint; return a dict with ``g_ema`` (and ``latent_avg``)."""
+    """Load a StyleGAN2 checkpoint; return a dict with ``g_ema`` (rosinality's layout),
+    ``latent_avg`` (or None), ``lr_mlp`` and ``conv_clamp`` (None when the file does not say)
+    and ``format``.
+
+    A ``.pkl`` is an NVlabs network pickle (StyleGAN2-ADA), read without running its code by
+    ``invbench.generators.nvlabs``; anything else a stylegan2-pytorch ``torch.save`` file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"StyleGAN2 checkpoint {path} does not exist.")
+    if path.suffix.lower() == ".pkl":
+        from invbench.generators import nvlabs
+
+        data = nvlabs.read_pickle(path)
+        if nvlabs.is_stylegan3(data["G_ema"]):
+            from invbench.generators.stylegan3 import StyleGAN3Net
+
+            G = nvlabs.check_generator(data["G_ema"], str(path))
+            avg = G.child("mapping").tensors().get("w_avg")
+            out = {"net": StyleGAN3Net(G), "g_ema": None, "latent_avg": avg, "lr_mlp": None}
+            return {**out, "conv_clamp": None, "format": "nvlabs-stylegan3"}
+        w = nvlabs.stylegan2_weights(data, str(path))
+        out = {"g_ema": w.g_ema, "latent_avg": w.latent_avg, "lr_mlp": w.lr_mlp}
+        return {**out, "conv_clamp": w.conv_clamp, "format": "nvlabs-pickle"}
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -351,11 +399,11 @@ def read_checkpoint(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
         )
     if not isinstance(out["g_ema"], dict) or "input.input" not in out["g_ema"]:
         raise DataError(f"{path}: 'g_ema' lacks 'input.input'; not a StyleGAN2 generator.")
-    return out
+    return {**out, "lr_mlp": None, "conv_clamp": None, "format": "stylegan2-pytorch"}
 
 
 def architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Size, style dim, mapping depth and per-resolution channels, read from tensor shapes."""
+    """Size, style and z dims, mapping depth and per-resolution channels, from tensor shapes."""
     mlp = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
     n_rgb = sum(1 for k in state if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k))
     if not mlp or mlp != list(range(1, len(mlp) + 1)):
@@ -366,7 +414,8 @@ def architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
         channels[2**i] = int(state[f"convs.{2 * (i - 3)}.conv.weight"].shape[1])
     return {
         "size": 2**log_size,
-        "style_dim": int(state["style.1.weight"].shape[1]),
+        "style_dim": int(state[f"style.{len(mlp)}.weight"].shape[0]),
+        "z_dim": int(state["style.1.weight"].shape[1]),
         "n_mlp": len(mlp),
         "channels": channels,
     }
@@ -376,7 +425,7 @@ def _mean_w(net: StyleGAN2Net, n: int, seed: int) -> torch.Tensor:
     """Mean of mapping(z) over ``n`` seeded draws (stylegan2-pytorch's ``mean_latent``)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        return net.style(torch.randn(n, net.style_dim, generator=g)).mean(0)
+        return net.style(torch.randn(n, net.z_dim, generator=g)).mean(0)
 
 
 @GENERATORS.register("stylegan2")
@@ -390,14 +439,17 @@ class StyleGAN2(Generator):
     @dataclass
     class Config:
         # A path, or a file name looked up in $INVBENCH_WEIGHTS and the other weight directories
-        # (`invbench weights list`). The default is rosinality's conversion of NVIDIA's FFHQ model.
+        # (`invbench weights list`): a stylegan2-pytorch .pt or an NVlabs .pkl. The default is
+        # rosinality's conversion of NVIDIA's FFHQ model.
         checkpoint: str = "stylegan2-ffhq-config-f.pt"
-        allow_pickle: bool = False  # opt in to unpickling checkpoints that need code execution
+        # Opt in to unpickling .pt checkpoints that need code execution (.pkl never runs code).
+        allow_pickle: bool = False
         truncation: float = 1.0  # psi; 1 = none. Applies to drawn latents only
         truncation_mean: int = 4096  # draws for the mean w when the file has no latent_avg
         mean_seed: int = 0
         noise_mode: Literal["const", "random", "zero"] = "const"
-        lr_mlp: float = 0.01  # mapping net's learning-rate multiplier (not stored in the file)
+        # Mapping net's learning-rate multiplier: not stored in .pt files (NVlabs' .pkl has it).
+        lr_mlp: float = 0.01
         resize_output: bool = True  # area-downsample outputs to the dataset's resolution
 
         def validate(self) -> None:
@@ -406,12 +458,29 @@ class StyleGAN2(Generator):
             if self.truncation_mean < 1 or self.lr_mlp <= 0:
                 raise ValueError("truncation_mean must be >= 1 and lr_mlp > 0")
 
-    def __init__(self, cfg: Config, channels: int = 3, resolution: int | None = None) -> None:
-        from invbench.weights import find_stylegan2
+    def __init__(
+        self,
+        cfg: Config,
+        channels: int = 3,
+        resolution: int | None = None,
+        weights: dict[str, Any] | None = None,
+        source: Path | None = None,
+    ) -> None:
+        """Read ``cfg.checkpoint``; or, with ``weights`` (``read_checkpoint``'s dict, e.g. the
+        decoder of a pSp checkpoint) and the ``source`` file they came from, use those."""
+        if weights is None:
+            from invbench.weights import find_stylegan2
 
-        path = find_stylegan2(cfg.checkpoint)
-        ckpt = read_checkpoint(path, cfg.allow_pickle)
-        arch = architecture(ckpt["g_ema"])
+            path = find_stylegan2(cfg.checkpoint)
+            ckpt = read_checkpoint(path, cfg.allow_pickle)
+        else:
+            assert source is not None, "weights need the file they came from"
+            path, ckpt = Path(source), weights
+        net = ckpt.get("net")  # StyleGAN3: the network is built by the reader
+        if net is None:
+            arch = architecture(ckpt["g_ema"])
+        else:
+            arch = {"size": net.size, "style_dim": net.style_dim, "z_dim": net.z_dim}
         size = arch["size"]
         resolution = size if resolution is None else resolution
         if channels != 3:
@@ -429,16 +498,30 @@ class StyleGAN2(Generator):
             )
         super().__init__(cfg, channels, resolution)
         self.checkpoint_path = path
-        self.net = StyleGAN2Net(
-            size, arch["style_dim"], arch["n_mlp"], arch["channels"], lr_mlp=cfg.lr_mlp
-        )
-        try:
-            self.net.load_state_dict(ckpt["g_ema"], strict=True)
-        except RuntimeError as e:
-            raise DataError(f"{path}: g_ema does not match the StyleGAN2 layout: {e}") from None
+        self.checkpoint_format = ckpt.get("format", "stylegan2-pytorch")
+        # NVlabs pickles store the mapping's lr multiplier; rosinality's files do not.
+        self.lr_mlp = float(ckpt.get("lr_mlp") or cfg.lr_mlp)
+        if net is not None:
+            self.net = net
+        else:
+            self.net = StyleGAN2Net(
+                size,
+                arch["style_dim"],
+                arch["n_mlp"],
+                arch["channels"],
+                lr_mlp=self.lr_mlp,
+                z_dim=arch["z_dim"],
+                conv_clamp=ckpt.get("conv_clamp"),
+            )
+            try:
+                self.net.load_state_dict(ckpt["g_ema"], strict=True)
+            except RuntimeError as e:
+                raise DataError(f"{path}: g_ema does not match the StyleGAN2 layout: {e}") from None
         avg = ckpt.get("latent_avg")
-        if isinstance(avg, torch.Tensor) and avg.numel() == arch["style_dim"]:
-            w_avg, self.w_avg_source = avg.reshape(-1).float(), "checkpoint latent_avg"
+        if isinstance(avg, torch.Tensor) and avg.numel() % arch["style_dim"] == 0:
+            # [w] (rosinality, NVlabs' w_avg) or one row per style input (pSp, e4e: equal rows)
+            w_avg = avg.reshape(-1, arch["style_dim"]).float().mean(0)
+            self.w_avg_source = "checkpoint latent_avg"
         else:
             w_avg = _mean_w(self.net, cfg.truncation_mean, cfg.mean_seed)
             self.w_avg_source = f"mean of {cfg.truncation_mean} mapped z"
@@ -448,6 +531,10 @@ class StyleGAN2(Generator):
     # -- latent spaces ---------------------------------------------------------------------------
     @property
     def z_dim(self) -> int:
+        return self.net.z_dim
+
+    @property
+    def w_dim(self) -> int:
         return self.net.style_dim
 
     @property
@@ -456,7 +543,9 @@ class StyleGAN2(Generator):
 
     def latent_shape(self, space: str = "z") -> tuple[int, ...]:
         self.check_space(space)
-        return (self.n_latent, self.z_dim) if space == "w+" else (self.z_dim,)
+        if space == "z":
+            return (self.z_dim,)
+        return (self.n_latent, self.w_dim) if space == "w+" else (self.w_dim,)
 
     def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
         self.check_space(space)
@@ -535,6 +624,8 @@ class StyleGAN2(Generator):
         return {
             **super().describe(),
             "checkpoint": str(self.checkpoint_path),
+            "checkpoint_format": self.checkpoint_format,
+            "w_dim": self.w_dim,
             "native_resolution": self.net.size,
             "n_latent": self.n_latent,
             "w_avg": self.w_avg_source,

@@ -1,14 +1,17 @@
 """Training generators of the zoo, and finding them in the artifact cache.
 
 ``obtain()`` is the single entry point: it resolves a generator's configuration, looks for the
-trained weights under the content hash of (generator, configuration, dataset, training code
-version), and trains them when they are missing. The initial weights are drawn from the
+trained weights in the artifact cache (``invbench.artifacts.cached``) under the content hash of
+(generator, configuration, dataset, training code version), and trains them when they are
+missing — once, even when several processes ask at the same time. The initial weights are drawn from the
 configuration's seed. Training checkpoints every ``ckpt_every`` steps with every RNG state, so an
 interrupted run resumes to bit-identical weights; a NaN or exploding loss stops with
 ``TrainingDiverged`` and caches nothing (its checkpoint is dropped too: resuming it would only
 diverge again).
 
-A generator trains with ``train_gan`` unless it defines ``train_model`` (the autoencoder does).
+A generator trains through ``Generator.train_model``: ``train_gan`` unless it overrides it (the
+autoencoder does). Training reads the train split through ``splits.train_images()``, streamed
+when it does not fit in memory.
 Every trainer of the benchmark (these two, and the methods that train their own networks:
 ``invgan``, ``lia``, ``bigan``) shares the scaffolding below: ``Checkpointer`` for the resumable
 state, ``TrainingLoop`` for the step loop (progress bar, checkpoint every ``ckpt_every`` steps,
@@ -47,9 +50,13 @@ StepHook = Callable[[int], None]
 
 
 def generator_key(name: str, cfg: Any, dataset_fp: dict[str, Any]) -> str:
-    return stable_hash(
-        {"generator": name, "config": as_dict(cfg), "data": dataset_fp, "v": TRAIN_VERSION}
-    )
+    return artifacts.key_of(generator_payload(name, cfg, dataset_fp))
+
+
+def generator_payload(name: str, cfg: Any, dataset_fp: dict[str, Any]) -> dict[str, Any]:
+    """What a trained zoo generator depends on: its cache identity."""
+    return {"generator": name, "config": artifacts.identity(cfg), "data": dataset_fp,
+            "v": TRAIN_VERSION}  # fmt: skip
 
 
 def build_generator(name: str, cfg: Any, channels: int, resolution: int) -> Generator:
@@ -71,46 +78,34 @@ def obtain(
     """Return the trained generator (eval mode, frozen) and a description with its cache key."""
     cls = GENERATORS.get(name)
     cfg = resolve(cls.Config, "generator", name, overrides)
-    if getattr(cls, "pretrained", False):  # issue 10: e.g. stylegan2 loads its checkpoint
+    if cls.pretrained:  # e.g. stylegan2 loads its checkpoint: nothing to train
         return _load_pretrained(name, cls, cfg, splits, device)
-    key = generator_key(name, cfg, dataset_fp)
     gen = build_generator(name, cfg, splits.channels, splits.resolution)
-    if getattr(cls, "pretrained", False):  # loaded from a checkpoint file: nothing to train
-        fp = gen.fingerprint() if hasattr(gen, "fingerprint") else {"generator": name}
-        gen.to(device).eval().requires_grad_(False)
-        info = {"name": name, "key": stable_hash(fp), "config": as_dict(cfg)}
-        return gen, {**info, "train_seconds": 0.0, "cached": True, "pretrained": True}
-    cached = artifacts.load_artifact("generators", key)
-    seconds: float | None = None
-    from_cache, threads = cached is not None, torch.get_num_threads()
-    if cached is not None:
-        gen.load_state_dict(cached[0])
-        seconds = cached[1].get("train_seconds")  # as measured when it was trained
-        threads = cached[1].get("train_threads")
-    else:
+
+    def build(key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         log(f"training generator '{name}' on {dataset_fp['dataset']} (cached after this run)")
+        data = splits.train_images()  # a streamed view when it does not fit in memory
         try:
-            if hasattr(gen, "train_model"):  # a generator with its own objective (autoencoder)
-                seconds = gen.train_model(splits.train, key, device=device, on_step=on_step)
-            else:
-                seconds = train_gan(gen, splits.train, key, device=device, on_step=on_step)
+            seconds = gen.train_model(data, key, device=device, on_step=on_step)
         except TrainingDiverged:
             artifacts.drop_checkpoint("generators", key)
             raise
         gen.cpu()
         meta = {"name": name, "train_seconds": seconds, "train_threads": torch.get_num_threads()}
-        artifacts.save_artifact(
-            "generators", key, gen.state_dict(), {**meta, "device": str(device)}
-        )
-        artifacts.drop_checkpoint("generators", key)
+        return gen.state_dict(), {**meta, "device": str(device)}
+
+    art = artifacts.cached("generators", generator_payload(name, cfg, dataset_fp), build)
+    if not art.built:
+        gen.load_state_dict(art.tensors)
+    seconds = art.meta.get("train_seconds")  # as measured when it was trained
     gen.to(device).eval().requires_grad_(False)
     info = {
         "name": name,
-        "key": key,
+        "key": art.key,
         "config": as_dict(cfg),
         "train_seconds": None if seconds is None else round(float(seconds), 2),
-        "train_threads": threads,
-        "cached": from_cache,
+        "train_threads": art.meta.get("train_threads"),
+        "cached": not art.built,
     }
     return gen, info
 
@@ -126,8 +121,9 @@ def _load_pretrained(
     """
     gen: Generator = cls(cfg, splits.channels, splits.resolution)
     gen.to(device).eval().requires_grad_(False)
-    key = stable_hash(gen.fingerprint())  # type: ignore[operator]
-    info = {"name": name, "key": key, "config": as_dict(cfg), "train_seconds": 0.0}
+    fp = gen.fingerprint()  # type: ignore[operator]
+    info = {"name": name, "key": stable_hash(fp), "config": as_dict(cfg), "train_seconds": 0.0}
+    info["checkpoint_sha256"] = fp.get("sha256")  # recorded: the weights' content
     return gen, {**info, "cached": True, "pretrained": True}
 
 

@@ -1,66 +1,111 @@
-"""Metrics: names, directions and meanings in one place (design card), and their code.
+"""Metrics: one registry (``METRICS``) of specs declared beside their code.
 
-``paired`` holds per-image metrics between reconstructions and originals; distribution metrics
-(FID family, KID, SWD) live in their own modules. A name may carry a qualifier after ``@``
-(``fid_rand@N=100``, ``recovery@0.1``); its base name keys ``INFO``. ``INFO`` is the single
-source of truth for which way is better: tables, arrows and the regression gate all read it.
+The built-in metrics register when this package is imported, in the order tables show them:
+paired (mse, mae, psnr, ssim, lpips), swd, the FID tracks and KID, latent recovery, mode
+coverage, wall-clock costs. ``invbench.metrics.base`` explains specs, tracks and how to add one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from invbench.metrics.base import (
+    METRICS,
+    Batch,
+    EvalContext,
+    Metric,
+    MetricSpec,
+    Result,
+    Unavailable,
+    base_name,
+    higher_better,
+    register,
+)
+from invbench.metrics.base import paired as paired_metric
+
+# Registration order is the tables' default column order.
+_MODULES = ("paired", "msssim", "identity", "swd", "distribution", "cleanfid_ref", "latent",
+            "typical_set", "coverage", "timing")  # fmt: skip
+for _module in _MODULES:
+    importlib.import_module(f"invbench.metrics.{_module}")
+
+from invbench.metrics.paired import DATA_RANGE  # noqa: E402
+
+__all__ = [
+    "METRICS",
+    "Batch",
+    "DATA_RANGE",
+    "EvalContext",
+    "Metric",
+    "MetricHandle",
+    "MetricSpec",
+    "Result",
+    "Unavailable",
+    "base_name",
+    "higher_better",
+    "markdown_table",
+    "metric",
+    "paired_metric",
+    "register",
+]
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    higher_better: bool
-    meaning: str
-    fmt: str = "{:.4f}"
+class MetricHandle:
+    """``invbench.metric(name)``: the spec (``.higher_better``, ``.direction``, ``.fmt``, ...) and,
+    for per-image metrics, a callable ``m(images, targets) -> one value per image`` (images in
+    [-1, 1], N x C x H x W; LPIPS is built from its verified weights on first call)."""
+
+    def __init__(self, spec: MetricSpec, factory: Callable[..., Metric] | None) -> None:
+        self.spec, self._factory = spec, factory
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.spec, name)
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.spec.higher_better else "lower is better"
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.spec.needs != "paired" or self._factory is None:
+            raise TypeError(
+                f"'{self.spec.name}' is a {self.spec.needs} metric; it is computed over a run "
+                "(invbench.run / invbench.evaluate) or between two folders (invbench "
+                "eval-images), not on one pair of batches."
+            )
+        if self._made is None:
+            cfg = SimpleNamespace(weights_dir="", metric_batch=500, bootstrap=0)
+            self._made = self._factory(self.spec, EvalContext(cfg, images.device))
+        return self._made.fn(images, targets)
+
+    def __repr__(self) -> str:
+        return f"<metric {self.spec.name} ({self.direction}): {self.spec.meaning}>"
 
 
-INFO: dict[str, MetricInfo] = {
-    "mse": MetricInfo(False, "per-pixel MSE, images in [-1, 1], test reconstructions", "{:.4f}"),
-    "mae": MetricInfo(False, "per-pixel MAE, images in [-1, 1], test reconstructions", "{:.4f}"),
-    "psnr": MetricInfo(True, "PSNR in dB, data range 2", "{:.2f}"),
-    "ssim": MetricInfo(True, "SSIM, Gaussian window sigma 1.5 (scikit-image convention)", "{:.4f}"),
-    "lpips": MetricInfo(False, "LPIPS (AlexNet, v0.1)", "{:.4f}"),
-    "swd": MetricInfo(
-        False, "sliced Wasserstein distance (ProGAN), x1e3, mean over levels", "{:.2f}"
-    ),
-    "fid_rand": MetricInfo(False, "FID of random samples vs train", "{:.2f}"),
-    "fid_rand_rec": MetricInfo(
-        False, "FID of reconstructions of random samples vs train", "{:.2f}"
-    ),
-    "fid_test_rec": MetricInfo(False, "FID of test reconstructions vs train", "{:.2f}"),
-    "fid_interp": MetricInfo(
-        False, "FID of midpoint interpolations of test pairs vs train", "{:.2f}"
-    ),
-    "kid_test_rec": MetricInfo(False, "KID of test reconstructions vs train", "{:.4f}"),
-    "kid_test_rec_sd": MetricInfo(
-        False, "standard deviation of kid_test_rec over its random subsets", "{:.4f}"
-    ),
-    "latent_mse": MetricInfo(False, "MSE of recovered latents of random samples", "{:.4f}"),
-    "recovery": MetricInfo(
-        True,
-        "recovery@eps: share of random samples whose latent is recovered with every "
-        "|z_i - z*_i| < eps (Lipton & Tripathi 2017)",
-        "{:.3f}",
-    ),
-    "class_share_min": MetricInfo(
-        True, "smallest share of a class among random samples (domain classifier)", "{:.3f}"
-    ),
-    "class_share_max": MetricInfo(
-        False, "largest share of a class among random samples (domain classifier)", "{:.3f}"
-    ),
-    "sec_per_image": MetricInfo(False, "wall-clock seconds per image for invert", "{:.4f}"),
-    "fit_seconds": MetricInfo(False, "wall-clock seconds of fit", "{:.1f}"),
-    "gen_train_seconds": MetricInfo(
-        False, "wall-clock seconds the zoo generator took to train (when it was trained)", "{:.1f}"
-    ),
-}
+def metric(name: str) -> MetricHandle:
+    """The metric ``name`` as a callable with its metadata (``invbench.metric("ssim")``)."""
+    spec = METRICS.get(name)
+    return MetricHandle(spec, METRICS.factory(spec.name))
 
 
-def higher_better(name: str) -> bool:
-    base = name.split("@")[0]
-    info = INFO.get(base)
-    return bool(info and info.higher_better)
+def markdown_table() -> str:
+    """Every registered metric as a Markdown table (the README's list is this table)."""
+    lines = [
+        "| name | better | meaning | group | reads | gated | flavor |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for spec in METRICS.specs():
+        reads = f"{spec.needs}, `{spec.track}`" if spec.track else spec.needs
+        if spec.part_of:
+            reads = f"with `{spec.part_of}`"
+        lines.append(
+            f"| `{spec.name}` | {spec.arrow} | {spec.meaning.replace('|', '&#124;')} | "
+            f"{spec.group} | {reads} | "
+            f"{'yes' if spec.gated else 'no'} | {spec.flavor or '–'} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,8 +1,12 @@
-"""Distribution metrics on features: streaming Gaussian statistics, the Fréchet distance, KID.
+"""Distribution metrics on features: streaming Gaussian statistics, the Fréchet distance, KID,
+and the FID / KID metrics of the protocol's tracks (InvGAN Table 1).
 
 Written by hand because the field's libraries either keep every feature in memory
-(torch-fidelity, clean-fid) or tie the statistics to Inception (torchmetrics); the formulas
-are theirs and the tests check them against torch-fidelity, scipy and closed forms.
+(torch-fidelity, clean-fid) or, like torchmetrics' ``FrechetInceptionDistance`` (whose float64
+sums this mirrors), extract features per metric object: here one feature pass per batch feeds
+the FID at the track's N, the FID at the small N and the KID, against reference statistics
+cached once. The formulas are theirs; the tests check them against torchmetrics' FID,
+torch-fidelity's KID, scipy and closed forms.
 
 - ``RunningStats``: float64 running sums of x and x x^T (torchmetrics' FID state), so memory
   is O(D^2) whatever the number of images, and the result does not depend on batching.
@@ -15,8 +19,12 @@ are theirs and the tests check them against torch-fidelity, scipy and closed for
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+
+from invbench.metrics.base import Batch, EvalContext, Metric, MetricSpec, Result, register
 
 
 class RunningStats:
@@ -114,3 +122,110 @@ def kid(
         syy = kyy.sum() - np.trace(kyy)
         mmds[i] = _mmd2_unbiased(size, float(sxx), float(syy), float(_poly_kernel(x, y).sum()))
     return float(mmds.mean()), float(mmds.std())
+
+
+# -- the metrics of the tracks ---------------------------------------------------------------------
+class FID(Metric):
+    """FID of a track's images against the reference statistics, at the evaluation's one N for
+    the track (``ctx.fid_n``; 0 = every image) and at ``eval.fid_small_n`` when that is smaller
+    (reported as ``name@N=<n>``: FID is biased upwards at small N, compare equal N only).
+    Memory is O(D^2): float64 running sums, whatever N."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        self.net = ctx.feature_net()  # Unavailable (no feature network) stops it here
+        self.n = int(ctx.fid_n.get(str(spec.track), 0))
+        self.small_n = int(getattr(ctx.cfg, "fid_small_n", 0))
+        self.all, self.small = RunningStats(), RunningStats()
+
+    def update(self, batch: Batch) -> None:
+        room = (self.n - self.all.n) if self.n else len(batch.images)
+        if room <= 0:
+            return
+        f = self.ctx.features(batch.images)[:room]
+        self.all.update(f)
+        if self.small.n < self.small_n:
+            self.small.update(f[: self.small_n - self.small.n])
+
+    def reference(self) -> Any:
+        """The statistics compared against: the evaluation's reference set."""
+        return self.ctx.reference()
+
+    def compute(self) -> Result:
+        ref = self.reference()
+        name, res = self.spec.name, Result()
+        if self.all.n >= 2:
+            res.values[name] = frechet_distance(self.all.mean(), self.all.cov(), ref.mu, ref.sigma)
+            res.flavors[name] = f"{self.net.flavor}/N={self.all.n}/ref={ref.split}"
+        if 2 <= self.small_n < self.all.n:
+            small = f"{name}@N={self.small_n}"
+            s = self.small
+            res.values[small] = frechet_distance(s.mean(), s.cov(), ref.mu, ref.sigma)
+            res.flavors[small] = f"{self.net.flavor}/N={self.small_n}/ref={ref.split}"
+        return res
+
+
+class KID(Metric):
+    """KID of a track's images (all of them) against the reference features, averaged over
+    ``eval.kid_subsets`` subsets drawn from both sets (torch-fidelity's draw), with its spread
+    over the subsets as ``<name>_sd``. Keeps the track's features (KID needs them)."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        self.net = ctx.feature_net()
+        self.feats: list[torch.Tensor] = []
+
+    def update(self, batch: Batch) -> None:
+        self.feats.append(self.ctx.features(batch.images))
+
+    def compute(self) -> Result:
+        ref, cfg = self.ctx.reference(), self.ctx.cfg
+        feats = torch.cat(self.feats).numpy()
+        size = min(int(cfg.kid_subset_size), len(feats), len(ref.feats))
+        mean, std = kid(feats, ref.feats, int(cfg.kid_subsets), size, self.ctx.seed)
+        flavor = (
+            f"{self.net.flavor}/N={len(feats)}/ref={ref.split}/subsets={cfg.kid_subsets}x{size}"
+        )
+        name = self.spec.name
+        return Result({name: mean, f"{name}_sd": std}, {name: flavor, f"{name}_sd": flavor})
+
+
+FID_FLAVOR = "feature network/N/reference split (e.g. lenet-digits/N=148/ref=train)"
+
+
+def _fid(name: str, track: str, meaning: str) -> None:
+    spec = MetricSpec(name, meaning, False, "{:.2f}", "Distribution", True, "distribution",
+                      track, FID_FLAVOR)  # fmt: skip
+    register(spec, FID)
+
+
+_fid("fid_rand", "rand", "FID of random samples vs the train split (InvGAN RandFID)")
+_fid("fid_rand_rec", "rand_rec", "FID of reconstructions of random samples vs train (RandRecFID)")
+_fid("fid_test_rec", "test", "FID of test reconstructions vs train (TsRecFID)")
+_fid(
+    "fid_interp",
+    "interp",
+    "FID of midpoints of N disjoint test pairs (2N test images) vs train (IntTsFID)",
+)
+register(
+    MetricSpec(
+        "kid_test_rec",
+        "KID of test reconstructions vs train",
+        fmt="{:.4f}",
+        group="Distribution",
+        needs="distribution",
+        track="test",
+        flavor="feature network/N/reference split/subsets x subset size",
+    ),
+    KID,
+)
+register(
+    MetricSpec(
+        "kid_test_rec_sd",
+        "standard deviation of kid_test_rec over its random subsets",
+        group="Distribution",
+        needs="distribution",
+        track="test",
+        part_of="kid_test_rec",
+    )
+)

@@ -12,7 +12,6 @@ stand-in would be a number of unknown meaning.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import artifacts
-from invbench.config import stable_hash
 from invbench.data import Splits
 from invbench.errors import DataError, UsageError
 from invbench.metrics.weights import INCEPTION, find_weights, load_state, missing_message
@@ -99,7 +97,7 @@ def _accuracy(net: DomainNet, x: torch.Tensor, y: torch.Tensor, device: torch.de
 def _train(net: DomainNet, splits: Splits, cfg: DomainNetConfig, device: torch.device) -> None:
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    x, y = splits.train, splits.train_labels
+    x, y = splits.train_images(), splits.train_labels  # x: streamed when it does not fit
     assert y is not None
     net.train()
     for _ in range(cfg.epochs):
@@ -128,38 +126,32 @@ def domain_network(
             f"network for FID/KID. {missing_message(INCEPTION)}"
         )
     device = torch.device(device)
-    key = stable_hash(
-        {
-            "net": "lenet",
-            "config": dataclasses.asdict(cfg),
-            "data": dataset_fp,
-            "shape": [splits.channels, splits.num_classes],
-            "v": DOMAIN_VERSION,
-        }
-    )
+    payload = {
+        "net": "lenet",
+        "config": artifacts.identity(cfg),
+        "data": dataset_fp,
+        "shape": [splits.channels, splits.num_classes],
+        "v": DOMAIN_VERSION,
+    }
     net = DomainNet(splits.channels, splits.num_classes)
-    cached = artifacts.load_artifact("featurenets", key)
-    if cached is not None:
-        net.load_state_dict(cached[0])
-        net.test_accuracy = float(cached[1]["test_accuracy"])
-        net.to(device)
-    else:
+
+    def build(key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         log(f"training the '{name}' feature network for FID/KID (LeNet, cached after this run)")
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
             torch.manual_seed(cfg.seed)
-            net = DomainNet(splits.channels, splits.num_classes).to(device)
-            _train(net, splits, cfg, device)
+            trained = DomainNet(splits.channels, splits.num_classes).to(device)
+            _train(trained, splits, cfg, device)
         acc = float("nan")
         if splits.test_labels is not None:
-            acc = _accuracy(net, splits.test, splits.test_labels, device)
-        net.test_accuracy = acc
-        artifacts.save_artifact(
-            "featurenets",
-            key,
-            {k: v.cpu() for k, v in net.state_dict().items()},
-            {"test_accuracy": acc, "dataset": name},
-        )
-    net.eval().requires_grad_(False)
+            acc = _accuracy(trained, splits.test, splits.test_labels, device)
+        state = {k: v.cpu() for k, v in trained.state_dict().items()}
+        return state, {"test_accuracy": acc, "dataset": name}
+
+    art = artifacts.cached("featurenets", payload, build)
+    net.load_state_dict(art.tensors)
+    net.test_accuracy = float(art.meta["test_accuracy"])
+    key = art.key
+    net.to(device).eval().requires_grad_(False)
     # A non-default training recipe gives different numbers, so it must show in the flavor.
     default = DomainNetConfig()
     recipe = (

@@ -5,10 +5,14 @@ by hand because no maintained library ships it. Per pyramid level from the full 
 down to 16 x 16: 128 random 7 x 7 neighbourhoods per image (all channels), each descriptor set
 normalised per channel by its own mean and std, then the sliced Wasserstein-1 distance over
 4 repeats of 128 random unit directions; reported x1e3 and averaged over levels. Images enter
-as 8-bit values (0..255) like ProGAN's. Randomness is seeded: neighbourhood positions by
-(seed, level, image index), so the value does not depend on how images are batched; directions
-by seed.
-For 32 x 32 digits the levels are 32 and 16.
+as 8-bit values (0..255) like ProGAN's.
+
+As in ProGAN, each image set draws its *own* neighbourhood positions (the release draws the
+real set's, then the fake set's, from one global RNG): two sets are compared as distributions
+of patches, never patch for patch, so the SWD of a set with itself is small but not 0.
+Randomness is seeded: positions by (seed, set, level, image index), so the value does not
+depend on how images are batched; directions by (seed, level), shared by both sets as in
+ProGAN's single ``sliced_wasserstein`` call. For 32 x 32 digits the levels are 32 and 16.
 """
 
 from __future__ import annotations
@@ -18,6 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage
 import torch
+
+from invbench.metrics.base import (
+    Batch,
+    EvalContext,
+    Metric,
+    MetricSpec,
+    Result,
+    Unavailable,
+    register,
+)
+
+REAL, FAKE = 0, 1  # the two sets' position streams
+FLAVOR = "progan/patches=independent"
 
 
 @dataclass(frozen=True)
@@ -78,9 +95,12 @@ def _positions(seed: int, stream: int, ids: np.ndarray, k: int, low: int, high: 
 
 
 class SWDAccumulator:
-    """Collects the normalised-later descriptors of one image set, batch by batch."""
+    """Collects the normalised-later descriptors of one image set, batch by batch. ``role``
+    (``REAL`` or ``FAKE``) selects the set's own stream of patch positions under ``seed``."""
 
-    def __init__(self, resolution: int, seed: int = 0, cfg: SWDConfig | None = None) -> None:
+    def __init__(
+        self, resolution: int, seed: int = 0, role: int = REAL, cfg: SWDConfig | None = None
+    ) -> None:
         self.cfg = cfg or SWDConfig()
         self.resolutions = pyramid_resolutions(resolution, self.cfg.min_resolution)
         if not self.resolutions or resolution % (2 ** (len(self.resolutions) - 1)):
@@ -88,7 +108,7 @@ class SWDAccumulator:
                 f"SWD needs square images of at least {self.cfg.min_resolution} px whose side "
                 f"halves evenly down to {self.cfg.min_resolution}; got {resolution}."
             )
-        self.seed = seed
+        self.seed, self.role = seed, role
         self.n = 0
         self.desc: list[list[np.ndarray]] = [[] for _ in self.resolutions]
 
@@ -101,8 +121,9 @@ class SWDAccumulator:
         for lod, level in enumerate(laplacian_pyramid(u8, len(self.resolutions))):
             n, c, h, w = level.shape
             ids = np.arange(idx0, idx0 + n, dtype=np.uint64)
-            y = _positions(self.seed, 2 * lod, ids, k, half, h - half)
-            x = _positions(self.seed, 2 * lod + 1, ids, k, half, w - half)
+            stream = 4 * lod + 2 * self.role  # (level, set, axis) -> its own stream
+            y = _positions(self.seed, stream, ids, k, half, h - half)
+            x = _positions(self.seed, stream + 1, ids, k, half, w - half)
             y, x = y.reshape(-1, 1, 1, 1), x.reshape(-1, 1, 1, 1)
             img = np.repeat(np.arange(n), k)[:, None, None, None]
             ch = np.arange(c)[None, :, None, None]
@@ -122,7 +143,9 @@ class SWDAccumulator:
         return out
 
 
-def sliced_wasserstein(a: np.ndarray, b: np.ndarray, repeats: int, dirs: int, seed: int) -> float:
+def sliced_wasserstein(
+    a: np.ndarray, b: np.ndarray, repeats: int, dirs: int, seed: int | list[int]
+) -> float:
     """Mean over repeats of the mean |sorted projection difference| over random directions."""
     assert a.shape == b.shape, "both descriptor sets need the same size"
     rng = np.random.default_rng(seed)
@@ -142,9 +165,51 @@ def swd(real: SWDAccumulator, fake: SWDAccumulator) -> tuple[float, dict[int, fl
     """SWD x1e3 averaged over levels, and the per-level values (keyed by resolution)."""
     if real.n != fake.n:
         raise ValueError(f"SWD compares equal-size sets; got {real.n} and {fake.n} images")
+    if real.role == fake.role:
+        raise ValueError("the two sets of an SWD must draw their own patch positions (roles)")
     cfg = real.cfg
     per_level = {}
     for lod, (da, db) in enumerate(zip(real.descriptors(), fake.descriptors(), strict=True)):
-        d = sliced_wasserstein(da, db, cfg.dir_repeats, cfg.dirs_per_repeat, real.seed + lod)
+        seed = [real.seed, 2, lod]  # directions: apart from both sets' position streams
+        d = sliced_wasserstein(da, db, cfg.dir_repeats, cfg.dirs_per_repeat, seed)
         per_level[real.resolutions[lod]] = d * 1e3
     return float(np.mean(list(per_level.values()))), per_level
+
+
+class SWD(Metric):
+    """SWD between a track's targets (the originals) and its images, each set with its own
+    patch positions; flavor ``progan/patches=independent/levels=32,16/N=297/ref=test``."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        try:
+            self.real = SWDAccumulator(ctx.resolution, ctx.seed, REAL)
+            self.fake = SWDAccumulator(ctx.resolution, ctx.seed, FAKE)
+        except ValueError as e:
+            raise Unavailable(f"swd unavailable: {e}") from None
+
+    def update(self, batch: Batch) -> None:
+        assert batch.targets is not None
+        self.real.update(batch.targets)
+        self.fake.update(batch.images)
+
+    def compute(self) -> Result:
+        value, levels = swd(self.real, self.fake)
+        res = ",".join(str(r) for r in levels)
+        flavor = f"{FLAVOR}/levels={res}/N={self.real.n}/ref={self.ctx.targets}"
+        return Result(values={self.spec.name: value}, flavors={self.spec.name: flavor})
+
+
+register(
+    MetricSpec(
+        "swd",
+        "sliced Wasserstein distance on Laplacian-pyramid patches (ProGAN), x1e3, mean over "
+        "levels, test reconstructions vs originals",
+        fmt="{:.2f}",
+        group="Distribution",
+        needs="distribution",
+        track="test",
+        flavor="progan/patches=independent/levels/N/reference split",
+    ),
+    SWD,
+)

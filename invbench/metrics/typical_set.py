@@ -17,6 +17,11 @@ Two per-latent quantities, meant to be averaged over the inverted test latents o
 - ``latent_norm``: ||z|| / sqrt(d), about 1 for prior draws once d is moderate (its exact mean is
   sqrt(2/d) Gamma((d+1)/2) / Gamma(d/2)).
 
+Both are registered metrics of the inverted test latents (``needs="latents"`` on the test
+track, so they are reported with ``eval.tracks`` off too): ``typical_share`` and its companion
+``latent_norm`` (the mean; no better direction, not gated). They read the prior of the
+generator that the run inverts (``Generator.prior``) and only codes of its sampled space ``z``.
+
 Hand-written: no library computes these; the chi^2 quantiles come from SciPy.
 """
 
@@ -26,6 +31,16 @@ import math
 from typing import Literal
 
 import torch
+
+from invbench.metrics.base import (
+    Batch,
+    EvalContext,
+    Metric,
+    MetricSpec,
+    Result,
+    Unavailable,
+    register,
+)
 
 #: The two-sided 3-sigma mass of a normal distribution: P(|X| <= 3), X ~ N(0, 1).
 THREE_SIGMA_MASS = math.erf(3 / math.sqrt(2))
@@ -64,3 +79,67 @@ def latent_norm(latents: torch.Tensor) -> torch.Tensor:
     """Per latent: ||z|| / sqrt(d)."""
     z = latents.detach().flatten(1).double()
     return z.norm(dim=1) / math.sqrt(z.shape[1])
+
+
+class TypicalShare(Metric):
+    """Streams the per-latent typical-set indicator and norm of the inverted test latents."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        if ctx.prior not in ("gaussian", "uniform"):
+            raise Unavailable("the run inverts no generator with a known prior p(z)")
+        self.inside: list[torch.Tensor] = []
+        self.norm: list[torch.Tensor] = []
+        self.space = ""
+
+    def update(self, batch: Batch) -> None:
+        if batch.latents is None or batch.space != "z":
+            self.space = batch.space or "none"  # codes of w / w+ / y: the prior is on z
+            return
+        z = batch.latents.detach().cpu()
+        self.inside.append(in_typical_set(z, self.ctx.prior))  # type: ignore[arg-type]
+        self.norm.append(latent_norm(z))
+
+    def compute(self) -> Result:
+        names = (self.spec.name, "latent_norm")
+        if not self.inside:
+            why = (
+                f"{self.spec.name} unavailable: the method inverts into space "
+                f"'{self.space or '?'}', but the prior p(z) is a distribution of z."
+            )
+            return Result(dict.fromkeys(names, None), unavailable=dict.fromkeys(names, why))
+        inside, norm = torch.cat(self.inside), torch.cat(self.norm)
+        rule = "box" if self.ctx.prior == "uniform" else "chi2 3-sigma"
+        flavor = f"{self.ctx.prior} prior/{rule}/N={len(inside)}"
+        values = {names[0]: float(inside.mean()), names[1]: float(norm.mean())}
+        return Result(values, dict.fromkeys(names, flavor))
+
+
+register(
+    MetricSpec(
+        "typical_share",
+        "share of the inverted test latents in the prior's typical set: squared norm in the "
+        "central 99.73% of chi^2_d (Gaussian), every coordinate in [-1, 1] (uniform) "
+        "(ICLR 2020 Fig. 10)",
+        higher_better=True,
+        fmt="{:.3f}",
+        group="Latent",
+        needs="latents",
+        track="test",
+        flavor="prior/rule/N",
+    ),
+    TypicalShare,
+)
+register(
+    MetricSpec(
+        "latent_norm",
+        "mean norm / sqrt(d) of the inverted test latents (about 1 for draws of N(0, I); "
+        "no better direction, not gated)",
+        fmt="{:.3f}",
+        group="Latent",
+        gated=False,
+        needs="latents",
+        track="test",
+        part_of="typical_share",
+    )
+)

@@ -28,6 +28,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -84,6 +85,25 @@ LPIPS_ALEX_LINEAR = WeightFile(
 )
 
 
+@dataclass(frozen=True)
+class UnverifiedFile:
+    """A weight file with no published digest (none could be confirmed from two independent
+    public listings): found by name, read as tensors only (``read_state_bytes``), and accepted
+    only when its structure is the network's (checked by the code that builds it)."""
+
+    names: tuple[str, ...]
+    what: str
+    url: str  # where a person downloads it (no direct link: shared through Google Drive)
+
+
+#: ArcFace IR-SE50 of TreB1eN's InsightFace_Pytorch as pSp / e4e / ReStyle distribute it.
+IR_SE50 = UnverifiedFile(
+    ("model_ir_se50.pth",),
+    "ArcFace IR-SE50 identity network (pSp / e4e's ID loss, the id_sim metric)",
+    "https://github.com/eladrich/pixel2style2pixel#pretrained-models",
+)
+
+
 def search_dirs(user_dir: str | None = None) -> list[Path]:
     dirs = []
     if user_dir:
@@ -114,6 +134,15 @@ def file_digest(path: Path) -> str:
                 h.update(chunk)
         _DIGESTS[key] = h.hexdigest()
     return _DIGESTS[key]
+
+
+def find_unverified(spec: UnverifiedFile, user_dir: str | None = None) -> Path | None:
+    """The first file of ``spec``'s names in the search directories, or None."""
+    for d in search_dirs(user_dir):
+        for name in spec.names:
+            if (d / name).is_file():
+                return d / name
+    return None
 
 
 def mismatch_message(spec: WeightFile, path: Path, digest: str) -> str:
@@ -159,18 +188,34 @@ def load_state(spec: WeightFile, path: Path) -> dict[str, torch.Tensor]:
     return read_state_bytes(blob, str(path))
 
 
-def read_state_bytes(blob: bytes, where: str) -> dict[str, torch.Tensor]:
-    """``torch.load(weights_only=True)`` of ``blob``: a dict of tensors, or DataError."""
+def load_tensors_only(
+    source: Any, where: str, what: str = "weight files", allow: tuple[type, ...] = ()
+) -> Any:
+    """``torch.load(weights_only=True)`` of ``source`` (a path, memory-mapped when the file is in
+    torch's zip format, or a file object): tensors and plain containers, plus the classes in
+    ``allow``; anything that needs code to unpickle is refused with ``DataError``."""
     try:
-        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allow)):
+            if isinstance(source, str | Path):
+                try:
+                    return torch.load(source, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as e:  # a legacy (pre-1.6) file cannot be mapped
+                    if "mmap" not in str(e) and "zip" not in str(e):
+                        raise
+            return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
-            f"{where}: refused, it needs code to unpickle ({first}). invbench reads weight files "
-            "as tensors only; use the published file."
+            f"{where}: refused, it needs code to unpickle ({first}). invbench reads {what} as "
+            "tensors only; use the published file."
         ) from None
     except Exception as e:  # torch.load raises many types for foreign or truncated bytes
-        raise DataError(f"{where}: not a readable torch state dict ({type(e).__name__}).") from None
+        raise DataError(f"{where}: not a readable torch file ({type(e).__name__}).") from None
+
+
+def read_state_bytes(blob: bytes, where: str) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` of ``blob``: a dict of tensors, or DataError."""
+    state = load_tensors_only(io.BytesIO(blob), where)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{where}: expected a state dict (name -> tensor).")
     return state
@@ -182,7 +227,7 @@ def verified_state(spec: WeightFile, user_dir: str | None = None) -> dict[str, t
     return None if path is None else load_state(spec, path)
 
 
-def missing_message(spec: WeightFile, user_dir: str | None = None) -> str:
+def missing_message(spec: WeightFile | UnverifiedFile, user_dir: str | None = None) -> str:
     where = ", ".join(str(d) for d in search_dirs(user_dir))
     return (
         f"{spec.names[0]} ({spec.what}) not found in {where}. Download {spec.url} into one "

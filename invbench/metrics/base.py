@@ -1,0 +1,376 @@
+"""The metric registry: every metric declared once, beside its code, with its metadata.
+
+A metric is a ``MetricSpec`` (name, direction, display format, table group, whether the
+regression gate compares it, what it needs, which image *track* it reads, how its flavor is
+composed) plus a streaming ``Metric`` (torchmetrics' shape: ``update`` per batch, ``compute``
+once). Tables, the gate, ``invbench ls metrics``, the README's list and the runner all read
+``METRICS``; nothing else knows a metric by name.
+
+Tracks are the image streams of the protocol (InvGAN Table 1), fed batch by batch:
+
+    test      reconstructions of the test images (targets: the originals; latents: found codes)
+    interp    decoded midpoints of disjoint pairs of test latents
+    rand      random samples of the model (true_latents: their codes)
+    rand_rec  reconstructions of random samples (targets: the samples; latents, true_latents)
+
+``needs`` says what a metric reads from its track: ``paired`` (images vs targets, one value per
+image), ``distribution`` (the track's images as a set, vs a reference set), ``latents`` (found vs
+true codes), ``samples`` (the images alone), ``timing`` (the pipeline's clocks, no track).
+
+Adding a metric is one registered function or class (and one test)::
+
+    @paired("l1_grad", meaning="mean |grad x - grad y|", fmt="{:.4f}")
+    def l1_grad(x, y):  # x, y: N x C x H x W in [-1, 1]; one value per image
+        ...
+
+or ``register(MetricSpec(...), factory=MyMetric)`` for a streaming class. Third-party packages
+register in modules named by the entry-point group ``invbench.metrics``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from invbench.errors import UsageError
+from invbench.metrics.perceptual import Unavailable  # a metric that cannot be computed here
+
+GROUPS = ("Reconstruction", "Distribution", "Latent", "Coverage", "Cost", "Other")
+NEEDS = ("paired", "distribution", "latents", "samples", "timing")
+TRACKS = ("test", "interp", "rand", "rand_rec")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What every consumer knows about a metric. ``name`` is its base name: a value may carry a
+    qualifier after ``@`` (``fid_rand@N=100``, ``recovery@0.1``) and still belongs to it."""
+
+    name: str
+    meaning: str
+    higher_better: bool = False
+    fmt: str = "{:.4f}"
+    group: str = "Other"
+    gated: bool = True  # compared by `invbench check` (wall-clock metrics are not)
+    needs: str = "paired"
+    track: str | None = "test"
+    flavor: str = ""  # how its flavor is composed, for `ls metrics` and the README
+    part_of: str | None = None  # reported by that metric's code (kid_test_rec_sd by kid_test_rec)
+
+    def __post_init__(self) -> None:
+        if "@" in self.name or not self.name:
+            raise ValueError(f"metric name {self.name!r}: a non-empty base name without '@'")
+        if self.group not in GROUPS:
+            raise ValueError(f"metric {self.name}: group must be one of {GROUPS}")
+        if self.needs not in NEEDS:
+            raise ValueError(f"metric {self.name}: needs must be one of {NEEDS}")
+        if self.needs != "timing" and self.part_of is None and self.track not in TRACKS:
+            raise ValueError(f"metric {self.name}: track must be one of {TRACKS}")
+        self.fmt.format(1.0)  # a bad format string fails at registration, not in a table
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_better else "↓"
+
+    def format(self, value: float | None) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return self.fmt.format(value)
+
+
+def base_name(name: str) -> str:
+    """``fid_rand@N=100`` -> ``fid_rand``; ``recovery@0.1`` -> ``recovery``."""
+    return name.split("@", 1)[0]
+
+
+# -- what metrics read and return ------------------------------------------------------------------
+@dataclass
+class Batch:
+    """One batch of a track (see the module docstring for what each track fills in)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+    true_latents: torch.Tensor | None = None
+    space: str = ""
+    start: int = 0  # index of the first image in its track
+
+
+@dataclass
+class Result:
+    """What ``compute`` returns: values (the spec's name, qualified names, companions), their
+    flavors, bootstrap intervals and per-image values (paired metrics), unavailable ones."""
+
+    values: dict[str, float | None] = field(default_factory=dict)
+    flavors: dict[str, str] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    per_image: dict[str, torch.Tensor] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: Result) -> None:
+        for mine, theirs in (
+            (self.values, other.values),
+            (self.flavors, other.flavors),
+            (self.ci, other.ci),
+            (self.per_image, other.per_image),
+            (self.unavailable, other.unavailable),
+        ):
+            mine.update(theirs)  # type: ignore[attr-defined]
+
+
+class EvalContext:
+    """What metrics may use, built once per evaluation: the eval settings, the device, the seed,
+    the one N of the distribution tracks, the pipeline's clocks, and lazily built (cached)
+    shared resources — the feature network, the reference statistics, the domain classifier.
+
+    ``features(images)`` memoises the last batch, so FID and KID on one track extract once.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        device: torch.device,
+        seed: int = 0,
+        *,
+        resolution: int = 0,
+        channels: int = 0,
+        dataset: str = "",
+        targets: str = "test",
+        fid_n: dict[str, int] | None = None,
+        feature_net: Callable[[], Any] | None = None,
+        reference: Callable[[Any], Any] | None = None,
+        classifier: Callable[[], Any] | None = None,
+        prior: str = "",
+    ) -> None:
+        self.cfg, self.device, self.seed, self.resolution = cfg, device, seed, resolution
+        self.channels = channels  # of the test track's images (0: unknown)
+        self.dataset = dataset  # the registered dataset's name ("" for folders)
+        self.targets = targets  # what the test track's targets are: "test", "train", "real"
+        self.fid_n = dict(fid_n or {})  # track -> the N its distribution metrics use
+        self.prior = prior  # the inverted generator's p(z): "gaussian", "uniform", "" (none)
+        self.timings: dict[str, float] = {}
+        self._providers = {"net": feature_net, "ref": reference, "classifier": classifier}
+        self._made: dict[str, Any] = {}
+        self._memo: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+
+    def _get(self, what: str, missing: str, *args: Any) -> Any:
+        if what not in self._made:
+            make = self._providers[what]
+            if make is None:
+                raise Unavailable(missing)
+            try:
+                self._made[what] = make(*args)
+            except Unavailable as e:
+                self._made[what] = e
+        made = self._made[what]
+        if isinstance(made, Unavailable):
+            raise made
+        return made
+
+    def made(self, what: str) -> Any | None:
+        """The shared resource ``what`` ("net", "ref", "classifier") if it was built, else None."""
+        made = self._made.get(what)
+        return None if isinstance(made, Unavailable) else made
+
+    def feature_net(self) -> Any:
+        return self._get("net", "no feature network was given for this evaluation")
+
+    def reference(self) -> Any:
+        return self._get("ref", "no reference set was given", self.feature_net())
+
+    def classifier(self) -> Any:
+        return self._get("classifier", "no class labels: class shares need a labelled dataset")
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Feature-network features of ``images`` (float64 on the CPU), in metric batches."""
+        if self._memo[0] is images:
+            assert self._memo[1] is not None
+            return self._memo[1]
+        net, mb = self.feature_net(), int(self.cfg.metric_batch)
+        f = torch.cat([net.features(images[i : i + mb]).cpu() for i in range(0, len(images), mb)])
+        self._memo = (images, f.double())
+        return self._memo[1]  # type: ignore[return-value]
+
+
+class Metric:
+    """A streaming metric: built per evaluation (may raise ``Unavailable``), fed batches of its
+    track by ``update``, read once by ``compute``. State that grows with N should be sums."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        self.spec, self.ctx = spec, ctx
+
+    def update(self, batch: Batch) -> None:  # timing metrics read no track
+        pass
+
+    def compute(self) -> Result:
+        raise NotImplementedError
+
+
+Factory = Callable[[MetricSpec, EvalContext], Metric]
+
+
+# -- paired metrics: one function, one value per image ---------------------------------------------
+PairedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def bootstrap_ci(
+    values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over images."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        v = float(values.mean()) if len(values) else float("nan")
+        return v, v
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    means = values[idx].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+class PairedMetric(Metric):
+    """Mean over images of a per-image function of (images, targets), with its bootstrap
+    interval (``eval.bootstrap`` resamples) and the per-image values (the run's CSV)."""
+
+    fn: PairedFn
+    flavor: str | None = None
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        self.parts: list[torch.Tensor] = []
+
+    def update(self, batch: Batch) -> None:
+        assert batch.targets is not None, f"{self.spec.name} needs targets on its track"
+        self.parts.append(self.fn(batch.images, batch.targets).detach().double().cpu())
+
+    def compute(self) -> Result:
+        name = self.spec.name
+        v = torch.cat(self.parts) if self.parts else torch.zeros(0, dtype=torch.float64)
+        res = Result(values={name: float(v.mean()) if len(v) else None}, per_image={name: v})
+        n_boot = int(getattr(self.ctx.cfg, "bootstrap", 0))
+        if n_boot and len(v):
+            res.ci[name] = bootstrap_ci(v.numpy(), n_boot, seed=self.ctx.seed)
+        if self.flavor:
+            res.flavors[name] = self.flavor
+        return res
+
+
+class NetworkPairedMetric(PairedMetric):
+    """A paired metric computed by a network (LPIPS, ArcFace), ``eval.metric_batch`` images at
+    a time; the subclass loads the network (or raises ``Unavailable``) and passes it here."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext, net: Any) -> None:
+        super().__init__(spec, ctx)
+        self.net, self.flavor = net, net.flavor
+        self.batch = int(getattr(ctx.cfg, "metric_batch", 500))
+
+    def fn(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        b = self.batch
+        return torch.cat([self.net(x[i : i + b], y[i : i + b]) for i in range(0, len(x), b)])
+
+
+# -- the registry ----------------------------------------------------------------------------------
+class MetricRegistry:
+    """Specs by base name, in registration order (the default column order of tables)."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self._specs: dict[str, MetricSpec] = {}
+        self._factories: dict[str, Factory] = {}
+        self._plugins_loaded = False
+
+    def register(self, spec: MetricSpec, factory: Factory | None = None) -> MetricSpec:
+        if (factory is None) == (spec.part_of is None):
+            raise ValueError(f"metric {spec.name}: give a factory, or part_of (not both)")
+        old = self._specs.get(spec.name)
+        if old is not None and (old != spec or self._factories.get(spec.name) is not factory):
+            raise ValueError(f"metric '{spec.name}' is registered twice")
+        self._specs[spec.name] = spec
+        if factory is not None:
+            self._factories[spec.name] = factory
+        return spec
+
+    def unregister(self, name: str) -> None:
+        """Remove a metric (tests register throw-away metrics and take them back)."""
+        self._specs.pop(name, None)
+        self._factories.pop(name, None)
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self.group):
+            ep.load()  # the module registers its metrics on import
+
+    def specs(self) -> list[MetricSpec]:
+        self._load_plugins()
+        return list(self._specs.values())
+
+    def __iter__(self) -> Iterator[MetricSpec]:
+        return iter(self.specs())
+
+    def __contains__(self, name: str) -> bool:
+        return self.find(name) is not None
+
+    def find(self, name: str) -> MetricSpec | None:
+        """The spec of ``name`` (qualified names such as ``fid_rand@N=100`` included), or None."""
+        self._load_plugins()
+        return self._specs.get(base_name(name))
+
+    def get(self, name: str) -> MetricSpec:
+        spec = self.find(name)
+        if spec is None:
+            known = list(self._specs)
+            close = difflib.get_close_matches(base_name(name), known, n=1, cutoff=0.4)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UsageError(
+                f"unknown metric '{name}'.{hint} Known metrics: {', '.join(known)} "
+                "(see `invbench ls metrics`)."
+            )
+        return spec
+
+    def factory(self, name: str) -> Factory | None:
+        return self._factories.get(base_name(name))
+
+    def computed(self) -> list[MetricSpec]:
+        """The specs that have code (companions are reported by their owner's)."""
+        return [s for s in self.specs() if s.name in self._factories]
+
+
+METRICS = MetricRegistry("invbench.metrics")
+
+
+def register(spec: MetricSpec, factory: Factory | None = None) -> MetricSpec:
+    return METRICS.register(spec, factory)
+
+
+def paired(
+    name: str,
+    meaning: str,
+    higher_better: bool = False,
+    fmt: str = "{:.4f}",
+    group: str = "Reconstruction",
+    flavor: str = "",
+) -> Callable[[PairedFn], PairedFn]:
+    """Register a per-image function of (images, targets) on the test track."""
+
+    def deco(fn: PairedFn) -> PairedFn:
+        spec = MetricSpec(name, meaning, higher_better, fmt, group, True, "paired", "test", flavor)
+        cls = type(f"Paired_{name}", (PairedMetric,), {"fn": staticmethod(fn)})
+        register(spec, cls)
+        fn.spec = spec  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def higher_better(name: str) -> bool:
+    spec = METRICS.find(name)
+    return bool(spec and spec.higher_better)

@@ -1,0 +1,61 @@
+"""Mode coverage of random samples (track ``rand``): the share of each class that the dataset's
+domain classifier predicts, reported as its minimum and maximum. Every class of a balanced
+dataset near 1/classes means no mode collapse; a dropped mode shows as ``class_share_min``
+near 0, a collapse as ``class_share_max`` near 1."""
+
+from __future__ import annotations
+
+import torch
+
+from invbench.metrics.base import Batch, EvalContext, Metric, MetricSpec, Result, register
+
+
+class ClassShares(Metric):
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        self.net = ctx.classifier()  # the domain LeNet; Unavailable without class labels
+        self.counts = torch.zeros(self.net.head.out_features, dtype=torch.long)
+
+    def update(self, batch: Batch) -> None:
+        dev = next(self.net.parameters()).device
+        mb = int(getattr(self.ctx.cfg, "metric_batch", 500))
+        with torch.no_grad():
+            for i in range(0, len(batch.images), mb):
+                x = batch.images[i : i + mb].to(dev, torch.float32)
+                pred = self.net.logits(x).argmax(1)
+                self.counts += torch.bincount(pred.cpu(), minlength=len(self.counts))
+
+    def compute(self) -> Result:
+        n = int(self.counts.sum())
+        if n == 0:
+            return Result()
+        share = self.counts.double() / n
+        flavor = f"{self.net.flavor}-classifier/N={n}/classes={len(self.counts)}"
+        values = {"class_share_min": float(share.min()), "class_share_max": float(share.max())}
+        return Result(values, dict.fromkeys(values, flavor))
+
+
+register(
+    MetricSpec(
+        "class_share_min",
+        "smallest share of a class among random samples (domain classifier)",
+        higher_better=True,
+        fmt="{:.3f}",
+        group="Coverage",
+        needs="samples",
+        track="rand",
+        flavor="classifier/N/classes",
+    ),
+    ClassShares,
+)
+register(
+    MetricSpec(
+        "class_share_max",
+        "largest share of a class among random samples (domain classifier)",
+        fmt="{:.3f}",
+        group="Coverage",
+        needs="samples",
+        track="rand",
+        part_of="class_share_min",
+    )
+)
