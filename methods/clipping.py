@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 
 from invbench.artifacts import later
+from invbench.config import bounded
 from invbench.encoders import EncoderInverter, OptimEncoderConfig
 from invbench.inverter import Inverter, Latents
 from invbench.latent_opt import OptimisationInverter, hashed_uniform
@@ -39,7 +40,8 @@ def stochastic_clip(z: torch.Tensor, bound: float, seeds: torch.Tensor, step: in
 class Clipping(OptimisationInverter, EncoderInverter, Inverter):
     @dataclass
     class Config(OptimEncoderConfig):
-        bound: float = 1.0  # the box [-bound, bound]^d of the paper's uniform prior
+        # the box [-bound, bound]^d of the paper's uniform prior
+        bound: float = bounded(1.0, gt=0, le=1000)
         # Redraw, or clamp to the box; added with the default it had (keys unchanged).
         mode: Literal["stochastic", "standard"] = later("stochastic", since=2)
 
@@ -58,6 +60,3 @@ class Clipping(OptimisationInverter, EncoderInverter, Inverter):
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), "z")
-
-    def warmup(self, images: torch.Tensor) -> None:
-        pass

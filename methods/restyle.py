@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from invbench.artifacts import later
+from invbench.config import BOUNDS, Bounds
 from invbench.encoders import EncoderInverter
 from invbench.inverter import Inverter, Latents
 from invbench.methods.encoder import EncoderMethodConfig
@@ -31,7 +32,7 @@ class ReStyle(EncoderInverter, Inverter):
         # Refinement steps at inversion (0 = enc_iters, as trained). Inference only: it reads
         # one trained encoder's reconstruction after step t = 1 .. N (ReStyle's premise: each
         # step brings the reconstruction closer to the target).
-        invert_iters: int = later(0, since=2)
+        invert_iters: int = later(0, since=2, **{BOUNDS: Bounds(ge=0, le=100)})
 
         def validate(self) -> None:
             super().validate()

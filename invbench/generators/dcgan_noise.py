@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from invbench.config import bounded
 from invbench.generators.dcgan import DCGAN
 from invbench.registry import GENERATORS
 
@@ -22,7 +23,8 @@ from invbench.registry import GENERATORS
 class DecayingNoise:
     """Mixin for a GAN config: Creswell's geometric noise schedule, sigma_0 -> sigma_final."""
 
-    noise_final: float = 0.001  # the std at the last step (Creswell's code: 0.001)
+    # the std at the last step (Creswell's code: 0.001)
+    noise_final: float = bounded(0.001, gt=0, le=10)
 
     def noise_std(self, step: int) -> float:
         # sigma_t = sigma_0 (sigma_final / sigma_0)^(t / (T - 1)); 0 when no noise is asked for.
@@ -43,7 +45,8 @@ class DecayingNoise:
 class DCGANNoise(DCGAN):
     @dataclass
     class Config(DecayingNoise, DCGAN.Config):
-        instance_noise: float = 0.5  # the initial std (Creswell's code: 0.5)
+        # the initial std in [-1, 1] image units (Creswell's code: 0.5)
+        instance_noise: float = bounded(0.5, gt=0, le=10)
 
         def validate(self) -> None:
             super().validate()

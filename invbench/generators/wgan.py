@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from invbench.config import bounded
 from invbench.generators.dcgan import DCGAN
 from invbench.generators.dcgan_noise import DecayingNoise
 from invbench.registry import GENERATORS
@@ -34,7 +35,7 @@ class WGAN(DCGAN):
         loss: Literal["wgan"] = "wgan"  # type: ignore[assignment]
         d_norm: Literal["batch", "layer", "none"] = "batch"  # type: ignore[assignment]
         n_critic: int = 5
-        clip: float = 0.01  # c of Algorithm 1
+        clip: float = bounded(0.01, gt=0, le=10)  # c of Algorithm 1
         lr_g: float = 5e-5
         lr_d: float = 5e-5
         instance_noise: float = 0.0
