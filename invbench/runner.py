@@ -87,7 +87,7 @@ class EvalConfig:
     # Resamples for the confidence intervals of paired metrics (memory: n_test x bootstrap).
     bootstrap: int = bounded(1000, ge=0, le=100_000)
     grid_images: int = bounded(16, ge=0, le=1024)  # originals / reconstructions in the PNG grid
-    tracks: bool = True  # False: paired metrics and timings only (fast smoke runs)
+    tracks: bool = True  # False: the test track's per-image metrics and timings only (fast runs)
     # The one N of InvGAN Table 1's FID tracks (the paper: 500 / 50,000 at two sizes); 0 = the
     # largest the data allows, half the inverted test images (N midpoints need 2N images).
     fid_n: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
@@ -453,11 +453,15 @@ class _Clock:
 
 def selected_metrics(ev: EvalConfig, names: Sequence[str] | None = None) -> list[MetricSpec]:
     """The registered metrics this evaluation computes: ``names`` (or ``eval.metrics``, or all);
-    with ``eval.tracks`` off, only paired metrics and timings (the test track, no FID)."""
+    with ``eval.tracks`` off, only the test track's per-image metrics (paired, and latents such
+    as ``typical_share``) and timings: no FID, no random samples."""
     wanted = {base_name(n) for n in names or ev.metrics}
     specs = [s for s in METRICS.computed() if not wanted or s.name in wanted]
     if not ev.tracks:
-        specs = [s for s in specs if s.needs in ("paired", "timing")]
+        per_image = ("paired", "latents")
+        specs = [
+            s for s in specs if s.needs == "timing" or (s.needs in per_image and s.track == "test")
+        ]
     return specs
 
 
@@ -515,6 +519,7 @@ def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> 
         ev, dev, prep.spec.seed, resolution=resolution, channels=splits.channels,
         dataset=str(fp.get("dataset", prep.spec.dataset)), targets=ev.split, fid_n=fid_n,
         feature_net=net, reference=ref, classifier=classifier,
+        prior=getattr(prep.inverter.generator, "prior", ""),
     )  # fmt: skip
 
 

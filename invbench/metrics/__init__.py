@@ -30,7 +30,7 @@ from invbench.metrics.base import paired as paired_metric
 
 # Registration order is the tables' default column order.
 _MODULES = ("paired", "msssim", "identity", "swd", "distribution", "cleanfid_ref", "latent",
-            "coverage", "timing")  # fmt: skip
+            "typical_set", "coverage", "timing")  # fmt: skip
 for _module in _MODULES:
     importlib.import_module(f"invbench.metrics.{_module}")
 

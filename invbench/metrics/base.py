@@ -145,12 +145,14 @@ class EvalContext:
         feature_net: Callable[[], Any] | None = None,
         reference: Callable[[Any], Any] | None = None,
         classifier: Callable[[], Any] | None = None,
+        prior: str = "",
     ) -> None:
         self.cfg, self.device, self.seed, self.resolution = cfg, device, seed, resolution
         self.channels = channels  # of the test track's images (0: unknown)
         self.dataset = dataset  # the registered dataset's name ("" for folders)
         self.targets = targets  # what the test track's targets are: "test", "train", "real"
         self.fid_n = dict(fid_n or {})  # track -> the N its distribution metrics use
+        self.prior = prior  # the inverted generator's p(z): "gaussian", "uniform", "" (none)
         self.timings: dict[str, float] = {}
         self._providers = {"net": feature_net, "ref": reference, "classifier": classifier}
         self._made: dict[str, Any] = {}
