@@ -389,3 +389,24 @@ def test_a_new_train_version_refits_instead_of_loading_the_old_model(tmp_path, m
     assert run(spec)["provenance"]["fit_cached"] is True
     monkeypatch.setattr(InvGAN, "train_version", InvGAN.train_version + 1)
     assert run(spec)["provenance"]["fit_cached"] is False
+
+
+# -- Table 2: semantic consistency -----------------------------------------------------------------
+def test_class_accuracy_is_top1_against_the_true_labels():
+    """class_acc_* (invbench.metrics.semantic) count argmax == label, whatever the batching;
+    a reconstruction identical to its original scores what the original scores."""
+    from invbench.metrics import semantic
+    from invbench.metrics.features import DomainNet
+
+    torch.manual_seed(0)
+    net = DomainNet(1, 10).eval()
+    x = torch.rand(37, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        pred = net.logits(x).argmax(1)
+    labels = pred.clone()
+    labels[::3] = (labels[::3] + 1) % 10  # 13 of 37 wrong by construction
+    assert semantic.class_acc_orig(net, x, labels) == pytest.approx(24 / 37)
+    assert semantic.class_accuracy(net, x, labels, batch=5) == pytest.approx(24 / 37)
+    assert semantic.class_acc_rec(net, x.clone(), labels) == semantic.class_acc_orig(net, x, labels)
+    with pytest.raises(ValueError, match="one label per image"):
+        semantic.class_accuracy(net, x, labels[:-1])
