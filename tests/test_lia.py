@@ -300,12 +300,25 @@ def test_nan_training_raises_and_caches_nothing(digits):
 
 
 # -- the baselines ---------------------------------------------------------------------------------
-def test_lia_mlp_encodes_z_and_refuses_y(digits):
+def test_lia_mlp_is_a_variational_encoder_that_inverts_to_its_mean(digits):
+    """lia-mlp (Table 3's VAE/GAN, eq. 4): the encoder outputs mu and log sigma^2, stage 2 trains
+    both (the KL term and the reparameterised draw reach the log-variance head), and inversion
+    is the deterministic mean."""
     _, splits = digits
-    inv = make("lia-mlp", steps="4", enc_steps="4")
+    inv = make("lia-mlp", steps="4", enc_steps="6")
+    inv.build(splits.channels, splits.resolution)
+    head0 = inv.encoder.head.weight.detach().clone()
     inv.fit(ctx_of(splits, 64))
-    lat = inv.invert(splits.test[:4])
-    assert lat.space == "z" and torch.isfinite(inv.decode(lat)).all()
+    assert inv.encoder.head.out_features == 2 * 8
+    moved = (inv.encoder.head.weight - head0).abs()
+    assert moved[8:].max() > 0 and moved[:8].max() > 0  # log sigma^2 rows and mu rows
+    x = splits.test[:4]
+    lat = inv.invert(x)
+    assert lat.space == "z" and lat.tensor.shape == (4, 8)
+    assert torch.equal(inv.invert(x).tensor, lat.tensor)
+    with torch.no_grad():
+        assert torch.equal(lat.tensor, inv.encoder(x)[:, :8])
+    assert torch.isfinite(inv.decode(lat)).all()
     with pytest.raises(UsageError, match="set space=z"):
         build(METHODS.get("lia-mlp").Config, ("test", {"space": "y"}))
 
@@ -328,13 +341,57 @@ def test_bigan_fits_and_inverts(digits):
     assert torch.equal(again.decode(again.invert(x)), inv.decode(lat))
 
 
-def test_stylegan_lite_backbone_decodes_y_through_the_style_layers(digits):
+def test_per_layer_space_y_plus_on_the_style_based_backbone(digits):
+    """y+ (§7.2): one y per synthesis layer; the encoder's y repeated per layer decodes to the
+    image y decodes to, and refinement uses the per-layer freedom (the layers' codes part) to
+    lower the reconstruction error. The DCGAN decoder has no y+."""
     _, splits = digits
-    inv = make(backbone="stylegan-lite", d_norm="none", steps="1", enc_steps="1", batch_size="2")
+    inv = make("lia-stylegan", steps="1", enc_steps="1", batch_size="2")
     inv.fit(ctx_of(splits, 8))
     x = splits.test[:3]
-    rec = inv.decode(inv.invert(x))
-    assert rec.shape == x.shape and torch.isfinite(rec).all()
+    lat_y = inv.invert(x)
+    per = copy.copy(inv)
+    per.cfg = dataclasses.replace(inv.cfg, space="y+")
+    lat = per.invert(x)
+    n_ws = inv.generator.num_ws
+    assert lat.space == "y+" and lat.tensor.shape == (3, n_ws, 8)
+    assert torch.allclose(per.decode(lat), inv.decode(lat_y), atol=1e-6)
+    ref = copy.copy(per)
+    ref.cfg = dataclasses.replace(per.cfg, refine_steps=15, refine_lr=0.05, refine_loss="pixel")
+    refined = ref.invert(x)
+    assert (refined.tensor - refined.tensor[:, :1]).abs().max() > 1e-4  # the layers part ways
+    err = lambda lt: float(((ref.decode(lt) - x) ** 2).mean())  # noqa: E731
+    assert err(refined) < err(lat)
+    with pytest.raises(UsageError, match="y\\+.*stylegan-lite"):
+        build(METHODS.get("lia").Config, ("test", {"space": "y+"}))
+
+
+def test_offline_perceptual_stand_in_is_named_and_used_by_refinement(digits):
+    """Without VGG the LeNet stands in for eps: the record's flavor says so with its weight, the
+    weight survives the cache round trip, and eq. 5's refinement adds the term."""
+    _, splits = digits
+    inv = make(steps="2", enc_steps="2", perceptual="domain")
+    labelled = Splits(
+        splits.train[:64],
+        splits.test[:8],
+        train_labels=splits.train_labels[:64],
+        test_labels=splits.test_labels[:8],
+        num_classes=splits.num_classes,
+    )
+    inv.fit(FitContext(labelled, "digits", torch.device("cpu"), seed=0))
+    flavor = inv.flavor()["perceptual"]
+    assert "stand-in for vgg16-conv4_3" in flavor and "weight=" in flavor
+    assert inv.perceptual_weight > 0
+    again = make(steps="2", enc_steps="2", perceptual="domain")
+    again.load_state_dict(inv.state_dict())
+    assert again.flavor() == inv.flavor() and again.perceptual_weight == inv.perceptual_weight
+    x = splits.test[:4]
+    codes = {}
+    for loss in ("pixel", "pixel+perceptual"):
+        r = copy.copy(again)
+        r.cfg = dataclasses.replace(again.cfg, refine_steps=5, refine_loss=loss)
+        codes[loss] = r.invert(x).tensor
+    assert not torch.allclose(codes["pixel"], codes["pixel+perceptual"])
 
 
 def test_vgg_perceptual_without_weights_names_the_file(monkeypatch, tmp_path):
