@@ -267,14 +267,14 @@ class LIA(Inverter):
         ndf: int = 16
         nef: int = 16
         d_norm: Literal["batch", "layer", "none"] = "batch"
-        # stage 1: the decoder as a GAN (§5.1)
+        # stage 1: the decoder as a GAN (§5.1), genforce/lia's train_decoder.py recipe
         steps: int = 1500
         batch_size: int = 64
-        lr_g: float = 2e-4
-        lr_d: float = 2e-4
-        adam_beta1: float = 0.5
-        adam_beta2: float = 0.999
-        gamma_r1_stage1: float = 0.0  # R1 in stage 1 too (the StyleGAN recipe; 0 = DCGAN's)
+        lr_g: float = 1.5e-3
+        lr_d: float = 1.5e-3
+        adam_beta1: float = 0.0
+        adam_beta2: float = 0.99
+        gamma_r1_stage1: float = 5.0  # R1 on real images in stage 1 (r1_gamma 10 x 0.5)
         # stage 2: the encoder against the frozen decoder (§5.2)
         enc_steps: int = 1500
         enc_batch_size: int = 64

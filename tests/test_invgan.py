@@ -214,7 +214,7 @@ def test_full_d_gradient_comes_from_the_real_image_path(tiny_batch):
 @pytest.mark.parametrize("layers,hidden", [(2, None), (8, 64)])
 def test_mapping_starts_at_the_priors_scale(layers, hidden):
     """He init: w = M(z) has about unit variance per coordinate at initialisation, for InvGAN's
-    2-layer M and lia-mlp's 8-layer one (PyTorch's default Linear init gave 0.05 and 7e-7: a
+    2-layer M and a deeper one (PyTorch's default Linear init gave 0.05 and 7e-7: a
     near-constant input to the decoder)."""
     torch.manual_seed(0)
     m = ig.MappingMLP(32, 32, layers, hidden)
