@@ -658,8 +658,6 @@ class LIAStyle(LIA):
         backbone: Literal["dcgan", "stylegan-lite"] = "stylegan-lite"
         d_norm: Literal["batch", "layer", "none"] = "none"
         batch_size: int = 32
-        lr_g: float = 2e-3
+        lr_g: float = 2e-3  # the zoo's stylegan-lite recipe (configs/generators/stylegan-lite.yaml)
         lr_d: float = 2e-3
-        adam_beta1: float = 0.0
-        adam_beta2: float = 0.99
         gamma_r1_stage1: float = 0.5

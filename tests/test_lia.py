@@ -508,3 +508,15 @@ def test_perceptual_path_length_of_a_linear_generator_is_its_closed_form():
     assert float(values.mean()) == pytest.approx(expected, rel=0.05)
     spiked = torch.cat([torch.ones(198), torch.tensor([1e6, -1e6])])
     assert robust_mean(spiked) == pytest.approx(1.0)  # 1%-99% trimming drops the two outliers
+
+
+@pytest.mark.parametrize(
+    "name", ["lia-table2", "lia-table3", "lia-table4", "lia-table5", "invgan-claims"]
+)
+def test_the_papers_suites_load_and_every_claim_cites_its_section(name):
+    from invbench import suites
+
+    suite = suites.load(name)
+    assert suite.claims and all("§" in c["text"] for c in suite.claims)
+    methods = {METHODS.get(r.method) for r in suite.runs}  # every run names a known method
+    assert methods
