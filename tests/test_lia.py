@@ -520,3 +520,23 @@ def test_the_papers_suites_load_and_every_claim_cites_its_section(name):
     assert suite.claims and all("§" in c["text"] for c in suite.claims)
     methods = {METHODS.get(r.method) for r in suite.runs}  # every run names a known method
     assert methods
+
+
+def test_ppl_runs_in_both_of_lias_spaces(trained):
+    """Table 2's measurement on a (tiny) trained LIA: slerp in z, lerp in y, a finite, positive
+    length in each, reproducible from its seed."""
+    from invbench.metrics.ppl import ppl
+
+    inv, _, _, _ = trained
+
+    def sq(x, y):
+        return (x - y).pow(2).flatten(1).mean(1)
+
+    lengths = {}
+    for space in ("z", "y"):
+        s = copy.copy(inv)
+        s.cfg = dataclasses.replace(inv.cfg, space=space)
+        lengths[space] = ppl(s, sq, n=64, seed=3)
+        assert lengths[space] > 0 and math.isfinite(lengths[space])
+        assert ppl(s, sq, n=64, seed=3) == lengths[space]
+    assert lengths["z"] != lengths["y"]
