@@ -7,6 +7,7 @@
                            interp    midpoints of N disjoint test pairs (2N images), decoded
                            rand      random samples of the model
                            rand_rec  the first N random samples inverted and decoded
+                         and the metrics that walk the method's generator themselves (ppl)
                          -> Scores (values, flavors, intervals, per-image values, latents)
     make_record(...)     -> Record (invbench.record), written atomically with its per-image CSV,
                          latents (safetensors), a PNG grid and, on request, every reconstruction
@@ -14,7 +15,8 @@
 The distribution tracks share one N: ``eval.fid_n``, by default the largest every track allows
 (half the inverted test images: the midpoints need 2N of them); a track with fewer images uses
 them all and its flavor says how many (``N=``). Metric time (features, statistics, distances)
-is clocked apart from method time (inverting, decoding) and recorded in the provenance.
+is clocked apart from method time (inverting, decoding) and recorded in the provenance (the
+decoding a metric does itself, ppl's, counts as metric time).
 
 On CUDA (``--device cuda`` or ``auto``, see ``invbench.device``): timings are synchronised,
 a batch that runs out of memory is halved and retried (results do not depend on the batch),
@@ -97,6 +99,7 @@ class EvalConfig:
     metric_batch: int = 500  # images per feature-network / LPIPS call
     feature_epochs: int = 12  # training epochs of the domain feature network (LeNet)
     metrics: tuple[str, ...] = later((), since=2)  # only these metrics (base names); () = all
+    ppl_n: int = later(1000, since=2)  # pairs of the perceptual path length (Karras et al.)
     # Identity of a row (never averaged, never compared across): numeric precision of inversion
     # and synthesis, and the scale profile. Only fp32 / digits exist yet.
     precision: Literal["fp32"] = later("fp32", since=2)
@@ -109,6 +112,8 @@ class EvalConfig:
             raise ValueError("n_test must be 0 (the whole test split) or >= 2 (FID, KID need 2)")
         if min(self.fid_n, self.fid_small_n, self.n_rand) < 0:
             raise ValueError("fid_n, fid_small_n and n_rand must be >= 0")
+        if self.ppl_n < 1:
+            raise ValueError("ppl_n must be >= 1")
         if self.kid_subsets < 1 or self.kid_subset_size < 2 or self.metric_batch < 1:
             raise ValueError("kid_subsets >= 1, kid_subset_size >= 2, metric_batch >= 1")
         if self.feature_epochs < 1:
@@ -415,7 +420,8 @@ class _Clock:
 
 def selected_metrics(ev: EvalConfig, names: Sequence[str] | None = None) -> list[MetricSpec]:
     """The registered metrics this evaluation computes: ``names`` (or ``eval.metrics``, or all);
-    with ``eval.tracks`` off, only paired metrics and timings (the test track, no FID)."""
+    with ``eval.tracks`` off, only paired metrics and timings (the test track, no FID, no
+    classifier, no walk through the generator)."""
     wanted = {base_name(n) for n in names or ev.metrics}
     specs = [s for s in METRICS.computed() if not wanted or s.name in wanted]
     if not ev.tracks:
@@ -450,7 +456,9 @@ class _Tracks:
                     m.update(part)
 
 
-def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> EvalContext:
+def _eval_context(
+    prep: Prepared, n_test: int, resolution: int, n_rand: int, labels: torch.Tensor | None
+) -> EvalContext:
     from invbench.metrics.features import DomainNetConfig, domain_network, feature_network
     from invbench.metrics.reference import reference
 
@@ -476,7 +484,8 @@ def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> 
     return EvalContext(
         ev, dev, prep.spec.seed, resolution=resolution, channels=splits.channels,
         dataset=str(fp.get("dataset", prep.spec.dataset)), targets=ev.split, fid_n=fid_n,
-        feature_net=net, reference=ref, classifier=classifier,
+        feature_net=net, reference=ref, classifier=classifier, labels=labels,
+        model=prep.inverter,
     )  # fmt: skip
 
 
@@ -526,7 +535,9 @@ def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
             "(learning rate, steps)."
         )
     n_rand = ev.n_rand or prep.splits.n_train
-    ctx = _eval_context(prep, len(test), int(test.shape[-1]), n_rand)
+    labels = prep.splits.train_labels if ev.split == "train" else prep.splits.test_labels
+    labels = None if labels is None else labels[: len(test)]
+    ctx = _eval_context(prep, len(test), int(test.shape[-1]), n_rand, labels)
     ctx.timings.update(invert_seconds=sw.seconds, n_test=len(test), fit_seconds=prep.fit_seconds)
     if prep.generator_info and prep.generator_info.get("train_seconds"):
         ctx.timings["gen_train_seconds"] = prep.generator_info["train_seconds"]

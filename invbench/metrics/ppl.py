@@ -14,6 +14,11 @@ fc84 features, averaged over features. The flavor says which, and the two are ne
 A shorter path means that a small step in the space changes the image less: LIA Table 2 reports
 l_z = 40.25 and l_y = 23.26 for its decoder.
 
+Registered as ``ppl`` (needs ``generator``): every run that scores its tracks records it for the
+method's generator in the method's latent space (``eval.ppl_n`` pairs, drawn from the run's seed),
+so LIA's ``space=z`` and ``space=y`` runs give Table 2's two numbers. Its decoding is clocked as
+metric time.
+
 Hand-written: no maintained library computes PPL for an arbitrary generator and space
 (torch-fidelity's ``ppl`` takes a generator of z only and uses its own LPIPS download).
 """
@@ -21,18 +26,16 @@ Hand-written: no maintained library computes PPL for an arbitrary generator and 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from invbench.inverter import Inverter, Latents
-from invbench.metrics import MetricInfo
+from invbench.errors import UsageError
+from invbench.inverter import Latents
+from invbench.metrics.base import EvalContext, Metric, MetricSpec, Result, register
+from invbench.metrics.perceptual import Unavailable, load_lpips
 
-#: Declaration for the metric registry (lower is better).
-INFO = {
-    "ppl": MetricInfo(
-        False, "perceptual path length in the run's latent space (Karras et al. 2019)", "{:.2f}"
-    )
-}
+EPS = 1e-4  # Karras et al. 2019, §4.2: "epsilon = 1e-4"
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-image distance
 
@@ -61,31 +64,33 @@ def interpolation_for(space: str) -> str:
 
 
 def path_lengths(
-    inv: Inverter,
+    inv: Any,
     dist: Distance,
     n: int = 1000,
-    eps: float = 1e-4,
+    eps: float = EPS,
     seed: int = 0,
     batch: int = 250,
 ) -> torch.Tensor:
-    """The ``n`` per-sample values 1/eps^2 d(...) in the inverter's latent space (``inv.space``).
+    """The ``n`` per-sample values 1/eps^2 d(...) in the latent space of ``inv`` (an inverter:
+    ``sample(n, generator)`` and ``decode(latents)``).
 
-    Endpoints are ``inv.sample`` draws (prior samples expressed in that space); t and the
-    endpoints come from a generator seeded by ``seed``, so the estimate is reproducible.
+    Endpoints are ``inv.sample`` draws (prior samples expressed in that space); they and t come
+    from a generator seeded by ``seed``, all drawn before decoding, so the estimate is
+    reproducible and does not depend on ``batch`` (how many pairs are decoded at a time).
     """
-    if n < 1 or eps <= 0:
-        raise ValueError(f"need n >= 1 and eps > 0, got n={n}, eps={eps}")
+    if n < 1 or eps <= 0 or batch < 1:
+        raise ValueError(f"need n >= 1, eps > 0 and batch >= 1, got n={n}, eps={eps}, {batch}")
     g = torch.Generator().manual_seed(seed)
+    a, b = inv.sample(n, generator=g), inv.sample(n, generator=g)
+    f = slerp if interpolation_for(a.space) == "slerp" else lerp
+    if f is slerp and a.tensor.dim() != 2:
+        raise ValueError(f"slerp needs one code per image, got shape {tuple(a.tensor.shape)}")
+    # t in the latents' dtype: float64 latents get a float64 step (t + eps - t == eps to 1e-12).
+    t = torch.rand((n,) + (1,) * (a.tensor.dim() - 1), generator=g).to(a.tensor)
     out = []
     for i in range(0, n, batch):
-        k = min(batch, n - i)
-        a, b = inv.sample(k, generator=g), inv.sample(k, generator=g)
-        shape = (k,) + (1,) * (a.tensor.dim() - 1)
-        t = torch.rand(shape, generator=g).to(a.tensor.device)
-        f = slerp if interpolation_for(a.space) == "slerp" else lerp
-        if f is slerp and a.tensor.dim() != 2:
-            raise ValueError(f"slerp needs one code per image, got shape {tuple(a.tensor.shape)}")
-        p0, p1 = f(a.tensor, b.tensor, t), f(a.tensor, b.tensor, t + eps)
+        ai, bi, ti = a.tensor[i : i + batch], b.tensor[i : i + batch], t[i : i + batch]
+        p0, p1 = f(ai, bi, ti), f(ai, bi, ti + eps)
         with torch.no_grad():
             x0, x1 = inv.decode(Latents(p0, a.space)), inv.decode(Latents(p1, a.space))
             out.append(dist(x0, x1).double().cpu() / eps**2)
@@ -99,8 +104,8 @@ def robust_mean(values: torch.Tensor, lo: float = 1.0, hi: float = 99.0) -> floa
     return float(keep.mean())
 
 
-def ppl(inv: Inverter, dist: Distance, n: int = 1000, eps: float = 1e-4, seed: int = 0) -> float:
-    """Perceptual path length of ``inv``'s generator in ``inv.space`` (see the module doc)."""
+def ppl(inv: Any, dist: Distance, n: int = 1000, eps: float = EPS, seed: int = 0) -> float:
+    """Perceptual path length of ``inv``'s generator in its latent space (see the module doc)."""
     return robust_mean(path_lengths(inv, dist, n, eps, seed))
 
 
@@ -113,5 +118,46 @@ def domain_distance(net: torch.nn.Module) -> Distance:
     return d
 
 
-def flavor(dist_name: str, space: str, n: int, eps: float) -> str:
+class PerceptualPathLength(Metric):
+    """``ppl`` of the run's method in its latent space (``EvalContext.model``): ``eval.ppl_n``
+    pairs, distance LPIPS when its weights are found, else the domain LeNet's features."""
+
+    def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
+        super().__init__(spec, ctx)
+        if ctx.model is None or not hasattr(ctx.model, "sample"):
+            raise Unavailable("no generator to walk (only images are scored)")
+        self.batch = int(getattr(ctx.cfg, "metric_batch", 500))
+        try:
+            lpips = load_lpips(ctx.device, getattr(ctx.cfg, "weights_dir", "") or None)
+            self.dist: Distance = lpips
+            self.dist_name = lpips.flavor
+        except Unavailable:  # offline: the dataset's LeNet (Unavailable without labels)
+            net = ctx.classifier()
+            self.dist, self.dist_name = domain_distance(net), f"{net.flavor}-fc84"
+
+    def compute(self) -> Result:
+        n, model, name = int(self.ctx.cfg.ppl_n), self.ctx.model, self.spec.name
+        try:
+            values = path_lengths(model, self.dist, n, EPS, self.ctx.seed, self.batch)
+        except (NotImplementedError, UsageError) as e:  # a space without prior samples
+            return Result({name: None}, unavailable={name: f"{name} unavailable: {e}"})
+        return Result({name: robust_mean(values)}, {name: flavor(self.dist_name, model.space, n)})
+
+
+def flavor(dist_name: str, space: str, n: int, eps: float = EPS) -> str:
     return f"{dist_name}/{interpolation_for(space)}-{space}/eps={eps:g}/N={n}/trim=1-99%"
+
+
+register(
+    MetricSpec(
+        "ppl",
+        "perceptual path length of the method's generator in its latent space (Karras et al. "
+        "2019; LIA Table 2)",
+        fmt="{:.2f}",
+        group="Latent",
+        needs="generator",
+        track=None,
+        flavor="distance/interpolation-space/eps/N/trim",
+    ),
+    PerceptualPathLength,
+)
