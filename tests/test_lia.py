@@ -540,3 +540,117 @@ def test_ppl_runs_in_both_of_lias_spaces(trained):
         assert lengths[space] > 0 and math.isfinite(lengths[space])
         assert ppl(s, sq, n=64, seed=3) == lengths[space]
     assert lengths["z"] != lengths["y"]
+
+
+class _FixedEnds:
+    """A linear 'generator' G(p) = p @ A.T whose ``sample`` returns the same endpoint pair
+    (a, then b) for every path, in float64: every path has one length, known in closed form."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, A: torch.Tensor, space: str) -> None:
+        self.ends, self.A, self.space, self.calls = (a, b), A, space, 0
+
+    def sample(self, n, generator=None):
+        from invbench.inverter import Latents
+
+        end = self.ends[self.calls % 2]
+        self.calls += 1
+        return Latents(end.expand(n, -1).clone(), self.space)
+
+    def decode(self, lat):
+        return (lat.tensor @ self.A.T).view(len(lat), 1, 1, -1)
+
+
+class _IdentityFeatures:
+    """The offline distance network, made transparent: its features are the pixels."""
+
+    flavor = "pixels"
+
+    def features(self, x):
+        return x.flatten(1)
+
+
+def _ppl_of(model, monkeypatch, n=40):
+    """The registered ``ppl`` metric, as the runner builds and reads it, with LPIPS absent."""
+    import invbench.metrics.ppl as ppl_mod
+    from invbench.metrics import METRICS, EvalContext, Unavailable
+    from invbench.runner import EvalConfig
+
+    def no_lpips(*a, **k):
+        raise Unavailable("lpips unavailable: no weights in this test")
+
+    monkeypatch.setattr(ppl_mod, "load_lpips", no_lpips)
+    spec = METRICS.get("ppl")
+    ctx = EvalContext(
+        EvalConfig(ppl_n=n, metric_batch=16), torch.device("cpu"), seed=5,
+        classifier=_IdentityFeatures, model=model,
+    )  # fmt: skip
+    m = METRICS.factory("ppl")(spec, ctx)
+    return m.compute()
+
+
+def test_registered_ppl_is_the_closed_form_length_of_a_linear_generator(monkeypatch):
+    """The registry's ``ppl`` (needs: generator) walks the method's own space: in y (lerp) a
+    linear G gives exactly ||A (b - a)||^2 / D per path; in z (slerp) between two orthogonal
+    codes of norm r, G = c I gives the arc's length c^2 (r pi/2)^2 / D. The flavor names the
+    distance network and the interpolation."""
+    g = torch.Generator().manual_seed(1)
+    D, d = 6, 4
+    A = torch.randn(D, d, generator=g, dtype=torch.float64)
+    a, b = torch.randn(d, generator=g, dtype=torch.float64), torch.randn(d, dtype=torch.float64)
+    res = _ppl_of(_FixedEnds(a, b, A, "y"), monkeypatch)
+    expected = float((A @ (b - a)).pow(2).sum()) / D
+    assert res.values["ppl"] == pytest.approx(expected, rel=1e-6)
+    assert res.flavors["ppl"] == "pixels-fc84/lerp-y/eps=0.0001/N=40/trim=1-99%"
+
+    r, c = 3.0, 0.5
+    e = torch.eye(d, dtype=torch.float64)
+    res = _ppl_of(_FixedEnds(r * e[0], r * e[1], c * e, "z"), monkeypatch)
+    assert res.values["ppl"] == pytest.approx(c**2 * (r * math.pi / 2) ** 2 / d, rel=1e-6)
+    assert res.flavors["ppl"].startswith("pixels-fc84/slerp-z/")
+
+
+def test_ppl_is_unavailable_without_a_generator():
+    from invbench.metrics import METRICS, EvalContext, Unavailable
+    from invbench.runner import EvalConfig
+
+    with pytest.raises(Unavailable, match="no generator"):
+        METRICS.factory("ppl")(METRICS.get("ppl"), EvalContext(EvalConfig(), torch.device("cpu")))
+
+
+# Tiny settings per method for running the papers' suites end to end (one seed).
+_TINY_RUN = {
+    "lia": [f"method.{k}={v}" for k, v in TINY.items()],
+    "invgan": ["method.z_dim=4", "method.w_dim=4", "method.ngf=4", "method.ndf=4",
+               "method.batch_size=8", "method.sample_every=0", "method.steps=20"],
+    "creswell": ["method.steps=5", "generator.steps=30"],
+}  # fmt: skip
+_TINY_EVAL = ["eval.n_test=40", "eval.n_rand=64", "eval.fid_small_n=10", "eval.bootstrap=0",
+              "eval.kid_subsets=10", "eval.feature_epochs=3", "eval.ppl_n=50",
+              "eval.batch_size=32"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["lia-table2", "invgan-claims"])
+def test_the_papers_suites_produce_their_columns(name, tmp_path, monkeypatch):
+    """Each suite's table columns (ppl for LIA Table 2; class_acc_orig / class_acc_rec, the
+    FIDs and the timing for InvGAN's claims) are measured by `invbench run` for every row, with
+    flavors naming the network, and the claims are evaluated on them (tiny settings, seed 0)."""
+    from invbench import suites, tables
+    from invbench.record import load_records
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_torch_weights"))
+    monkeypatch.delenv("INVBENCH_WEIGHTS", raising=False)
+    suite = suites.load(name)
+    runs = [
+        dataclasses.replace(r, sets=r.sets + _TINY_RUN[r.method] + _TINY_EVAL) for r in suite.runs
+    ]
+    tiny = dataclasses.replace(suite, seeds=[0], runs=runs)
+    assert suites.run_suite(tiny, tmp_path) == (len(runs), 0)
+    records = load_records(tmp_path)
+    df, order = tables.frame(records, tiny.metrics, suites.labels_by_setting(tiny, tmp_path))
+    assert order == tiny.metrics and len(df) == len(runs)
+    assert not df[order].isna().any().any(), df[order]
+    for rec in records:
+        for metric in set(order) & {"ppl", "class_acc_rec", "class_acc_orig"}:
+            assert rec.metric_flavors[metric].startswith("lenet-digits-e3-"), metric
+    out = tables.render_suite(tiny, tmp_path, "md")
+    assert out.count("Claim — ") == len(tiny.claims) and "not measured" not in out
