@@ -517,7 +517,7 @@ def test_the_papers_suites_load_and_every_claim_cites_its_section(name):
     from invbench import suites
 
     suite = suites.load(name)
-    assert suite.claims and all("§" in c["text"] for c in suite.claims)
+    assert suite.claims and all("§" in c.text for c in suite.claims)
     methods = {METHODS.get(r.method) for r in suite.runs}  # every run names a known method
     assert methods
 
