@@ -366,3 +366,97 @@ def test_gan_step_applies_the_lazy_terms_on_their_steps_only() -> None:
         assert all(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
     assert seen[0] == {"loss_d", "r1", "loss_g", "pl"} and seen[4] == {"loss_d", "loss_g", "pl"}
     assert seen[1] == seen[2] == seen[3] == {"loss_d", "loss_g"}
+
+
+# -- LIA and InvGAN at paper scale (meta device: shapes and counts only) ------------------------------
+def _synthesis_closed_form(size: int, style: int = 512) -> int:
+    """StyleGAN2's synthesis network counted from the paper: a 4x4x512 constant; per modulated
+    conv the kernel, the affine A (style -> in, with bias), a noise strength and a bias; per
+    tRGB a 1x1 kernel, its affine and 3 biases (Fig. 2d, App. B)."""
+    ch = _config_f_channels(size)
+
+    def conv(i: int, o: int, k: int = 3) -> int:
+        return o * i * k * k + style * i + i + 1 + o
+
+    def rgb(i: int) -> int:
+        return 3 * i + style * i + i + 3
+
+    n = 512 * 16 + conv(512, 512) + rgb(512)
+    r, c = 8, 512
+    while r <= size:
+        n += conv(c, ch[r]) + conv(ch[r], ch[r]) + rgb(ch[r])
+        c, r = ch[r], r * 2
+    return n
+
+
+def test_synthesis_closed_form_is_the_published_decoders(layouts) -> None:
+    lay = {k: v for k, v in layouts["psp"]["layout_1024"].items() if ".style." not in k}
+    assert _count(lay, "decoder.") == _synthesis_closed_form(1024)
+
+
+def _nice_closed_form(dim: int, depth: int, hidden: int) -> int:
+    """LIA §4.1: ``depth`` additive couplings, tau a 2-layer MLP dim/2 -> hidden -> dim/2."""
+    half = dim // 2
+    return depth * (half * hidden + hidden + hidden * half + half)
+
+
+def _lia_encoder_closed_form(size: int, width: int = 64, cap: int = 512, dim: int = 512) -> int:
+    """genforce/lia's encoder: 3x3 stem (no bias, BN shift); per halving a residual block
+    (conv3x3 to min(in, out) and conv3x3 to out, each with bias and BN shift; a 1x1 shortcut
+    without bias, with BN shift, where the width changes); dense 4x4xC -> dim, BN shift."""
+    n = 3 * width * 9 + width
+    for i in range(int(math.log2(size // 4))):
+        a, b = min(width * 2**i, cap), min(width * 2 ** (i + 1), cap)
+        h = min(a, b)
+        n += a * h * 9 + 2 * h + h * b * 9 + 2 * b + (a * b + b if a != b else 0)
+    return n + min(width * 2 ** int(math.log2(size // 4)), cap) * 16 * dim + dim
+
+
+def _paper(method: str, **sets: str):
+    from invbench.config import build
+    from invbench.registry import METHODS
+
+    return build(METHODS.get(method).Config, ("--set", sets))
+
+
+def test_lia_paper_architecture() -> None:
+    """LIA at paper scale on 128 x 128 FFHQ (genforce/lia's FFHQ model): StyleGAN2 config F's
+    synthesis behind a 512-d, 8-layer NICE flow (§7), the released encoder, StyleGAN2's D."""
+    from invbench.registry import METHODS
+
+    cfg = _paper("lia", backbone="stylegan2", z_dim="512", flow_hidden="512", perceptual="none")
+    lia = METHODS.get("lia")(cfg, None, "meta", 0)
+    with torch.device("meta"):
+        lia.build(3, 128)
+    gen = lia.generator
+    counts = {
+        "flow": n_params(gen.mapping),
+        "synthesis": n_params(gen.net),
+        "encoder": n_params(lia.encoder),
+        "discriminator": n_params(lia.disc),
+    }
+    print(f"LIA paper scale (128 px): {counts}")
+    assert counts == {
+        "flow": _nice_closed_form(512, 8, 512),
+        "synthesis": _synthesis_closed_form(128),
+        "encoder": _lia_encoder_closed_form(128),
+        "discriminator": _d_closed_form(128),
+    }
+    assert gen.latent_shape("y") == (512,) and gen.latent_shape("y+") == (12, 512)
+
+
+def test_invgan_paper_architecture() -> None:
+    """InvGAN on FFHQ 128 px (Fig. 2): StyleGAN's 8-layer mapping (§4), config-F synthesis and
+    StyleGAN2's D whose 512-d features feed both heads (§3.1)."""
+    from invbench.methods.invgan import InvGANNets
+
+    cfg = _paper("invgan", backbone="stylegan2", z_dim="512", w_dim="512", mapping_layers="8")
+    with torch.device("meta"):
+        nets = InvGANNets(cfg, 3, 128)
+    counts = {k: n_params(getattr(nets, k)) for k in ("M", "G", "D")}
+    print(f"InvGAN paper scale (128 px): {counts}")
+    assert counts == {
+        "M": 8 * (512 * 512 + 512),
+        "G": _synthesis_closed_form(128),
+        "D": _d_closed_form(128) + 512 * 512 + 512,  # + the latent head w~
+    }
