@@ -93,6 +93,41 @@ def test_a_perceptual_loss_without_its_network_stops_before_training(
     assert "training generator" not in err and "Traceback" not in err
 
 
+def test_lia_paper_without_vgg_stops_before_training(ffhq, no_weights, capsys, tmp_path):
+    """LIA's paper profile needs eq. 13's VGG-16 (§7): without the file the run stops at once,
+    naming it and the explicit way out, before stage 1 builds or trains anything."""
+    code, _, err = run(
+        ["--method", "lia", "--dataset", "ffhq", "--profile", "paper"]
+        + ["--out", str(tmp_path / "out")]
+        + S(f"root={ffhq}", "eval.tracks=false"),
+        capsys,
+    )
+    assert code == 2
+    assert "vgg16-397923af.pth" in err and "perceptual=none" in err
+    assert "Traceback" not in err and "stage 1" not in err and "parameters" not in err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_lia_without_vgg_or_labels_stops_and_a_missing_init_synthesis_is_named(
+    ffhq, no_weights, capsys, tmp_path
+):
+    """perceptual=auto falls back to the dataset's LeNet, which FFHQ (no labels) cannot train:
+    the run stops before stage 1; so does an ``init_synthesis`` file that is not there."""
+    base = ["--method", "lia", "--dataset", "ffhq", "--profile", "paper", "--out", str(tmp_path)]
+    code, _, err = run(base + S(f"root={ffhq}", "eval.tracks=false", "perceptual=auto"), capsys)
+    assert code == 2
+    assert "no class labels" in err and "vgg16-397923af.pth" in err and "stage 1" not in err
+    missing = tmp_path / "no-such-stylegan2.pt"
+    code, _, err = run(
+        base
+        + S(f"root={ffhq}", "eval.tracks=false", "perceptual=none")
+        + S(f"init_synthesis={missing}"),
+        capsys,
+    )
+    assert code == 2
+    assert "no-such-stylegan2.pt" in err and "stage 1" not in err and "Traceback" not in err
+
+
 def test_digits_model_on_ffhq_says_so_and_upscaling_is_named(no_weights, capsys, tmp_path):
     """A run of a digits-scale model (the zoo's dcgan) on FFHQ records profile ``digits`` and
     says so; thumbnails read at 256 x 256 are upscaled, which the log and the record say, with
@@ -121,6 +156,36 @@ def _check(rec: dict, err: str, name: str) -> None:
     assert re.search(rf"{name}.*parameters", err), err[-2000:]  # counts and widths printed
     for v in rec["metrics"].values():
         assert v is None or np.isfinite(v)
+
+
+@pytest.mark.paper
+def test_lia_paper_run(ffhq, no_weights, capsys, tmp_path):
+    code, rec, err = run(
+        ["--method", "lia", "--dataset", "ffhq", "--profile", "paper", "--out", str(tmp_path)]
+        + S(f"root={ffhq}", "perceptual=none", "steps=2", "enc_steps=2")
+        + S("batch_size=2", "enc_batch_size=2", *FAST),
+        capsys,
+    )
+    assert code == 0, err
+    _check(rec, err, "lia")
+    cfg = rec["config"]["method"]
+    assert (cfg["backbone"], cfg["z_dim"], rec["config"]["dataset"]["resolution"]) == (
+        "stylegan2",
+        512,
+        128,
+    )
+
+
+@pytest.mark.paper
+def test_invgan_paper_run(ffhq, no_weights, capsys, tmp_path):
+    code, rec, err = run(
+        ["--method", "invgan", "--dataset", "ffhq", "--profile", "paper", "--out", str(tmp_path)]
+        + S(f"root={ffhq}", "steps=2", "batch_size=2", "sample_every=0", *FAST),
+        capsys,
+    )
+    assert code == 0, err
+    _check(rec, err, "invgan")
+    assert rec["config"]["method"]["backbone"] == "stylegan2"
 
 
 @pytest.fixture(scope="module")
