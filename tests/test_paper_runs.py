@@ -128,6 +128,37 @@ def test_lia_without_vgg_or_labels_stops_and_a_missing_init_synthesis_is_named(
     assert "no-such-stylegan2.pt" in err and "stage 1" not in err and "Traceback" not in err
 
 
+def test_lia_stage_1_starts_from_a_pretrained_stylegan2(ffhq, no_weights, tmp_path):
+    """init_synthesis (issue #19: "start stage 1 from a pretrained StyleGAN2's synthesis
+    weights ... say in the record that it did"): with no stage-1 step the decoder is exactly
+    the file's synthesis network, and the flavor names the file with its SHA-256 (hashlib's)."""
+    import hashlib
+
+    from test_stylegan2 import save_rosinality
+
+    from invbench import api
+    from invbench.generators.stylegan2 import StyleGAN2Net
+    from invbench.generators.stylegan2_training import config_f_channels
+
+    torch.manual_seed(1)
+    sg2 = StyleGAN2Net(16, 16, n_mlp=2, channels=config_f_channels(16, 16))
+    ckpt = save_rosinality(sg2, tmp_path / "pretrained-16.pt")
+    prepared = api.prepare(
+        "lia",
+        "ffhq",  # declares the paper scale: LIA's paper profile, cut to 16 px and 16 maps
+        sets=[f"root={ffhq}", "resolution=16", "channel_max=16", "z_dim=16", "flow_hidden=16"]
+        + ["steps=0", "enc_steps=1", "enc_batch_size=2", "perceptual=none"]
+        + [f"init_synthesis={ckpt}", *FAST],
+    )
+    lia = prepared.inverter
+    synthesis = lia.generator.net.net.state_dict()
+    for k, v in sg2.state_dict().items():
+        if not k.startswith("style."):
+            assert torch.equal(synthesis[k], v), k
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert lia.flavor()["decoder_init"] == f"pretrained-16.pt sha256={digest}"
+
+
 def test_digits_model_on_ffhq_says_so_and_upscaling_is_named(no_weights, capsys, tmp_path):
     """A run of a digits-scale model (the zoo's dcgan) on FFHQ records profile ``digits`` and
     says so; thumbnails read at 256 x 256 are upscaled, which the log and the record say, with
