@@ -32,7 +32,7 @@ from invbench.errors import UsageError
 from invbench.metrics import higher_better
 from invbench.progress import log
 
-SUITE_KEYS = {"description", "seeds", "runs", "table", "claims", "notes"}
+SUITE_KEYS = {"description", "seeds", "runs", "table", "claims", "notes", "resources"}
 RUN_KEYS = {"label", "method", "dataset", "generator", "sets"}
 
 
@@ -55,6 +55,7 @@ class Suite:
     metrics: list[str] | None
     claims: list[dict[str, Any]]
     notes: list[str]
+    resources: dict[str, Any] = field(default_factory=dict)  # per cell (invbench.executors)
 
 
 def suite_dir() -> Path:
@@ -115,6 +116,15 @@ def load(name_or_path: str) -> Suite:
     for c in claims:
         _check_claim(path, c, labels)
     table = data.get("table") or {}
+    resources = data.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise UsageError(f"{path}: 'resources' must be a mapping, e.g. {{cpus: 2, gpus: 1}}.")
+    from invbench import executors
+
+    try:
+        executors.resources(resources)
+    except UsageError as e:
+        raise UsageError(f"{path}: {e}") from None
     return Suite(
         name=path.stem,
         path=path,
@@ -124,6 +134,7 @@ def load(name_or_path: str) -> Suite:
         metrics=table.get("metrics"),
         claims=claims,
         notes=list(data.get("notes") or []),
+        resources=resources,
     )
 
 
@@ -222,25 +233,28 @@ def select(todo: list, only: str | None) -> list:
 
 
 def run_suite(
-    suite: Suite, out: Path, device: str = "cpu", only: str | None = None
+    suite: Suite,
+    out: Path,
+    device: str = "cpu",
+    only: str | None = None,
+    executor: str = "local",
+    resources: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
-    """Run the missing cells (of those ``only`` selects); return (run now, already done)."""
-    from invbench.record import is_valid
-    from invbench.runner import run
+    """Run the missing cells (of those ``only`` selects) on ``executor`` (local[:N], ray,
+    slurm: invbench.executors) with the suite's resources overridden by ``resources``; return
+    (run now, already done). A cell is done when its record is valid; an invalid one is
+    computed again."""
+    from invbench import executors
 
-    todo = select(cells(suite, out, device), only)
-    valid = {path for *_, path in todo if is_valid(path)}  # an invalid record is recomputed
-    done = len(valid)
-    ran = 0
-    for i, (entry, seed, spec, path) in enumerate(todo, 1):
-        if path in valid:
-            continue
-        if path.exists():
-            log(f"suite {suite.name}: {path.name} is not a valid record; computing it again")
-        log(f"suite {suite.name}: cell {i}/{len(todo)} — {entry.label}, seed {seed}")
-        run(spec)
-        ran += 1
-    return ran, done
+    ex = executors.parse(executor)
+    res = executors.resources(suite.resources, resources)
+    todo = [
+        executors.Cell(e.label, s, spec, p)
+        for e, s, spec, p in select(cells(suite, out, device), only)
+    ]
+    log(f"suite {suite.name}: {len(todo)} cells on --executor {ex}")
+    report = executors.run(todo, ex, res)
+    return report.ran, report.skipped
 
 
 def labels_by_setting(suite: Suite, out: Path) -> dict[str, str]:
