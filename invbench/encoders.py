@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench import distributed
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
@@ -154,8 +155,12 @@ def train_encoder(
     """Train ``enc`` in place against the frozen ``gen``; return the last losses.
 
     ``identity`` (an ``invbench.metrics.identity.IdentitySimilarity``) adds pSp's identity loss
-    ``enc_id_weight * (1 - <R(x), R(G(E(x)))>)`` (Richardson et al. 2021, §3.3)."""
-    g = torch.Generator().manual_seed(seed)
+    ``enc_id_weight * (1 - <R(x), R(G(E(x)))>)`` (Richardson et al. 2021, §3.3).
+
+    Under torchrun each rank draws its share of every batch from its own seed and the gradients
+    are averaged before each step (``invbench.distributed.data_parallel``)."""
+    cfg = distributed.per_rank(cfg, "enc_batch")
+    g = torch.Generator().manual_seed(distributed.rank_seed(seed))
     enc.to(device).train()
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.enc_lr)
     disc: nn.Module | None = None
@@ -168,6 +173,8 @@ def train_encoder(
             # caches generators only, so the GAN's own D is not available to fine-tune.
             disc = gen.make_discriminator().to(device).train()
             opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.enc_lr, betas=(0.5, 0.999))
+            distributed.data_parallel([disc], [opt_d])
+    distributed.data_parallel([enc], [opt])
     mean = gen.mean_latent(space).to(device) if cfg.enc_iters else None
     use_perc = perceptual is not None and cfg.enc_perceptual_weight > 0
 
@@ -226,6 +233,7 @@ def train_encoder(
         last["loss"] = loss.detach()
         pbar.update(1)
     pbar.close()
+    distributed.average_buffers(enc)  # every rank ends with the same encoder
     enc.eval().requires_grad_(False)
     return {k: float(v) for k, v in last.items()}
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench import distributed
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
 from invbench.generators.train import Checkpointer, StepHook, TrainingLoop
@@ -92,7 +93,7 @@ class Autoencoder(Generator):
     ) -> float:
         """Minimise eq. 3 by Adam; checkpointed and divergence-guarded like ``train_gan``;
         return the training seconds."""
-        cfg = self.cfg
+        cfg = distributed.per_rank(self.cfg, "batch_size")  # each rank's share (torchrun)
         self.to(device).train()
         opt = torch.optim.Adam(self.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         rng = torch.Generator().manual_seed(cfg.seed)
