@@ -80,6 +80,21 @@ def test_local_pool_gives_the_serial_table(grid):
     assert p.returncode == 0 and "0 cells run, 2 were already done" in p.stderr
 
 
+def test_two_workers_needing_one_generator_on_an_empty_cache_train_it_once(grid, tmp_path):
+    """Both cells need the same zoo generator; two workers start on an empty cache: one trains
+    it, the other waits on its lock (or finds it done) and loads it; the table is the serial
+    run's, whose generator was trained alone in another cache."""
+    root, suite, _home, ref = grid
+    home, results = tmp_path / "empty-home", tmp_path / "res"
+    p = cli(["suite", "run", str(suite), "--results", str(results), "--executor", "local:2"], home)
+    assert p.returncode == 0, p.stderr
+    logs = [q.read_text() for q in (results / "logs").glob("*.log")]
+    assert len(logs) == 2
+    assert sum("training generator 'dcgan'" in t for t in logs) == 1, logs
+    assert len(list((home / "generators").glob("*.safetensors"))) == 1
+    assert table(suite, results, home) == ref
+
+
 def test_ray_gives_the_serial_table(grid):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
     root, suite, home, ref = grid
