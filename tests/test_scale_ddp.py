@@ -122,6 +122,24 @@ def test_ddp_dcgan_trains_checkpoints_resumes_after_kill_and_matches_one_process
     assert (gap < tol).all(), f"window gaps {gap.tolist()} vs tolerance {tol.tolist()}"
 
 
+def test_torchrun_cli_trains_a_generator_data_parallel_and_refuses_a_run(tmp_path):
+    env = dict(os.environ, INVBENCH_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    head += ["-m", "invbench"]
+    args = ["train-generator", "-g", "dcgan", "--set", "steps=6", "--set", "batch_size=8"]
+    p = subprocess.run(head + args + ["--out", str(tmp_path / "grid"), "-q"], env=env,
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("dcgan on digits: trained") == 1  # rank 0 alone prints
+    assert len(list((tmp_path / "grid").glob("*.png"))) == 1
+    (side,) = (tmp_path / "home" / "generators").glob("*.json")
+    assert json.loads(side.read_text())["meta"]["train_processes"] == 2
+    p = subprocess.run(head + ["run", "--method", "creswell"], env=env, capture_output=True,
+                       text=True, timeout=900)  # fmt: skip
+    assert p.returncode != 0
+    assert p.stderr.count("'run' does not run on several processes yet") == 1
+
+
 @pytest.mark.parametrize("world, batch", [(2, 33), (3, 32)])
 def test_a_batch_the_world_does_not_divide_is_refused(monkeypatch, world, batch):
     from invbench.errors import UsageError

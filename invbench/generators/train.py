@@ -502,5 +502,6 @@ def train_generator(
     ds = ds_cls(resolve(ds_cls.Config, "dataset", dataset, ds_sets))
     gen, info = obtain(generator, ds.load(), ds.train_fingerprint(), gen_sets, device=device)
     path = Path(out) / f"{generator}__{dataset}__{info['key']}.png"
-    save_samples(gen, path, n_samples)
+    if distributed.is_main():  # under torchrun the other ranks write nothing
+        save_samples(gen, path, n_samples)
     return info, path
