@@ -66,33 +66,24 @@ def in_process(suite: Path, results: Path, executor: str, **res) -> tuple[int, i
     return suites.run_suite(suites.load(str(suite)), results, executor=executor, resources=res)
 
 
-def test_local_pool_gives_the_serial_table(grid):
-    root, suite, home, ref = grid
-    results = root / "local2"
-    p = cli(["suite", "run", str(suite), "--results", str(results), "--executor", "local:2"], home)
-    assert p.returncode == 0, p.stderr
-    assert "local pool: 2 workers x 1 thread(s)" in p.stderr
-    assert table(suite, results, home) == ref
-    logs = sorted((results / "logs").glob("*.log"))
-    assert len(logs) == 2 and all("cell " in q.read_text() for q in logs)
-    # Idempotent: a second run finds every cell done and runs none.
-    p = cli(["suite", "run", str(suite), "--results", str(results), "--executor", "local:2"], home)
-    assert p.returncode == 0 and "0 cells run, 2 were already done" in p.stderr
-
-
-def test_two_workers_needing_one_generator_on_an_empty_cache_train_it_once(grid, tmp_path):
-    """Both cells need the same zoo generator; two workers start on an empty cache: one trains
-    it, the other waits on its lock (or finds it done) and loads it; the table is the serial
-    run's, whose generator was trained alone in another cache."""
+def test_local_pool_trains_the_shared_generator_once_and_gives_the_serial_table(grid, tmp_path):
+    """Both cells need the same zoo generator and two workers start on an empty cache: one
+    trains it, the other waits on its lock (or finds it done) and loads it. The table is the
+    serial run's, whose generator was trained alone in another cache; a second run skips both
+    cells."""
     root, suite, _home, ref = grid
     home, results = tmp_path / "empty-home", tmp_path / "res"
-    p = cli(["suite", "run", str(suite), "--results", str(results), "--executor", "local:2"], home)
+    args = ["suite", "run", str(suite), "--results", str(results), "--executor", "local:2"]
+    p = cli(args, home)
     assert p.returncode == 0, p.stderr
+    assert "local pool: 2 workers x 1 thread(s)" in p.stderr
     logs = [q.read_text() for q in (results / "logs").glob("*.log")]
-    assert len(logs) == 2
+    assert len(logs) == 2 and all("[invbench] cell " in t for t in logs)
     assert sum("training generator 'dcgan'" in t for t in logs) == 1, logs
     assert len(list((home / "generators").glob("*.safetensors"))) == 1
     assert table(suite, results, home) == ref
+    p = cli(args, home)  # idempotent: every cell is found done
+    assert p.returncode == 0 and "0 cells run, 2 were already done" in p.stderr
 
 
 def test_ray_gives_the_serial_table(grid):
