@@ -29,6 +29,7 @@ same model.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +41,12 @@ from torch import nn
 
 from invbench.errors import UsageError
 
+# How long a rank waits in a collective. The other ranks wait in a broadcast while rank 0 builds
+# a cache entry alone (a feature network, reference statistics) or waits on another process's
+# build lock (artifacts.cached), which at paper scale can outlast gloo's 30-minute default. A
+# rank that dies does not leave the others waiting that long: torchrun stops the whole group.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=24)
+
 
 def init() -> bool:
     """Join the process group torchrun describes in the environment (a no-op without one, or
@@ -49,7 +56,7 @@ def init() -> bool:
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         # One backend per device type: gloo moves CPU tensors, NCCL CUDA ones.
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
     return is_distributed()
 
 
@@ -222,6 +229,24 @@ def shard(n: int, rank_: int | None = None, world: int | None = None) -> range:
     base, extra = divmod(n, w)
     start = r * base + min(r, extra)
     return range(start, start + base + (1 if r < extra else 0))
+
+
+def shard_batches(n: int, size: int, rank_: int | None = None, world: int | None = None) -> range:
+    """This rank's share of ``n`` items in whole batches of ``size``: the batches
+    ``[k * size, (k + 1) * size)`` are ``shard``-ed, so every item is processed in the same batch
+    whatever the world size (a batched computation need not be bitwise independent of its
+    batch-mates: CPU kernels block by batch size)."""
+    batches = shard(-(-n // size), rank_, world)
+    return range(min(n, batches.start * size), min(n, batches.stop * size))
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` in rank order, on rank 0 (None on the others)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] | None = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
 
 
 def gather_cat(t: torch.Tensor) -> torch.Tensor:
