@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from invbench.metrics import METRICS
 
 TINY = {
@@ -196,3 +198,22 @@ def test_the_watch_refuses_a_write_by_rank_1_only(tmp_path):
     assert p.returncode == 0, p.stderr[-4000:]
     assert [f.name for f in work.iterdir()] == ["f0"]
     assert "RANK1-WROTE open" in p.stderr and _rank_stdout(tmp_path / "logs", 1) == "refused\n"
+
+
+def test_every_metric_merges_and_one_that_does_not_is_refused_before_a_sharded_run():
+    from invbench.errors import UsageError
+    from invbench.metrics.base import Metric, MetricSpec
+    from invbench.runner import check_shardable
+
+    check_shardable(METRICS.computed())  # every built-in metric declares how its state merges
+
+    class Kept(Metric):  # keeps state in update, says nothing of how it merges
+        def update(self, batch) -> None:
+            self.seen = len(batch.images)
+
+    spec = METRICS.register(MetricSpec("kept_state_probe", "a probe", needs="paired"), Kept)
+    try:
+        with pytest.raises(UsageError, match="kept_state_probe keep state"):
+            check_shardable([spec])
+    finally:
+        METRICS.unregister("kept_state_probe")
