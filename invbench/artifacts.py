@@ -232,27 +232,29 @@ def cached(kind: str, payload: Any, build: Build, parallel: bool = False) -> Art
 def _cached_ranks(kind: str, payload: Any, build: Build, parallel: bool) -> Artifact:
     """``cached`` in a torchrun world. Rank 0 looks, and on a miss takes the lock and looks
     again, then broadcasts what it found (or that it builds): every rank leaves the same
-    broadcasts in the same order, so none waits for a collective another never calls. While
-    rank 0 waits on another process's lock, the other ranks wait in that broadcast."""
+    broadcasts in the same order, so none waits for a collective another never calls, and an
+    error on rank 0 is raised on every rank (``distributed.on_main``). While rank 0 waits on
+    another process's lock, the other ranks wait in that broadcast."""
     key = key_of(payload)
     main = distributed.is_main()
     with contextlib.ExitStack() as held:
-        hit = load_artifact(kind, key) if main else None
-        if main and hit is None:
-            held.enter_context(lock(kind, key))
-            hit = load_artifact(kind, key)  # built by another process while this one waited
-        hit = distributed.broadcast_object(hit)
+
+        def look() -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+            hit = load_artifact(kind, key)
+            if hit is None:
+                held.enter_context(lock(kind, key))
+                hit = load_artifact(kind, key)  # built by another process while this one waited
+            return hit
+
+        hit = distributed.on_main(look)
         if hit is not None:
             return Artifact(key, hit[0], hit[1], built=False)
-        built = build(key) if parallel or main else None
+        # parallel: every rank trains; else rank 0 builds alone and the others receive it (or
+        # its exception: no rank waits for a build that failed).
+        tensors, meta = build(key) if parallel else distributed.on_main(lambda: build(key))
         if main:
-            assert built is not None
-            save_artifact(kind, key, built[0], built[1], payload)
+            save_artifact(kind, key, tensors, meta, payload)
             drop_checkpoint(kind, key)
-    if not parallel:  # rank 0 built it alone: the others receive it
-        built = distributed.broadcast_object(built)
-    assert built is not None
-    tensors, meta = built
     return Artifact(key, {k: v.detach().cpu() for k, v in tensors.items()}, meta, built=True)
 
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from collections.abc import Iterable
+import pickle
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,32 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if rank() == src else None]
     dist.broadcast_object_list(box, src)
     return box[0]
+
+
+def on_main(fn: Callable[[], Any]) -> Any:
+    """``fn()`` run by rank 0 alone, its result handed to every rank; if it raises, every rank
+    raises (rank 0 its own exception, the others a copy), so no rank is left waiting in a
+    collective for a result that will never come."""
+    if not is_distributed():
+        return fn()
+    result = error = None
+    if is_main():
+        try:
+            result = fn()
+        except Exception as e:
+            error = e
+    shared = error
+    if error is not None:
+        try:
+            pickle.dumps(error)
+        except Exception:  # an exception that does not pickle still stops the others
+            shared = RuntimeError(f"rank 0 failed: {type(error).__name__}: {error}")
+    result, shared = broadcast_object((None, shared) if error is not None else (result, None))
+    if error is not None:
+        raise error
+    if shared is not None:
+        raise shared
+    return result
 
 
 # -- evaluation: shards and gathers ----------------------------------------------------------------

@@ -92,11 +92,13 @@ def _env(tmp_path: Path, home: Path, watched: list[Path]) -> dict[str, str]:
     )
 
 
-def _torchrun(args: list[str], env: dict[str, str], logs: Path) -> subprocess.CompletedProcess:
+def _torchrun(
+    args: list[str], env: dict[str, str], logs: Path, timeout: int = 900
+) -> subprocess.CompletedProcess:
     # --log-dir / --redirects: each rank's stdout in a file of its own, opened by the launcher.
     head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     head += ["--log-dir", str(logs), "--redirects", "1"]
-    return subprocess.run(head + args, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(head + args, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _rank_stdout(logs: Path, rank: int) -> str:
@@ -217,3 +219,44 @@ def test_every_metric_merges_and_one_that_does_not_is_refused_before_a_sharded_r
             check_shardable([spec])
     finally:
         METRICS.unregister("kept_state_probe")
+
+
+CACHE_SCRIPT = """
+import torch
+from invbench import artifacts, distributed
+distributed.init()
+rank, built = distributed.rank(), []
+
+def build(key):
+    built.append(key)
+    return {"w": torch.arange(3.0) + 10 * len(built)}, {"by": rank}
+
+a = artifacts.cached("probe", {"p": 1}, build)  # a miss: rank 0 builds, rank 1 receives
+b = artifacts.cached("probe", {"p": 1}, build)  # a hit: rank 0 loads, rank 1 receives
+
+def fail(key):
+    raise ValueError("no such data")
+
+try:
+    artifacts.cached("probe", {"p": 2}, fail)
+    failed = "no error"
+except Exception as e:  # a caller that goes on after a failed build must not hang
+    failed = type(e).__name__
+distributed.barrier()
+print(a.built, b.built, len(built), a.tensors["w"].tolist() == b.tensors["w"].tolist() == [10.0, 11.0, 12.0], a.meta, failed)
+"""
+
+
+def test_cached_under_torchrun_rank_0_builds_once_and_shares_its_result_or_its_error(tmp_path):
+    """Core's ``cached()`` in a 2-rank world: rank 0 alone builds (and writes, under its lock),
+    rank 1 gets the same tensors; a build that fails on rank 0 raises on both ranks rather than
+    leaving rank 1 in a collective (the subprocess timeout would catch a hang)."""
+    (tmp_path / "cache.py").write_text(CACHE_SCRIPT)
+    home, logs = tmp_path / "home", tmp_path / "logs"
+    env = _env(tmp_path, home, [home])
+    p = _torchrun([str(tmp_path / "cache.py")], env, logs, timeout=300)
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert "-WROTE" not in p.stderr
+    assert _rank_stdout(logs, 0) == "True False 1 True {'by': 0} ValueError\n"
+    assert _rank_stdout(logs, 1) == "True False 0 True {'by': 0} ValueError\n"
+    assert len(list((home / "probe").glob("*.safetensors"))) == 1
