@@ -243,9 +243,7 @@ def render_suite(
 
     labels = suites.labels_by_setting(suite, results)
     records = [r for r in load_records(results, strict) if r.setting in labels]
-    df, _ = frame(records, None, labels)
-    means = {row["label"]: row for row in df.to_dict("records")}
-    notes = list(suite.notes) + [f"Claim — {c}" for c in suites.evaluate_claims(suite, means)]
+    notes = list(suite.notes) + suites.report(suite, results)  # FAILED rows, claim verdicts
     notes.append(provenance_note(records))
     cmd = f"invbench suite run {suite.name} && invbench table --suite {suite.name} --format {fmt}"
     title = title or f"{suite.name}: {suite.description}"
