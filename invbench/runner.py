@@ -708,15 +708,24 @@ def _random_tracks(
     """RandFID and mode coverage on ``n_rand`` random samples; RandRecFID and latent recovery on
     the first N of them, inverted. Samples are drawn ``eval.batch_size`` at a time (what they
     are depends on it); ``batch``, the size that fitted the test inversion, bounds decoding and
-    inversion (what they give does not). A sharded evaluation gives each process whole draws:
-    it draws every earlier one too (drawing latents is cheap; one generator makes them in
-    order), but decodes and inverts its own alone. Returns the seconds spent inverting them
-    (the slowest process's)."""
+    inversion (what they give does not). A sharded evaluation gives each process a contiguous run
+    of whole draws: it draws every earlier one too (drawing latents is cheap; one generator
+    makes them in order), but decodes and inverts its own alone. The draws whose samples are
+    inverted (the first N), the costly part, are shared out evenly; the last process also takes
+    the draws that are only decoded. Returns the seconds spent inverting them (the slowest
+    process's)."""
     inv, ev = prep.inverter, prep.eval_cfg
     want_rand = n_rand if tracks.wants("rand") else 0
     want_rec = ctx.fid_n["rand_rec"] if tracks.wants("rand_rec") else 0
     draws = -(-max(want_rand, want_rec) // ev.batch_size)
-    mine = distributed.shard(draws)
+    inverted = -(-want_rec // ev.batch_size)
+    world = distributed.world_size()
+    if inverted >= world:
+        mine = distributed.shard(inverted)
+        if distributed.rank() == world - 1:  # the last process decodes the rest too
+            mine = range(mine.start, draws)
+    else:
+        mine = distributed.shard(draws)
     g = torch.Generator().manual_seed(prep.spec.seed)
     seconds = 0.0
     for j in range(mine.stop):

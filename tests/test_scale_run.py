@@ -30,10 +30,11 @@ TINY = {
     "generator.batch_size": 32,
     "method.steps": 3,
     "eval.n_test": 16,
-    # 4 images per batch: 4 test batches, 2 interpolation batches (8 pairs) and 2 random draws
-    # (8 samples), so every track is shared by both processes.
+    # 4 images per batch: 4 test batches, 2 interpolation batches (8 pairs), 4 random draws
+    # (16 samples), the first 2 inverted (N = 8): every track is shared by both processes, and
+    # rank 1 inverts one draw and decodes the two that are not inverted.
     "eval.batch_size": 4,
-    "eval.n_rand": 8,
+    "eval.n_rand": 16,
     "eval.fid_small_n": 4,
     "eval.bootstrap": 20,
     "eval.kid_subsets": 5,
