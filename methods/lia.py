@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invbench import artifacts
+from invbench import artifacts, distributed
 from invbench.artifacts import later
 from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.encoders import Encoder
@@ -609,7 +609,7 @@ class LIA(Inverter):
         """Stage 1 (eqs. 15-16): min over phi, g and max over c of the GAN game, z ~ N(0, I)."""
         if self.cfg.backbone == "stylegan2":
             return self._train_decoder_stylegan2(ctx, key, state)
-        cfg, gen, disc = self.cfg, self.generator, self.disc
+        cfg, gen, disc = distributed.per_rank(self.cfg, "batch_size"), self.generator, self.disc
         assert gen is not None
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         # One learning rate: the mapping's multiplier (0.01) is part of its parametrisation
@@ -662,7 +662,9 @@ class LIA(Inverter):
             update_ema,
         )
 
-        cfg, gen, disc = self.cfg, self.generator, self.disc
+        # Each rank's share of the batch (torchrun; the Checkpointer averages gradients across
+        # ranks); the recipe and the moving average keep the global batch (App. B).
+        cfg, gen, disc = distributed.per_rank(self.cfg, "batch_size"), self.generator, self.disc
         assert gen is not None
         if state is None and cfg.init_synthesis:
             gen.net.load_synthesis(self._init_synthesis_weights())  # type: ignore[union-attr]
@@ -677,7 +679,7 @@ class LIA(Inverter):
             pl_every=cfg.pl_every,
             mixing_prob=cfg.mixing_prob,
             ema_kimg=cfg.ema_kimg,
-            batch_size=cfg.batch_size,
+            batch_size=self.cfg.batch_size,
         )
         pl = PathLengthPenalty().to(self.device)
         ema = copy.deepcopy(gen).eval().requires_grad_(False)
@@ -690,7 +692,7 @@ class LIA(Inverter):
         gen.train().requires_grad_(True)
         disc.train().requires_grad_(True)
         step_fn = GANStep(gen.y_from_z, gen.net, disc, opt_g, opt_d, recipe, cfg.z_dim, pl)
-        beta = ema_beta(cfg.batch_size, cfg.ema_kimg)
+        beta = ema_beta(self.cfg.batch_size, cfg.ema_kimg)
         data = ctx.splits.train_images()  # streamed when it does not fit in memory
         loop = self._loop(ckpt, 1, start, cfg.steps)
         for step in loop:
@@ -721,7 +723,8 @@ class LIA(Inverter):
     ) -> None:
         """Stage 2 (eqs. 13, 17-18; eq. 4 for lia-mlp): phi, g frozen; f and the stage-1 c
         fine-tuned."""
-        cfg, gen, disc, enc = self.cfg, self.generator, self.disc, self.encoder
+        cfg = distributed.per_rank(self.cfg, "enc_batch_size")  # each rank's share (torchrun)
+        gen, disc, enc = self.generator, self.disc, self.encoder
         assert gen is not None
         betas = (cfg.enc_adam_beta1, cfg.enc_adam_beta2)
         opt_e = torch.optim.Adam(enc.parameters(), lr=cfg.lr_e, betas=betas)
