@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format leaderboard suites plots smoke-reference bench clean slurm mutation
+.PHONY: run test test-paper gpu-smoke check lint format leaderboard suites plots smoke-reference bench clean slurm mutation
 
 # The test environment: the package, its dev tools and the scale-out extras the tests drive
 # (Ray, submitit); a user's `pip install invbench` stays without them.
@@ -35,6 +35,15 @@ test: $(STAMP) slurm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+## test-paper: one optimisation step of every paper-scale network at its real widths and the
+## paper-profile runs on a miniature FFHQ (minutes on a CPU; `make test` leaves them out)
+test-paper: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m paper
+
+## gpu-smoke: each paper-scale method a few steps on CUDA with bf16 networks, per-image times
+gpu-smoke: $(STAMP)
+	$(BIN)/python bench/gpu_smoke.py
 
 ## check: the regression gate CI runs after the tests — the smoke suite on the embedded default,
 ## single-threaded (bit-reproducible), in a fresh cache, against leaderboards/smoke.json
