@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from invbench.config import MAX_WIDTH, arg_number, edit_steps_arg
-from invbench.errors import InvBenchError
+from invbench.errors import InvBenchError, UsageError
 
 EPILOG = """examples:
   invbench run --method creswell --dataset digits
@@ -60,15 +60,21 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
 
     ls = sub.add_parser(
-        "ls", help="list methods, datasets, generators, metrics, suites or directions"
+        "ls", help="list methods, datasets, generators, metrics, suites, directions or leaderboards"
     )
     ls.add_argument(
         "what",
         nargs="?",
         default="methods",
-        choices=["methods", "datasets", "generators", "metrics", "suites", "directions"],
+        choices=["methods", "datasets", "generators", "metrics", "suites", "directions",
+                 "leaderboards"],
+    )  # fmt: skip
+    ls.add_argument(
+        "--md", action="store_true", help="metrics, leaderboards: as the README's Markdown table"
     )
-    ls.add_argument("--md", action="store_true", help="metrics: as the README's Markdown table")
+    ls.add_argument(
+        "--dir", type=Path, default=Path("leaderboards"), help="leaderboards: the tables' folder"
+    )
 
     r = sub.add_parser(
         "run",
@@ -250,6 +256,13 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     from invbench.metrics import METRICS, markdown_table
     from invbench.registry import DATASETS, DIRECTIONS, GENERATORS, METHODS
 
+    if args.what == "leaderboards":
+        from invbench import summary
+
+        if not args.dir.is_dir():
+            raise UsageError(f"--dir {args.dir}: no such folder (the committed tables' folder).")
+        print(summary.markdown(args.dir), end="")
+        return 0
     if args.what == "metrics" and args.md:
         print(markdown_table(), end="")
         return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +134,36 @@ def test_records_name_the_model_they_invert(tiny_dcgan, invbench_home) -> None:
     assert own.generator_info is None and own.model_key
     side = json.loads((invbench_home / "inverters" / f"{own.model_key}.json").read_text())
     assert side["payload"]["method"] == "bigan" and side["payload"]["config"]["steps"] == 2
+
+
+def test_the_readme_summary_of_what_held_is_the_committed_tables() -> None:
+    """#17 item 5: the README's verdict counts are read from leaderboards/, never typed."""
+    from invbench import summary
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split("<!-- leaderboards:start -->\n", 1)[1].split("<!-- leaderboards:end -->")[
+        0
+    ]
+    assert block == summary.markdown(root / "leaderboards")  # `invbench ls leaderboards --md`
+
+
+def test_a_table_summary_counts_what_its_lines_say(tmp_path) -> None:
+    """Counted against a table written here by hand: each verdict word, the earlier rule's
+    within-noise HELD, a FAILED row and the commits of every "Ran on" entry, once each."""
+    from invbench import summary
+
+    (tmp_path / "t.md").write_text(
+        "### t: x\n\n| label |\n|---|\n| a |\n\n"
+        "- Claim — a beats b: HELD (mse: a 1 vs b 2; gap 1 > 2 s.e. = 0.1)\n"
+        "- Claim — c beats b: HELD (mse: c 1 vs b 1.01); the gap is within 2 standard errors of "
+        "the seed spread: not distinguishable\n"
+        "- Claim — b beats a: DID NOT HOLD (mse: b 2 vs a 1)\n"
+        "- Claim — d beats a: INCONCLUSIVE (gap within 2 s.e.)\n"
+        "- Claim — e beats a: INVALID (e FAILED its bounds)\n"
+        "- FAILED — e: seed 0: class_share_max 0.9, valid <= 0.5\n"
+        "- Ran on: cpu (x86_64), 1 threads, invbench abc1234; cpu, 2 threads, invbench abc1234\n"
+    )
+    (t,) = summary.tables(tmp_path)
+    assert t.verdicts == {"HELD": 2, "DID NOT HOLD": 1, "INCONCLUSIVE": 1, "INVALID": 1}
+    assert (t.old_rule_within_noise, t.failed_rows, t.commits) == (1, 1, ["abc1234"])
