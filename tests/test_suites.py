@@ -50,7 +50,7 @@ def suite_run(tmp_path_factory):
 def parse_tabular(tex: str) -> tuple[int, list[int]]:
     """A LaTeX-free check of a booktabs tabular: returns (columns, cells per row)."""
     body = tex[tex.index(r"\begin{tabular}") : tex.index(r"\end{tabular}")]
-    spec = re.match(r"\\begin\{tabular\}\{([lrc]+)\}", body).group(1)
+    spec = re.match(r"\\begin\{tabular\}\{(?:@\{\})?([lrc]+)(?:@\{\})?\}", body).group(1)
     rules = re.findall(r"\\(toprule|midrule|bottomrule)", body)
     assert rules == ["toprule", "midrule", "bottomrule"]
     widths = []
