@@ -10,6 +10,12 @@
     claims:                    # a paper's finding, checked against the measured means
       - {text: "encoder init beats random init", better: "encoder init", worse: "random init", metric: mse}
 
+A run entry may carry the numbers a paper reports for its row, shown beside the measured ones
+(``paper: {...}`` or a list of them, one per source or set of differing settings)::
+
+      paper: {paper: "Zhu et al., LIA", table: "4", section: "7.2",
+              differs: ["dataset: FFHQ 1024 px, here digits 28 px"], values: {mse: 0.019}}
+
 A run's seed seeds the method (initial latents, a method's own training). A zoo generator keeps
 its own ``generator.seed`` unless the entry ties it to the run: ``sets: ["generator.seed={seed}"]``
 (``{seed}`` in any set is the cell's seed), so the spread over seeds includes the generator's.
@@ -33,7 +39,18 @@ from invbench.metrics import higher_better
 from invbench.progress import log
 
 SUITE_KEYS = {"description", "seeds", "runs", "table", "claims", "notes"}
-RUN_KEYS = {"label", "method", "dataset", "generator", "sets"}
+RUN_KEYS = {"label", "method", "dataset", "generator", "sets", "paper"}
+PAPER_KEYS = {"paper", "table", "page", "section", "differs", "values"}
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    """A number a paper reports for a suite row: ``cite`` (paper, table, page or section) and
+    ``differs``, the settings of the paper that are not ours (resolution, dataset, features)."""
+
+    value: float
+    cite: str
+    differs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,6 +72,12 @@ class Suite:
     metrics: list[str] | None
     claims: list[dict[str, Any]]
     notes: list[str]
+    paper: dict[str, dict[str, PaperValue]] = field(
+        default_factory=dict
+    )  # label -> metric -> value
+
+    def paper_numbers(self) -> dict[str, dict[str, PaperValue]]:
+        return self.paper
 
 
 def suite_dir() -> Path:
@@ -87,10 +110,12 @@ def load(name_or_path: str) -> Suite:
     if not isinstance(runs_raw, list) or not runs_raw:
         raise UsageError(f"{path}: 'runs' must be a non-empty list of run entries.")
     runs = []
+    paper: dict[str, dict[str, PaperValue]] = {}
     for i, entry in enumerate(runs_raw):
         if not isinstance(entry, dict) or "method" not in entry:
             raise UsageError(f"{path}: runs[{i}] must be a mapping with at least 'method'.")
         _reject_unknown(path, f"runs[{i}]", entry, RUN_KEYS)
+        paper[str(entry.get("label") or entry["method"])] = _paper(path, i, entry.get("paper"))
         sets = entry.get("sets") or []
         if not isinstance(sets, list) or not all(isinstance(s, str) and "=" in s for s in sets):
             raise UsageError(f"{path}: runs[{i}].sets must be a list of 'key=value' strings.")
@@ -124,7 +149,39 @@ def load(name_or_path: str) -> Suite:
         metrics=table.get("metrics"),
         claims=claims,
         notes=list(data.get("notes") or []),
+        paper={k: v for k, v in paper.items() if v},
     )
+
+
+def _paper(path: Path, i: int, raw: Any) -> dict[str, PaperValue]:
+    """A run entry's ``paper`` block(s) as metric -> PaperValue."""
+    from invbench.metrics import METRICS, base_name
+
+    out: dict[str, PaperValue] = {}
+    for block in raw if isinstance(raw, list) else [raw] if raw else []:
+        where = f"runs[{i}].paper"
+        if not isinstance(block, dict) or "paper" not in block or "values" not in block:
+            raise UsageError(f"{path}: {where} needs 'paper' (who), 'values' and 'table' or "
+                             f"'section'; got {block!r}.")  # fmt: skip
+        _reject_unknown(path, where, block, PAPER_KEYS)
+        cite = ", ".join(
+            [str(block["paper"])]
+            + [f"{k.capitalize()} {block[k]}" for k in ("table", "section") if block.get(k)]
+            + ([f"p. {block['page']}"] if block.get("page") else [])
+        )
+        differs = block.get("differs") or []
+        if not isinstance(differs, list) or not all(isinstance(d, str) for d in differs):
+            raise UsageError(f"{path}: {where}.differs must be a list of strings.")
+        values = block["values"]
+        if not isinstance(values, dict):
+            raise UsageError(f"{path}: {where}.values must map metric names to numbers.")
+        for metric, v in values.items():
+            if base_name(str(metric)) not in METRICS:
+                raise UsageError(f"{path}: {where}.values: '{metric}' is not a metric.")
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                raise UsageError(f"{path}: {where}.values.{metric} must be a number, got {v!r}.")
+            out[str(metric)] = PaperValue(float(v), cite, tuple(differs))
+    return out
 
 
 def _reject_unknown(path: Path, where: str, entry: dict[str, Any], valid: set[str]) -> None:

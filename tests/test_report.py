@@ -27,7 +27,9 @@ description: "report test"
 seeds: [0, 1]
 runs:
   - {label: "bce", method: creswell, generator: dcgan, sets: ["steps=3", "loss=bce"]}
-  - {label: "l2", method: creswell, generator: dcgan, sets: ["steps=3", "loss=l2"]}
+  - {label: "l2", method: creswell, generator: dcgan, sets: ["steps=3", "loss=l2"],
+     paper: {paper: "Someone et al.", table: "2", page: 7, differs: ["dataset: MNIST"],
+             values: {mse: 0.0123, psnr: 31.5}}}
   - {label: "long", method: creswell, generator: dcgan, sets: ["steps=5", "loss=l2"]}
 table:
   metrics: [mse, psnr, sec_per_image]
@@ -93,6 +95,11 @@ def test_the_site_holds_every_page_and_its_files_without_a_network_reference(sit
     suite_page = (out / "rep" / "index.html").read_text()
     # The claims as the tables print them: the first held, the second did not.
     assert "l2 beats bce on mse: HELD" in suite_page
+    # The paper's numbers beside the measured ones, its source and what differs as a note.
+    assert "paper (a): 0.0123" in suite_page and "paper (a): 31.50" in suite_page
+    assert "(a) paper: Someone et al., Table 2, p. 7; settings that differ: dataset: MNIST" in (
+        suite_page
+    )
     assert "bce beats long on mse: DID NOT HOLD" in suite_page
     assert "mse ↓" in suite_page and "psnr ↑" in suite_page and "0.0100 ± 0.0001" in suite_page
     assert '<span class="best">0.0100 ± 0.0001</span>' in suite_page  # l2's mse, lowest
@@ -167,6 +174,36 @@ def test_every_page_loads_in_chromium_sorts_and_shows_its_images(site, tmp_path)
         assert ids() == [f"test/{i}" for i in (3, 2, 1, 0)]
         browser.close()
     assert not errors, errors
+
+
+def test_the_suite_tables_show_the_papers_numbers_and_compile(site, tmp_path, capsys) -> None:
+    from test_latex import PDFLATEX, compile_tex
+
+    _, _, results, suite = site
+    res = results / "suites" / "rep"
+    assert main(["table", "--suite", str(suite), "--results", str(res)]) == 0
+    md = capsys.readouterr().out
+    assert "| ↳ paper (a) | *0.0123* | *31.50* |  |" in md
+    assert main(["table", "--suite", str(suite), "--results", str(res), "--format", "csv"]) == 0
+    head, *rows = capsys.readouterr().out.splitlines()
+    cols = head.split(",")
+    assert cols.index("mse_paper") == cols.index("mse_std") + 1
+    assert [r.split(",")[cols.index("mse_paper")] for r in rows] == ["", "0.0123", ""]
+    assert main(["table", "--suite", str(suite), "--results", str(res), "--format", "latex"]) == 0
+    tex = capsys.readouterr().out
+    assert r"\tnote{a}" in tex and r"\item[a] paper: Someone et al., Table 2, p. 7" in tex
+    if PDFLATEX:
+        compile_tex(tex, tmp_path, "paper")
+
+
+def test_a_paper_block_naming_no_metric_is_refused(tmp_path) -> None:
+    from invbench import suites
+    from invbench.errors import UsageError
+
+    bad = SUITE.replace("values: {mse: 0.0123", "values: {msee: 0.0123")
+    (tmp_path / "bad.yaml").write_text(bad)
+    with pytest.raises(UsageError, match="'msee' is not a metric"):
+        suites.load(str(tmp_path / "bad.yaml"))
 
 
 def test_report_refuses_a_folder_it_did_not_write_and_a_missing_results_dir(
