@@ -5,11 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format leaderboard suites plots smoke-reference bench clean
+.PHONY: run test test-deps check lint format leaderboard suites records plots report smoke-reference bench clean
 
-$(STAMP): pyproject.toml
+# The exact versions the suite was tested with (constraints.txt): the library itself declares
+# ranges (pyproject.toml), so `pip install invbench` keeps an environment's own torch.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,8 +20,26 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/invbench run --method creswell --dataset digits --out results/default
 
+## test-deps: what the browser and LaTeX tests need beyond .venv: Debian's chromium (driven by
+## Playwright from .venv; Playwright's own browser download is never used) and pdflatex with
+## booktabs + threeparttable. Installed with apt-get only when missing and running as root;
+## otherwise a no-op that names what is missing (those tests then skip, saying why).
+TEST_DEBS := chromium texlive-latex-base texlive-latex-extra
+test-deps: $(STAMP)
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v pdflatex >/dev/null 2>&1 || missing="$$missing texlive-latex-base texlive-latex-extra"; \
+	command -v pdflatex >/dev/null 2>&1 && ! kpsewhich threeparttable.sty >/dev/null 2>&1 && missing="$$missing texlive-latex-extra"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "test-deps: apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "test-deps: missing$$missing (not root or no apt-get): the browser / LaTeX tests will skip, saying why"; \
+	fi
+
 ## test: lint, format check and the test suite (what .ci/run calls)
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
@@ -55,7 +75,21 @@ suites: $(STAMP)
 	  $(BIN)/invbench table --suite $$s --format md -o leaderboards/$$s.md; \
 	  $(BIN)/invbench table --suite $$s --format csv -o leaderboards/$$s.csv; \
 	  $(BIN)/invbench table --suite $$s --format latex -o leaderboards/$$s.tex; \
+	  $(MAKE) --no-print-directory records SUITE=$$s; \
 	done
+
+## records: copy suite SUITE's records (and their grids, strips, per-image CSVs; not latents)
+## from results/suites/SUITE to leaderboards/records/SUITE, what `make report` is built from
+records:
+	test -n "$(SUITE)" && test -d results/suites/$(SUITE)
+	rm -rf leaderboards/records/$(SUITE) && mkdir -p leaderboards/records/$(SUITE)
+	cd results/suites/$(SUITE) && cp -p *.json *.png *.per_image.csv ../../../leaderboards/records/$(SUITE)/ 2>/dev/null || true
+	ls leaderboards/records/$(SUITE)/*.json >/dev/null
+
+## report: the static HTML site of the committed results (leaderboards/records) in report/;
+## open report/index.html from disk
+report: $(STAMP)
+	$(BIN)/invbench report --results leaderboards/records --out report
 
 ## plots: the curves of the committed suites (after `make suites`)
 plots: $(STAMP)
@@ -70,7 +104,7 @@ smoke-reference: $(STAMP)
 	$(BIN)/invbench table --suite smoke --results "$$d/results" --format json -o leaderboards/smoke.json
 
 clean:
-	rm -rf results .pytest_cache .ruff_cache
+	rm -rf results report .pytest_cache .ruff_cache
 
 ## bench: batched inversion speed (sec/image at batch 1 vs 256) and overhead over a bare fwd+bwd loop
 bench: $(STAMP)
