@@ -225,3 +225,18 @@ def test_report_refuses_a_folder_it_did_not_write_and_a_missing_results_dir(
         main(["report", "--results", str(results), "--suite", str(suite), "--out", str(out)]) == 0
     )
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".report-")) == []
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards" / "records"
+
+
+@pytest.mark.skipif(not COMMITTED.is_dir(), reason="no committed records (leaderboards/records)")
+def test_make_report_builds_the_committed_records(tmp_path) -> None:
+    """What `make report` does on a fresh clone: a page per committed suite, linked from the
+    index (the browser test above checks what pages hold)."""
+    from invbench.report import build
+
+    index = build(COMMITTED, tmp_path / "site")
+    names = sorted(p.name for p in COMMITTED.iterdir() if p.is_dir())
+    assert names and all((tmp_path / "site" / n / "index.html").is_file() for n in names)
+    assert all(f'href="{n}/index.html"' in index.read_text() for n in names)
