@@ -96,7 +96,8 @@ def test_a_metric_registered_in_a_test_reaches_ls_record_table_and_gate(
         lo, hi = rec.ci["max_abs_err"]
         assert lo <= rec.metrics["max_abs_err"] <= hi
     assert "max_abs_err ↓" in invbench.table(records, columns="all")  # not a compact column
-    assert main(["table", "--results", str(results), "--format", "latex"]) == 0
+    latex = ["table", "--results", str(results), "--format", "latex", "--columns", "all"]
+    assert main(latex) == 0
     assert r"max\_abs\_err $\downarrow$" in capsys.readouterr().out
     ref = tmp_path / "ref.json"
     assert main(["table", "--results", str(results), "--format", "json", "-o", str(ref)]) == 0
