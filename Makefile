@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps check lint format leaderboard suites records plots report smoke-reference bench clean
+.PHONY: run test test-deps check lint format leaderboard suites records plots report smoke-reference bench clean mutation
 
 # The exact versions the suite was tested with (constraints.txt): the library itself declares
 # ranges (pyproject.toml), so `pip install invbench` keeps an environment's own torch.
@@ -104,8 +104,21 @@ smoke-reference: $(STAMP)
 	$(BIN)/invbench table --suite smoke --results "$$d/results" --format json -o leaderboards/smoke.json
 
 clean:
-	rm -rf results report .pytest_cache .ruff_cache
+	rm -rf results report .pytest_cache .ruff_cache mutants
 
-## bench: batched inversion speed (sec/image at batch 1 vs 256) and overhead over a bare fwd+bwd loop
+## mutation: mutmut over suites.py, check.py, tables.py, artifacts.py and metrics/ with their fast
+## tests ([tool.mutmut] in pyproject.toml); surviving mutants -> mutants/survivors.txt. Not in CI
+## (tens of minutes). MUTANTS='invbench.suites*' limits it to one module; a rerun resumes.
+MUTANTS ?=
+mutation: $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,mutation]'
+	OMP_NUM_THREADS=1 INVBENCH_HOME="$${INVBENCH_HOME:-$$PWD/mutants/home}" $(BIN)/mutmut run $(MUTANTS)
+	$(BIN)/mutmut results > mutants/survivors.txt
+	@echo "surviving mutants: $$(grep -c ': survived' mutants/survivors.txt) (mutants/survivors.txt;" \
+	  "show one with: $(BIN)/mutmut show NAME)"
+
+## bench: inversion and training speed per execution policy (eager fp32 / compiled fp32 / bf16)
+## side by side in one process: ms/image/step at batch 1 and 256, GFLOP/s and fraction of the
+## measured matmul peak, compile time apart, mse parity, creswell-vs-bare-loop overhead (--json)
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python bench/inversion_bench.py

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from invbench.config import bounded
 from invbench.data import DATA_ENV, data_root
 from invbench.errors import DataError
 
@@ -26,7 +27,7 @@ from invbench.errors import DataError
 @dataclass
 class TorchvisionConfig:
     root: str = ""  # "" = $INVBENCH_DATA/<dataset name>
-    resolution: int = 32
+    resolution: int = bounded(32, ge=8, le=4096)
     download: bool = False  # let torchvision download missing files (needs the network)
 
     def validate(self) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from invbench.config import bounded
 from invbench.data import NUMBERED, FileDataConfig, FileDataset, ImageRef, list_images, split_counts
 from invbench.errors import DataError
 from invbench.registry import DATASETS
@@ -63,10 +64,12 @@ class CelebA(FileDataset):
     @dataclass
     class Config(FileDataConfig):
         variant: Literal["aligned", "hq"] = "aligned"
-        resolution: int = 64  # Creswell & Bharath §IV-C: 64x64 CelebA
-        crop: int = 0  # centre crop (pixels) before resizing; 0 = largest centred square
+        resolution: int = bounded(64, ge=8, le=4096)  # Creswell & Bharath §IV-C: 64x64 CelebA
+        # centre crop (pixels) before resizing; 0 = largest centred square
+        crop: int = bounded(0, ge=0, le=1 << 16)
         use_val_for_train: bool = False
-        hq_n_test: int = 2_000  # HQ without the mapping files: last images in number order
+        # HQ without the mapping files: last images in number order
+        hq_n_test: int = bounded(2_000, ge=1, le=29_999)
 
         def validate(self) -> None:
             super().validate()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from invbench.config import MAX_SEED, bounded
 from invbench.data import Dataset, Splits
 from invbench.registry import DATASETS
 
@@ -23,9 +24,9 @@ from invbench.registry import DATASETS
 class Digits(Dataset):
     @dataclass
     class Config:
-        resolution: int = 32
-        n_test: int = 297
-        split_seed: int = 0
+        resolution: int = bounded(32, ge=8, le=4096)
+        n_test: int = bounded(297, ge=1, le=1796)
+        split_seed: int = bounded(0, ge=0, le=MAX_SEED)
 
         def validate(self) -> None:
             if self.resolution < 8 or self.resolution & (self.resolution - 1):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from invbench.config import MAX_SAMPLES, bounded
 from invbench.data import NUMBERED, FileDataConfig, FileDataset, ImageRef, list_images, split_counts
 from invbench.errors import DataError
 from invbench.progress import log
@@ -39,10 +40,10 @@ class FFHQ(FileDataset):
 
     @dataclass
     class Config(FileDataConfig):
-        resolution: int = 256
+        resolution: int = bounded(256, ge=8, le=4096)
         source: Literal["auto", "images1024x1024", "thumbnails128x128", "zip"] = "auto"
-        n_train: int = 65_000  # LIA §5: the first 65,000 images
-        n_test: int = 5_000  # LIA §5: the remaining 5,000
+        n_train: int = bounded(65_000, ge=1, le=MAX_SAMPLES)  # LIA §5: the first 65,000 images
+        n_test: int = bounded(5_000, ge=1, le=MAX_SAMPLES)  # LIA §5: the remaining 5,000
 
         def validate(self) -> None:
             super().validate()

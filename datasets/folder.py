@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from invbench.config import MAX_SAMPLES, bounded
 from invbench.data import FileDataConfig, FileDataset, ImageFiles, ImageRef, list_images
 from invbench.errors import DataError
 from invbench.registry import DATASETS
@@ -22,9 +23,9 @@ class Folder(FileDataset):
 
     @dataclass
     class Config(FileDataConfig):
-        channels: int = 3
-        n_test: int = 0  # last n_test images; 0 = use test_fraction
-        test_fraction: float = 0.1
+        channels: int = bounded(3, ge=1, le=3)
+        n_test: int = bounded(0, ge=0, le=MAX_SAMPLES)  # last n_test images; 0 = use test_fraction
+        test_fraction: float = bounded(0.1, gt=0, lt=1)
 
         def validate(self) -> None:
             super().validate()

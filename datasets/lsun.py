@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from invbench.config import MAX_SAMPLES, bounded
 from invbench.data import FileDataConfig, FileDataset, ImageRef, list_images, split_counts
 from invbench.errors import DataError
 from invbench.registry import DATASETS
@@ -39,9 +40,10 @@ class LSUN(FileDataset):
     @dataclass
     class Config(FileDataConfig):
         category: Literal["bedroom", "cat", "car", "church"] = "bedroom"
-        resolution: int = 128  # LIA §5: 128x128 (car: 128x96, see fit)
-        n_train: int = 100_000  # LIA §5: 0.1 million images
-        n_test: int = 300  # used when there is no <category>_val/ (bedroom_val has 300)
+        resolution: int = bounded(128, ge=8, le=4096)  # LIA §5: 128x128 (car: 128x96, see fit)
+        n_train: int = bounded(100_000, ge=1, le=MAX_SAMPLES * 10)  # LIA §5: 0.1 million images
+        # used when there is no <category>_val/ (bedroom_val has 300)
+        n_test: int = bounded(300, ge=1, le=MAX_SAMPLES)
 
         def validate(self) -> None:
             super().validate()

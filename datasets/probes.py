@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from invbench.config import MAX_SEED, bounded
 from invbench.data import Dataset, Splits
 from invbench.datasets.digits import Digits
 from invbench.registry import DATASETS
@@ -51,10 +52,10 @@ class _DigitsProbe(Dataset):
 
 @dataclass
 class _ProbeConfig:
-    resolution: int = 32
-    n_test: int = 297
-    split_seed: int = 0
-    probe_seed: int = 0
+    resolution: int = bounded(32, ge=8, le=4096)
+    n_test: int = bounded(297, ge=1, le=1796)
+    split_seed: int = bounded(0, ge=0, le=MAX_SEED)
+    probe_seed: int = bounded(0, ge=0, le=MAX_SEED)
 
     def validate(self) -> None:
         Digits.Config(self.resolution, self.n_test, self.split_seed).validate()
@@ -64,7 +65,7 @@ class _ProbeConfig:
 class DigitsShifted(_DigitsProbe):
     @dataclass
     class Config(_ProbeConfig):
-        shift: int = 2  # pixels at the dataset's resolution, right and down
+        shift: int = bounded(2, ge=0, le=4096)  # pixels at the dataset's resolution, right and down
 
         def validate(self) -> None:
             super().validate()
@@ -91,7 +92,8 @@ class UniformNoise(_DigitsProbe):
 class NaturalPatches(_DigitsProbe):
     @dataclass
     class Config(_ProbeConfig):
-        crop: int = 96  # side of the square crop taken from a photograph before resizing
+        # side of the square crop taken from a photograph before resizing
+        crop: int = bounded(96, ge=1, le=4096)
 
     def probe(self, base: Splits, rng: np.random.RandomState) -> torch.Tensor:
         import skimage.data

@@ -26,6 +26,7 @@ import re
 import sys
 from pathlib import Path
 
+from invbench.config import MAX_WIDTH, arg_number, edit_steps_arg
 from invbench.errors import InvBenchError
 
 EPILOG = """examples:
@@ -210,7 +211,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     tg.add_argument("--device", default="cpu", help=DEVICE_HELP)
     tg.add_argument("--out", type=Path, default=Path("results/generators"), help="grid folder")
-    tg.add_argument("--samples", type=int, default=64, help="images in the grid (default 64)")
+    tg.add_argument("--samples", type=arg_number(int, ge=1, le=4096), default=64,
+                    help="images in the grid (default 64)")  # fmt: skip
     tg.add_argument("--quiet", "-q", action="store_true", help="no progress bars or logs")
 
     ed = sub.add_parser(
@@ -224,8 +226,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ed.add_argument("--method", "-m", required=True, help="method(s), comma-separated")
     ed.add_argument("--directions", "-D", required=True, help="plugin(s), comma-separated")
-    ed.add_argument("--k", type=int, default=0, help="direction shown in the strip (default 0)")
-    ed.add_argument("--steps", default="-3:3:7", help="start:stop:count or a list (default -3:3:7)")
+    ed.add_argument("--k", type=arg_number(int, ge=0, le=MAX_WIDTH), default=0,
+                    help="direction shown in the strip (default 0)")  # fmt: skip
+    ed.add_argument("--steps", default="-3:3:7", type=edit_steps_arg,
+                    help="start:stop:count or a list (default -3:3:7)")  # fmt: skip
     # Let `--steps -3:3:7` read as a value: argparse's own matcher knows only plain negatives.
     ed._negative_number_matcher = re.compile(r"^-\d[\d.:,-]*$")
     ed.add_argument("--dataset", "-d", default="digits")
@@ -363,7 +367,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_table(args: argparse.Namespace) -> int:
     from invbench.artifacts import atomic_write_text
+    from invbench.preflight import check_output_file
 
+    if args.output:
+        check_output_file(args.output)
     text = _render_table(args)
     if args.output:
         atomic_write_text(args.output, text)

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.utils.data as tud
 
+from invbench.config import bounded
 from invbench.errors import DataError
 
 DATA_ENV = "INVBENCH_DATA"
@@ -475,10 +476,10 @@ class FileDataConfig:
     """Options every image-file dataset shares (defaults in one place)."""
 
     root: str = ""  # "" = $INVBENCH_DATA/<dataset name>
-    resolution: int = 64
+    resolution: int = bounded(64, ge=8, le=4096)
     fit: Fit = "crop"  # non-square images: centre-crop to a square, or pad (letterbox)
-    workers: int = -1  # DataLoader workers; -1 = automatic
-    max_in_memory_gb: float = 4.0  # largest split materialised as one tensor
+    workers: int = bounded(-1, ge=-1, le=1024)  # DataLoader workers; -1 = automatic
+    max_in_memory_gb: float = bounded(4.0, gt=0, le=1e5)  # largest split materialised as one tensor
 
     def validate(self) -> None:
         if self.resolution < 8 or self.resolution & (self.resolution - 1):

@@ -9,11 +9,11 @@
   size that fitted; at batch size 1 it stops with a ``UsageError`` naming the memory on the
   device. Halving never changes a result as long as ``fn`` treats images independently, which
   the inverters guarantee (per-image losses, content-seeded initialisation).
-- Precision. Metrics, synthesis and inversion run in float32 with TF32 off
-  (``exact_fp32``): TF32 rounds matmul inputs to 10 mantissa bits and moves FID / LPIPS in the
-  third digit, so it would change what a number means. ``autocast(device, enabled)`` (bfloat16,
-  else float16) is for *training* only (``fit`` of encoders / generators, opt-in): it changes
-  the trained weights as any other seed would, never how a given model is scored.
+- Precision. Metrics always run in float32 with TF32 off (``exact_fp32``): TF32 rounds matmul
+  inputs to 10 mantissa bits and moves FID / LPIPS in the third digit, so it would change what
+  a number means. A method's own networks run under the run's execution policy
+  (``invbench.execution``: fp32 by default, bf16 or tf32 when asked, recorded as the result's
+  precision).
 """
 
 from __future__ import annotations
@@ -132,24 +132,18 @@ def run_batched(
 
 
 @contextlib.contextmanager
-def exact_fp32() -> Iterator[None]:
-    """Float32 matmuls and convolutions without TF32 inside the block (restored after)."""
+def tf32_mode(allow: bool) -> Iterator[None]:
+    """CUDA matmuls and convolutions with (``allow``) or without TF32 inside the block
+    (restored after)."""
     old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
     try:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
-    """Mixed precision for training only (see the module's precision policy)."""
-    device = torch.device(device)
-    if not enabled:
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
+def exact_fp32() -> contextlib.AbstractContextManager:
+    """Float32 matmuls and convolutions without TF32 inside the block (also a decorator)."""
+    return tf32_mode(False)

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from invbench.config import MAX_BATCH, MAX_SAMPLES, bounded
 from invbench.directions import Directions, LatentModel
 from invbench.errors import UsageError
 from invbench.inverter import Inverter, Latents
@@ -43,10 +44,11 @@ MEASURED = ("stroke_mass", "width", "height", "center_x", "center_y")
 class EditConfig:
     """Every knob of the editing benchmark (``--set edit.KEY=VALUE``)."""
 
-    n_test: int = 64  # test images inverted and edited
-    top: int = 3  # directions scored (the first ``top`` of the plugin's list)
-    strip_rows: int = 8  # images in the PNG strip
-    batch: int = 256
+    n_test: int = bounded(64, ge=2, le=MAX_SAMPLES)  # test images inverted and edited
+    # directions scored (the first ``top`` of the plugin's list)
+    top: int = bounded(3, ge=1, le=1024)
+    strip_rows: int = bounded(8, ge=1, le=1024)  # images in the PNG strip
+    batch: int = bounded(256, ge=1, le=MAX_BATCH)
     feature_net: Literal["auto", "inception", "domain"] = "auto"  # for fid_edit
     weights_dir: str = ""
 
@@ -311,7 +313,7 @@ def run_edit(
 ) -> list[dict[str, Any]]:
     """Every method x directions pair: scores (JSON) and a strip (PNG) under ``out``; then the
     table ``editing.md`` of every pair recorded under ``out`` (when there are several)."""
-    from invbench import artifacts
+    from invbench import artifacts, preflight
     from invbench.config import as_dict, build, config_file, load_yaml, stable_hash
     from invbench.device import select
     from invbench.metrics.features import domain_network, feature_network
@@ -323,6 +325,7 @@ def run_edit(
     ecfg = build(EditConfig, ("--set edit.", edit_sets))
     classes = [DIRECTIONS.get(n) for n in directions]  # fail early on a bad name
     select(device)  # and on a device that is not there, before anything is written
+    preflight.check_run(out)  # cache and --out writable, with room, before any training
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for method in methods:

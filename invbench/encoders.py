@@ -13,19 +13,23 @@ One architecture and one training loop serve every encoder-based method:
   latent; training sums the losses of all iterations (gradients do not cross iterations).
 
 The encoder uses GroupNorm, never BatchNorm, so an image's code does not depend on its batch.
+Training and inference run the encoder, the generator and the perceptual and discriminator
+networks through the inverter's ``invbench.execution.Execution``; losses stay float32.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.errors import UsageError
+from invbench.execution import PRECISIONS, Execution, plain
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
 from invbench.latent_opt import (
@@ -46,17 +50,21 @@ class EncoderConfig(PerceptualConfig):
     """Encoder architecture and training (prefixed ``enc_`` so they mix with OptimConfig)."""
 
     enc_loss: Literal["latent", "recon"] = "latent"
-    enc_width: int = 32  # channels of the first conv; doubled at every stride-2 block
-    enc_steps: int = 1500
-    enc_batch: int = 64
-    enc_lr: float = 1e-3
-    enc_perceptual_weight: float = 0.0  # lambda_1 of eq. 22 (recon only)
-    enc_adv_weight: float = 0.0  # lambda_2 of eq. 22 (recon only; 0 = no discriminator)
-    enc_r1: float = 10.0  # gamma of the discriminator's R1 penalty (Zhu et al. 2020)
-    enc_iters: int = 0  # ReStyle iterations (0 = a plain, one-shot encoder)
+    # channels of the first conv; doubled at every stride-2 block
+    enc_width: int = bounded(32, ge=1, le=MAX_WIDTH)
+    enc_steps: int = bounded(1500, ge=0, le=MAX_STEPS)
+    enc_batch: int = bounded(64, ge=1, le=MAX_BATCH)
+    enc_lr: float = bounded(1e-3, gt=0, le=MAX_LR)
+    # lambda_1 of eq. 22 (recon only)
+    enc_perceptual_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+    # lambda_2 of eq. 22 (recon only; 0 = no discriminator)
+    enc_adv_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+    # gamma of the discriminator's R1 penalty (Zhu et al. 2020)
+    enc_r1: float = bounded(10.0, ge=0, le=MAX_WEIGHT)
+    enc_iters: int = bounded(0, ge=0, le=100)  # ReStyle iterations (0 = a plain, one-shot encoder)
     # lambda_ID of pSp / ReStyle's identity loss (0.1 for faces; recon only): the ArcFace
     # IR-SE50 file must be found (invbench.metrics.identity) or the run stops before training.
-    enc_id_weight: float = 0.0
+    enc_id_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
 
     def validate(self) -> None:
         if min(self.enc_width, self.enc_batch) < 1 or self.enc_steps < 0 or self.enc_iters < 0:
@@ -119,16 +127,25 @@ def build_encoder(gen: Generator, space: str, cfg: EncoderConfig) -> Encoder:
 
 
 def encode(
-    enc: Encoder, gen: Generator, x: torch.Tensor, space: str, iters: int, mean: torch.Tensor
+    enc: Encoder,
+    gen: Generator,
+    x: torch.Tensor,
+    space: str,
+    iters: int,
+    mean: torch.Tensor,
+    execution: Execution | None = None,
 ) -> torch.Tensor:
     """E(x); with ``iters`` > 0 the ReStyle loop from the mean latent (Alaluf et al., eq. 1)."""
+    ex = execution if execution is not None else plain(x.device)
+    enc_f = ex.wrap(enc)
     if not iters:
-        return enc(x)
+        return enc_f(x)
+    synthesize = ex.wrap(gen.synthesize)
     lat = mean.expand(len(x), *mean.shape)
-    rec = gen.synthesize(lat, space)
+    rec = synthesize(lat, space)
     for _ in range(iters):
-        lat = lat + enc(torch.cat([x, rec], 1))
-        rec = gen.synthesize(lat, space)
+        lat = lat + enc_f(torch.cat([x, rec], 1))
+        rec = synthesize(lat, space)
     return lat
 
 
@@ -150,15 +167,19 @@ def train_encoder(
     device: torch.device,
     desc: str = "train encoder",
     identity: Any = None,
+    execution: Execution | None = None,
 ) -> dict[str, float]:
     """Train ``enc`` in place against the frozen ``gen``; return the last losses.
 
     ``identity`` (an ``invbench.metrics.identity.IdentitySimilarity``) adds pSp's identity loss
     ``enc_id_weight * (1 - <R(x), R(G(E(x)))>)`` (Richardson et al. 2021, §3.3)."""
+    ex = execution if execution is not None else plain(device)
     g = torch.Generator().manual_seed(seed)
-    enc.to(device).train()
+    ex.prepare(enc.to(device).train())
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.enc_lr)
+    enc_f, synthesize = ex.wrap(enc), ex.wrap(gen.synthesize)
     disc: nn.Module | None = None
+    disc_f: Any = None
     if cfg.enc_loss == "recon":
         if images is None:
             raise UsageError("enc_loss=recon needs the training images")
@@ -166,26 +187,25 @@ def train_encoder(
         if cfg.enc_adv_weight > 0:
             # A fresh discriminator of the generator's family, trained alongside: the zoo
             # caches generators only, so the GAN's own D is not available to fine-tune.
-            disc = gen.make_discriminator().to(device).train()
+            disc = ex.prepare(gen.make_discriminator().to(device).train())
             opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.enc_lr, betas=(0.5, 0.999))
+            disc_f = ex.wrap(disc, compile=False)  # differentiated twice by R1: eager
     mean = gen.mean_latent(space).to(device) if cfg.enc_iters else None
     use_perc = perceptual is not None and cfg.enc_perceptual_weight > 0
+    if use_perc:
+        assert perceptual is not None
+        prepare, distance = ex.wrap(perceptual.prepare), ex.wrap(perceptual.distance)
+    if identity is not None:  # ArcFace, a feature network inside the loss like the perceptual one
+        id_distance = ex.wrap(identity.distance)
 
     def recon_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         loss = pixel_loss(rec, x, "l2").mean()
         if use_perc:
-            loss = (
-                loss
-                + cfg.enc_perceptual_weight
-                * perceptual.distance(  # type: ignore[union-attr]
-                    rec,
-                    perceptual.prepare(x),  # type: ignore[union-attr]
-                ).mean()
-            )
+            loss = loss + cfg.enc_perceptual_weight * distance(rec, prepare(x)).mean()
         if disc is not None:
-            loss = loss + cfg.enc_adv_weight * F.softplus(-disc(rec)).mean()  # -E[D(G(E(x)))]
+            loss = loss + cfg.enc_adv_weight * F.softplus(-disc_f(rec)).mean()  # -E[D(G(E(x)))]
         if identity is not None:
-            loss = loss + cfg.enc_id_weight * identity.distance(rec, x).mean()
+            loss = loss + cfg.enc_id_weight * id_distance(rec, x).mean()
         return loss
 
     last: dict[str, torch.Tensor] = {}
@@ -195,8 +215,8 @@ def train_encoder(
         if cfg.enc_loss == "latent":  # eq. 21
             with torch.no_grad():
                 lat = gen.to_space(gen.sample_z(cfg.enc_batch, g), space)
-                x = gen.synthesize(lat, space)
-            loss = (enc(x) - lat).pow(2).mean()
+                x = synthesize(lat, space)
+            loss = (enc_f(x) - lat).pow(2).mean()
             loss.backward()
         else:
             assert images is not None
@@ -205,18 +225,18 @@ def train_encoder(
                 assert mean is not None
                 lat = mean.expand(len(x), *mean.shape)
                 with torch.no_grad():
-                    rec = gen.synthesize(lat, space)
+                    rec = synthesize(lat, space)
                 for _ in range(cfg.enc_iters):
-                    lat = lat.detach() + enc(torch.cat([x, rec.detach()], 1))
-                    rec = gen.synthesize(lat, space)
+                    lat = lat.detach() + enc_f(torch.cat([x, rec.detach()], 1))
+                    rec = synthesize(lat, space)
                     loss = recon_loss(rec, x)
                     loss.backward()
             else:  # eq. 11 / eq. 22
-                rec = gen.synthesize(enc(x), space)
+                rec = synthesize(enc_f(x), space)
                 loss = recon_loss(rec, x)
                 loss.backward()
             if disc is not None:
-                d_loss = F.softplus(disc(rec.detach())).mean() + F.softplus(-disc(x)).mean()
+                d_loss = F.softplus(disc_f(rec.detach())).mean() + F.softplus(-disc_f(x)).mean()
                 d_loss = d_loss + 0.5 * cfg.enc_r1 * _r1(disc, x)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
@@ -241,6 +261,8 @@ class EncoderInverter:
     cfg: Any
     generator: Generator
     device: torch.device
+    execution: Execution
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # every network goes through execution
     seed: int
     encoder: Encoder | None = None
     perceptual: Perceptual | None = None
@@ -293,6 +315,7 @@ class EncoderInverter:
                 ctx.device,
                 desc=f"train {getattr(self, 'name', 'encoder')}",
                 identity=identity,
+                execution=self.execution,
             )
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -304,7 +327,7 @@ class EncoderInverter:
         mean = self._mean if self._mean is not None else torch.zeros(0)
         x = images.to(self.device)
         with torch.no_grad():
-            return encode(self.encoder, self.generator, x, self.space, iters, mean)
+            return encode(self.encoder, self.generator, x, self.space, iters, mean, self.execution)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.encoder is None:

@@ -27,6 +27,7 @@ import torch
 
 from invbench import artifacts
 from invbench.data import Splits
+from invbench.execution import Execution
 from invbench.generators.base import Generator
 
 FIT_KEY_VERSION = 1  # bump when the cache layout of fitted inverters changes
@@ -88,6 +89,10 @@ class Inverter:
     #: Config fields that only change inference (refinement steps, a learning rate of the
     #: latent search): left out of ``fit_key``, so changing them never retrains.
     inference_fields: ClassVar[frozenset[str]] = frozenset()
+    #: The precisions (``eval.precision``) the method honours: those whose networks run through
+    #: ``self.execution`` (``invbench.execution``). A record states its precision as identity, so
+    #: a method that always runs float32 accepts fp32 only; the runner refuses the others first.
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
 
     def __init__(
         self,
@@ -100,6 +105,9 @@ class Inverter:
         self.generator = generator
         self.device = torch.device(device)
         self.seed = seed
+        #: How ``fit`` and ``invert`` run their networks (precision, compile, memory format);
+        #: the runner sets the run's policy, anything else gets today's fp32 eager path.
+        self.execution = Execution(device=self.device)
 
     # -- the interface -----------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> None:
@@ -148,6 +156,8 @@ class Inverter:
         }
         if self.train_version:  # only when set: unversioned methods keep their earlier keys
             payload["train_version"] = self.train_version
+        if self.execution.precision != "fp32":  # likewise: fp32 keys stay as they were
+            payload["precision"] = self.execution.precision
         return {**payload, **self.fit_identity(ctx)}
 
     def fit_key(self, ctx: FitContext) -> str:

@@ -8,23 +8,28 @@ is seeded by its own content, not by its position in the batch, and the random d
 stochastic clipping come from a counter-based hash of (image seed, step, coordinate).
 
 The inner loop never reads a value back to the CPU (no ``.item()``, no data-dependent Python
-branch), so on CUDA it queues kernels without waiting.
+branch), so on CUDA it queues kernels without waiting. The generator and the perceptual network
+run through the inverter's ``invbench.execution.Execution`` (precision, compilation, memory
+format); the losses, the latents and the optimiser's state stay float32 whatever the precision.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, bounded
 from invbench.errors import UsageError
+from invbench.execution import PRECISIONS, Execution, plain
 from invbench.generators.base import Generator
 from invbench.inverter import FitContext
 from invbench.progress import bar, log
@@ -45,16 +50,19 @@ class OptimConfig(PerceptualConfig):
     """Hyper-parameters shared by every optimisation-based inverter (defaults in one place)."""
 
     space: str = "z"  # z, w or w+ (whichever the generator offers)
-    steps: int = 300
-    lr: float = 0.01
+    steps: int = bounded(300, ge=0, le=MAX_STEPS)
+    lr: float = bounded(0.01, gt=0, le=MAX_LR)
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
     loss: Literal["l2", "bce"] = "l2"  # the pixel term
-    perceptual_weight: float = 0.0  # weight of ||F(x) - F(G(z))||^2 added to the pixel term
-    prior_weight: float = 0.0  # beta of Creswell eq. 5 (Gaussian prior; used in z only)
+    # weight of ||F(x) - F(G(z))||^2 added to the pixel term
+    perceptual_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+    # beta of Creswell eq. 5 (Gaussian prior; used in z only)
+    prior_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
     init: Literal["random", "mean", "encoder"] = "random"
-    restarts: int = 1  # best-of-k restarts, chosen per image by final loss
+    restarts: int = bounded(1, ge=1, le=1000)  # best-of-k restarts, chosen per image by final loss
     schedule: Literal["constant", "nvidia"] = "constant"
-    batch_size: int = 512  # images optimised at once (memory bound only; results don't depend)
+    # images optimised at once (memory bound only; results don't depend)
+    batch_size: int = bounded(512, ge=1, le=MAX_BATCH)
 
     def validate(self) -> None:
         if self.steps < 0:
@@ -129,6 +137,19 @@ def pixel_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Te
     else:
         per = (recon - target) ** 2
     return per.flatten(1).mean(1)
+
+
+def pixel_objective(
+    synthesize: Callable[[torch.Tensor, str], torch.Tensor],
+    z: torch.Tensor,
+    target: torch.Tensor,
+    space: str,
+    kind: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G(z), per-image pixel loss): the part of every objective that ``Execution.compile``
+    compiles as one graph (the loss's element-wise work fused with the generator's)."""
+    recon = synthesize(z, space)
+    return recon, pixel_loss(recon, target, kind)
 
 
 def gaussian_nll(z: torch.Tensor) -> torch.Tensor:
@@ -318,22 +339,32 @@ def optimise(
     perceptual: Perceptual | None = None,
     seeds: torch.Tensor | None = None,
     desc: str = "invert",
+    execution: Execution | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise sum_i L_i(z_i) from ``z0``; return (latents, final per-image loss)."""
+    """Minimise sum_i L_i(z_i) from ``z0``; return (latents, final per-image loss).
+
+    ``execution`` runs the networks (default: fp32, eager); everything else is float32.
+    """
+    ex = execution if execution is not None else plain(z0.device)
     z = z0.detach().clone().requires_grad_(True)
     opt = make_optimizer(cfg.optimizer, [z], cfg.lr)
     use_prior = bool(cfg.prior_weight) and cfg.space == "z"
     use_perc = perceptual is not None and cfg.perceptual_weight > 0
-    prepared = perceptual.prepare(target) if use_perc else None  # type: ignore[union-attr]
+    # The generator under the precision policy, inside the pixel objective compiled as a whole.
+    synthesize = ex.wrap(gen.synthesize, compile=False)
+    objective = ex.compile(pixel_objective)
+    if use_perc:
+        assert perceptual is not None
+        prepared = ex.wrap(perceptual.prepare)(target)
+        distance = ex.wrap(perceptual.distance)
     if seeds is None:
         seeds = torch.zeros(len(target), dtype=torch.int64, device=z.device)
     pbar = bar(cfg.steps, desc)
 
     def per_image(z_: torch.Tensor) -> torch.Tensor:
-        recon = gen.synthesize(z_, cfg.space)
-        loss = pixel_loss(recon, target, cfg.loss)
+        recon, loss = objective(synthesize, z_, target, cfg.space, cfg.loss)
         if use_perc:
-            loss = loss + cfg.perceptual_weight * perceptual.distance(recon, prepared)  # type: ignore[union-attr]
+            loss = loss + cfg.perceptual_weight * distance(recon, prepared)
         if use_prior:
             loss = loss + cfg.prior_weight * gaussian_nll(z_)
         if extra_loss is not None:
@@ -353,7 +384,9 @@ def optimise(
                 post_step(z, step, seeds)
         pbar.update(1)
     pbar.close()
-    with torch.no_grad():
+    # A compiled network computes the final loss in the grad mode of the steps, so that it is
+    # not compiled a second time for no_grad.
+    with torch.set_grad_enabled(ex.compiled):
         final = per_image(z)
     return z.detach(), final.detach()
 
@@ -369,6 +402,8 @@ class OptimisationInverter:
     cfg: OptimConfig
     generator: Generator
     device: torch.device
+    execution: Execution
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # every network goes through execution
     seed: int = 0
     perceptual: Perceptual | None = None
 
@@ -403,6 +438,12 @@ class OptimisationInverter:
             self.generator, images, self.cfg.space, self.cfg.init, self.seed, restart
         )
 
+    def warmup(self, images: torch.Tensor) -> None:
+        """Compile before timing: one step on two images (every step is the same work, so
+        nothing else is lazy; on the plain path there is nothing to do)."""
+        if self.execution.compiled:
+            self.optimise_batch(images[:2], dataclasses.replace(self.cfg, steps=1, restarts=1))
+
     def invert_optimise(self, images: torch.Tensor) -> torch.Tensor:
         """Optimise latents for ``images`` in chunks of ``batch_size`` (all at once per chunk)."""
         if self.uses_perceptual() and self.perceptual is None:
@@ -411,13 +452,15 @@ class OptimisationInverter:
         parts = [self.optimise_batch(images[i : i + bs]) for i in range(0, len(images), bs)]
         return torch.cat(parts)
 
-    def optimise_batch(self, images: torch.Tensor) -> torch.Tensor:
+    def optimise_batch(self, images: torch.Tensor, cfg: OptimConfig | None = None) -> torch.Tensor:
+        """Best latents for ``images`` over ``cfg.restarts`` optimisations (``self.cfg``)."""
+        cfg = self.cfg if cfg is None else cfg
         images = images.to(self.device)
         best_z: torch.Tensor | None = None
         best_loss: torch.Tensor | None = None
         has_extra = type(self).extra_loss is not OptimisationInverter.extra_loss
         has_post = type(self).post_step is not OptimisationInverter.post_step
-        for r in range(self.cfg.restarts):
+        for r in range(cfg.restarts):
             seeds = torch.tensor(content_seeds(images, self.seed + 104729 * (r + 1)))
             seeds = seeds.to(self.device)
             z0 = self.initial_latents(images, r)
@@ -428,12 +471,13 @@ class OptimisationInverter:
                 self.generator,
                 images,
                 z0,
-                self.cfg,
+                cfg,
                 extra_loss=self.extra_loss if has_extra else None,  # type: ignore[arg-type]
                 post_step=self.post_step if has_post else None,
                 perceptual=self.perceptual if self.uses_perceptual() else None,
                 seeds=seeds,
                 desc=f"{getattr(self, 'name', 'invert')} ({len(images)} images)",
+                execution=self.execution,
             )
             if best_z is None or best_loss is None:
                 best_z, best_loss = z, loss

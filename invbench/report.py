@@ -188,9 +188,13 @@ def _notes(table: Table) -> str:
     items = [f"({m}) {n}" for m, n in table.paper.notes()] + table.notes
     lis = []
     for n in items:
-        cls = ""
-        if n.startswith("Claim"):  # the verdict words of invbench.suites.evaluate_claims
-            cls = ' class="verdict-held"' if ": HELD (" in n else ' class="verdict-failed"'
+        cls = ""  # the verdict words of invbench.suites (Verdict.line, report)
+        if n.startswith("FAILED") or (n.startswith("Claim") and ": DID NOT HOLD (" in n):
+            cls = ' class="verdict-failed"'
+        elif n.startswith("Claim") and ": HELD (" in n:
+            cls = ' class="verdict-held"'
+        elif n.startswith("Claim"):
+            cls = ' class="verdict-open"'  # INCONCLUSIVE or INVALID
         lis.append(f"<li{cls}>{_e(n)}</li>")
     return '<ul class="notes">' + "".join(lis) + "</ul>"
 

@@ -42,12 +42,14 @@ import numpy as np
 import torch
 
 import invbench
-from invbench import artifacts
+from invbench import artifacts, preflight
+from invbench import config as C
 from invbench.artifacts import later
-from invbench.config import build, config_file, load_yaml, parse_sets, stable_hash
+from invbench.config import bounded, build, config_file, load_yaml, parse_sets, stable_hash
 from invbench.data import Splits
 from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
+from invbench.execution import Execution, ExecutionConfig, Precision
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.metrics import (
@@ -76,30 +78,37 @@ DEFAULT_GENERATOR = "dcgan"
 class EvalConfig:
     """How a run is scored. Defaults here are the suite's protocol (every eval knob lives here)."""
 
-    n_test: int = 0  # number of test images to invert; 0 = the whole test split
+    # Test images to invert; 0 = the whole test split.
+    n_test: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
     # Which split is inverted: "train" inverts the first n_test training images (memorisation
     # probes, Creswell Table I, ICLR 2020 Fig. 3); "test" is the protocol's default.
     split: Literal["test", "train"] = "test"
-    batch_size: int = 512  # images per ``invert`` call
-    bootstrap: int = 1000  # resamples for the confidence intervals of paired metrics
-    grid_images: int = 16  # originals / reconstructions shown in the PNG grid
+    batch_size: int = bounded(512, ge=1, le=C.MAX_BATCH)  # images per ``invert`` call
+    # Resamples for the confidence intervals of paired metrics (memory: n_test x bootstrap).
+    bootstrap: int = bounded(1000, ge=0, le=100_000)
+    grid_images: int = bounded(16, ge=0, le=1024)  # originals / reconstructions in the PNG grid
     tracks: bool = True  # False: paired metrics and timings only (fast smoke runs)
     # The one N of InvGAN Table 1's FID tracks (the paper: 500 / 50,000 at two sizes); 0 = the
     # largest the data allows, half the inverted test images (N midpoints need 2N images).
-    fid_n: int = 0
-    fid_small_n: int = 100  # FIDs at this N too, reported as name@N=<n>
-    n_rand: int = 0  # random samples drawn (mode coverage); 0 = the size of the train split
-    kid_subsets: int = 100  # torch-fidelity's defaults; the subset size is clipped to
-    kid_subset_size: int = 1000  # the smaller of the two sets
-    recovery_eps: tuple[float, ...] = (0.01, 0.1, 0.5)  # latent recovered: all |dz_i| < eps
+    fid_n: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
+    fid_small_n: int = bounded(100, ge=0, le=C.MAX_SAMPLES)  # FIDs at this N too: name@N=<n>
+    # Random samples drawn (mode coverage); 0 = the size of the train split.
+    n_rand: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
+    # torch-fidelity's defaults; the subset size is clipped to the smaller of the two sets.
+    kid_subsets: int = bounded(100, ge=1, le=100_000)
+    kid_subset_size: int = bounded(1000, ge=2, le=100_000)
+    # Latent recovered: all |dz_i| < eps.
+    recovery_eps: tuple[float, ...] = bounded((0.01, 0.1, 0.5), gt=0, le=1000)
     feature_net: Literal["auto", "inception", "domain"] = "auto"  # auto: Inception if found
     weights_dir: str = ""  # extra directory searched for pretrained weights ($INVBENCH_WEIGHTS too)
-    metric_batch: int = 500  # images per feature-network / LPIPS call
-    feature_epochs: int = 12  # training epochs of the domain feature network (LeNet)
+    metric_batch: int = bounded(500, ge=1, le=C.MAX_BATCH)  # images per feature-net / LPIPS call
+    feature_epochs: int = bounded(12, ge=1, le=1000)  # epochs of the domain feature net (LeNet)
     metrics: tuple[str, ...] = later((), since=2)  # only these metrics (base names); () = all
-    # Identity of a row (never averaged, never compared across): numeric precision of inversion
-    # and synthesis, and the scale profile. Only fp32 / digits exist yet.
-    precision: Literal["fp32"] = later("fp32", since=2)
+    # Identity of a row (never averaged, never compared across): the numeric precision the
+    # method's networks run in (fitting and inverting, through invbench.execution: this field is
+    # the one knob, the execution layer reads it; the scored reconstructions are decoded and
+    # measured in float32), and the scale profile. Only the digits profile exists yet.
+    precision: Precision = later("fp32", since=2)
     profile: Literal["digits"] = later("digits", since=2)
 
     def validate(self) -> None:
@@ -144,6 +153,8 @@ class Resolved:
     generator_name: str | None
     generator_sets: dict[str, str]
     eval_cfg: EvalConfig
+    # Speed knobs (compile, memory format): not part of the run's identity, so not in config().
+    execution_cfg: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def config(self) -> dict[str, Any]:
         """The run's identity: every configuration (``later`` fields at their default left
@@ -201,6 +212,17 @@ def check_out(out: Path | str) -> None:
             break
 
 
+def check_precision(method: str, cls: type[Inverter], precision: str) -> None:
+    """Refuse a precision the method does not run in: its record would claim one it never used."""
+    if precision not in cls.precisions:
+        able = sorted(name for name, c in METHODS.items() if precision in c.precisions)
+        raise UsageError(
+            f"method '{method}' runs its networks in {', '.join(cls.precisions)} only, not "
+            f"precision={precision} (they do not go through invbench.execution). Drop the "
+            f"--set, or use a method that does: {', '.join(able)}."
+        )
+
+
 def resolve(spec: RunSpec) -> Resolved:
     """Resolve every component's configuration and route ``--set`` keys to their owners."""
     check_seed(spec.seed)
@@ -218,6 +240,7 @@ def resolve(spec: RunSpec) -> Resolved:
     owners["dataset"] = dataset_cls.Config
     if gen_cls is not None:
         owners["generator"] = gen_cls.Config
+    owners["execution"] = ExecutionConfig
     routed: dict[str, dict[str, str]] = {k: dict(scoped.get(k, {})) for k in owners}
     for scope in scoped:
         if scope and scope not in owners:
@@ -248,6 +271,7 @@ def resolve(spec: RunSpec) -> Resolved:
         generator_name=gen_name,
         generator_sets=routed.get("generator", {}),
         eval_cfg=_resolve(EvalConfig, "eval", "default", routed["eval"]),
+        execution_cfg=_resolve(ExecutionConfig, "execution", "default", routed["execution"]),
     )
 
 
@@ -306,6 +330,10 @@ class Prepared:
     fit_cached: bool
     started: _dt.datetime
     t_start: float
+    # The cache key of the model the run inverts: the zoo generator, or what a method that owns
+    # its generator trained. Rows whose records share it per seed are paired in claim verdicts
+    # (invbench.suites): the model's own seed-to-seed spread cancels in their differences.
+    model_key: str | None = None
 
     @property
     def eval_cfg(self) -> EvalConfig:
@@ -347,8 +375,13 @@ def prepare(spec: RunSpec) -> Prepared:
     _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
+    # The method's networks run under the run's precision (eval.precision) and speed knobs; a
+    # precision the method or this device cannot run (tf32 on the CPU) is refused before any work.
+    check_precision(spec.method, res.method_cls, res.eval_cfg.precision)
+    execution = Execution(res.execution_cfg, device, res.eval_cfg.precision)
     if spec.out is not None:
         check_out(spec.out)
+    preflight.check_run(spec.out)  # cache and --out writable, with room, before any work
     check_feature_weights(res.eval_cfg.feature_net, res.eval_cfg.weights_dir or None)
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed % 2**32)
@@ -361,16 +394,21 @@ def prepare(spec: RunSpec) -> Prepared:
 
     generator, gen_info = None, None
     if res.generator_name is not None:
+        # A zoo generator is the model under study, shared by every execution policy: it trains
+        # as the zoo trains it (fp32, eager), so no knob of a run changes the model it inverts.
         generator, gen_info = obtain(
             res.generator_name, splits, data_fp, res.generator_sets, device=device
         )
     inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
+    inv.execution = execution
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
     fit_seconds, from_cache = fit_cached(inv, ctx)
+    model_key = gen_key or (inv.fit_key(ctx) if inv.trains else None)
     return Prepared(
-        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started, t_start
-    )
+        spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started,
+        t_start, model_key,
+    )  # fmt: skip
 
 
 def load_method(
@@ -514,11 +552,14 @@ def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
     test = prep.splits.take(ev.split, n_eval)
     test_dev = test.to(device)
     log(f"inverting {len(test)} {ev.split} images with '{prep.spec.method}'")
-    run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
-    if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
-        run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
-    with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
-        latents, batch = invert_all(inv, test_dev, ev.batch_size)
+    # The method's networks under the run's execution policy (TF32 only for precision=tf32).
+    with inv.execution.matmul_mode():
+        with inv.execution.compiling():  # compilation happens here, timed apart
+            run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
+            if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
+                run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
+        with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
+            latents, batch = invert_all(inv, test_dev, ev.batch_size)
     recon = decode_all(inv, latents, batch)
     if not torch.isfinite(recon).all():
         raise UsageError(
@@ -602,7 +643,7 @@ def _random_tracks(
         k = min(len(imgs), want_rec - inverted)
         if k <= 0:
             continue
-        with Stopwatch(prep.device) as sw:
+        with Stopwatch(prep.device) as sw, inv.execution.matmul_mode():
             found, _ = invert_all(inv, imgs[:k].to(prep.device), batch)
         seconds += sw.seconds
         rec = decode_all(inv, found, batch)
@@ -637,10 +678,12 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "started": prep.started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - prep.t_start, 2),
         "generator_key": gen_info["key"] if gen_info else None,
+        "model_key": prep.model_key,  # pairs rows over seeds (invbench.suites)
         "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
         "fit_cached": prep.fit_cached,
+        "execution": inv.execution.describe(),
         **scores.info,
         **inv.flavor(),  # also in metric_flavors (method.<key>)
         **inv.diagnostics(),

@@ -7,14 +7,22 @@
       - {label: "MSE optimisation", method: creswell, generator: dcgan, sets: ["loss=l2"]}
     table:
       metrics: [mse, ssim, psnr, fid_test_rec]
-    claims:                    # a paper's finding, checked against the measured means
-      - {text: "encoder init beats random init", better: "encoder init", worse: "random init", metric: mse}
+    valid_if:                  # a row with a seed outside these bounds has FAILED (collapsed)
+      class_share_max: {at_most: 0.5}
+    claims:                    # a paper's finding, judged from the per-seed values
+      - {text: "encoder init beats random init (LIA §7.3)", better: "encoder init",
+         worse: "random init", metric: mse}
 
-A run entry may carry the numbers a paper reports for its row, shown beside the measured ones
-(``paper: {...}`` or a list of them, one per source or set of differing settings)::
+A run entry may list the numbers papers report for its row (``PaperReport``), which tables and
+the report show beside the measured ones with their source and the settings that differ::
 
-      paper: {paper: "Zhu et al., LIA", table: "4", section: "7.2",
-              differs: ["dataset: FFHQ 1024 px, here digits 28 px"], values: {mse: 0.019}}
+      paper: [{paper: "Zhu et al., LIA", table: "4", section: "7.2",
+               differs: ["dataset: FFHQ (here digits at 28 px)"], values: {mse: 0.019}}]
+
+The file is checked against the dataclasses below (``SuiteFile``, ``SuiteRun``, ``Claim``,
+``Bound``) when it is loaded: unknown keys, missing keys and values of the wrong type (a number
+where a name or a list belongs, ``seeds: [true]``, ``table: {metrics: mse}``) stop with the key
+named, before any cell runs.
 
 A run's seed seeds the method (initial latents, a method's own training). A zoo generator keeps
 its own ``generator.seed`` unless the entry ties it to the run: ``sets: ["generator.seed={seed}"]``
@@ -22,31 +30,87 @@ its own ``generator.seed`` unless the entry ties it to the run: ``sets: ["genera
 
 A cell (run entry x seed) whose record already exists (same configuration hash) is skipped, so a
 killed suite resumes where it stopped; records are written atomically, so no cell is half done.
+
+Verdicts (the design card's contract). A claim compares two rows (``better`` than ``worse`` on
+``metric``; ``factor`` relaxes it to "no worse than factor x") or bounds one ``row``'s metric
+(``at_least`` / ``at_most``). From the per-seed values it is
+
+- HELD: the claim's ordering (or bound) holds and the gap exceeds two standard errors;
+- DID NOT HOLD: the opposite, beyond the same two standard errors;
+- INCONCLUSIVE: the gap is within two standard errors, or a row has a single seed;
+- INVALID: a row involved has FAILED its suite's ``valid_if`` bounds on some seed (a collapsed
+  baseline proves nothing), unless the claim is about that very bound.
+
+The standard error is paired when the two rows share each seed's model: the records'
+``provenance.model_key`` is equal per seed (the same zoo generator, or the same training of a
+method that owns its generator, e.g. two inversions of one LIA model), or the claim says
+``paired: true``. The per-seed differences d_s then give s.e. = std(d) / sqrt(n). Otherwise it
+is unpaired: s.e. = sqrt(s_a^2 / n_a + s_b^2 / n_b).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import fnmatch
 import math
+import statistics
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from invbench.config import load_yaml, stable_hash
+from invbench import preflight
+from invbench.config import MAX_SEED, load_yaml
 from invbench.errors import UsageError
-from invbench.metrics import higher_better
+from invbench.metrics import METRICS, higher_better
 from invbench.progress import log
+from invbench.record import InvalidRecord, Record
 
-SUITE_KEYS = {"description", "seeds", "runs", "table", "claims", "notes"}
-RUN_KEYS = {"label", "method", "dataset", "generator", "sets", "paper"}
-PAPER_KEYS = {"paper", "table", "page", "section", "differs", "values"}
+
+# -- the schema ------------------------------------------------------------------------------------
+@dataclass
+class Bound:
+    """A range a metric must lie in: ``at_least`` and / or ``at_most`` (inclusive)."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+
+    def holds(self, v: float) -> bool:
+        return (self.at_least is None or v >= self.at_least) and (
+            self.at_most is None or v <= self.at_most
+        )
+
+    def __str__(self) -> str:
+        ends = ((">=", self.at_least), ("<=", self.at_most))
+        return " and ".join(f"{op} {b:g}" for op, b in ends if b is not None)
+
+
+@dataclass
+class PaperReport:
+    """Numbers a paper reports for a suite row: who (``paper``), where (``table``, ``page`` or
+    ``section``), the paper's settings that are not ours (``differs``: resolution, dataset,
+    feature network ...) and ``values`` (metric: number, in our metric names)."""
+
+    paper: str
+    values: dict[str, float]
+    table: str | None = None
+    page: int | None = None
+    section: str | None = None
+    differs: list[str] = field(default_factory=list)
+
+    def cite(self) -> str:
+        where = [f"Table {self.table}"] if self.table else []
+        where += [f"Section {self.section}"] if self.section else []
+        where += [f"p. {self.page}"] if self.page else []
+        return ", ".join([self.paper, *where])
 
 
 @dataclass(frozen=True)
 class PaperValue:
-    """A number a paper reports for a suite row: ``cite`` (paper, table, page or section) and
-    ``differs``, the settings of the paper that are not ours (resolution, dataset, features)."""
+    """One paper number as a table shows it (``invbench.tables.PaperNumbers``)."""
 
     value: float
     cite: str
@@ -55,11 +119,44 @@ class PaperValue:
 
 @dataclass
 class SuiteRun:
-    label: str
     method: str
+    label: str = ""  # the table row's name; default: the method
     dataset: str = "digits"
     generator: str | None = None
     sets: list[str] = field(default_factory=list)
+    valid_if: dict[str, Bound] = field(default_factory=dict)  # added to the suite's valid_if
+    paper: list[PaperReport] = field(default_factory=list)  # what papers report for this row
+
+
+@dataclass
+class Claim:
+    metric: str
+    text: str = ""
+    better: str | None = None
+    worse: str | None = None
+    factor: float = 1.0
+    row: str | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+    paired: bool | None = None  # None: paired when the rows share each seed's model_key
+
+
+@dataclass
+class TableSpec:
+    metrics: list[str] | None = None
+
+
+@dataclass
+class SuiteFile:
+    """The top level of a suite YAML file."""
+
+    runs: list[SuiteRun]
+    description: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    table: TableSpec = field(default_factory=TableSpec)
+    claims: list[Claim] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    valid_if: dict[str, Bound] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,16 +167,121 @@ class Suite:
     seeds: list[int]
     runs: list[SuiteRun]
     metrics: list[str] | None
-    claims: list[dict[str, Any]]
+    claims: list[Claim]
     notes: list[str]
-    paper: dict[str, dict[str, PaperValue]] = field(
-        default_factory=dict
-    )  # label -> metric -> value
+    valid_if: dict[str, Bound] = field(default_factory=dict)
 
     def paper_numbers(self) -> dict[str, dict[str, PaperValue]]:
-        return self.paper
+        """Row label -> metric -> the paper's number (the first source naming it)."""
+        out: dict[str, dict[str, PaperValue]] = {}
+        for run in self.runs:
+            for rep in run.paper:
+                for metric, v in rep.values.items():
+                    pv = PaperValue(v, rep.cite(), tuple(rep.differs))
+                    out.setdefault(run.label, {}).setdefault(metric, pv)
+        return out
+
+    def validity(self, label: str) -> dict[str, Bound]:
+        """The bounds a row must satisfy: the suite's ``valid_if`` and its run's own."""
+        run = next(r for r in self.runs if r.label == label)
+        return {**self.valid_if, **run.valid_if}
 
 
+# How a schema type reads in a message: (one, several).
+_TYPE_NAMES = {
+    str: ("a string", "strings"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    bool: ("true or false", "booleans"),
+}
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    """``list[str]`` -> "a list of strings" (Optional types never reach a message: ``_parse``
+    unwraps them first)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list:
+        return f"a list of {_describe(args[0], plural=True)}"
+    if origin is dict:
+        return f"a mapping of name: {_describe(args[1])}"
+    if dataclasses.is_dataclass(tp):
+        keys = ", ".join(f.name for f in dataclasses.fields(tp))
+        return f"mappings with keys {keys}" if plural else f"a mapping with keys {keys}"
+    return _TYPE_NAMES[tp][plural]
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    kind = {str: "the string", int: "the integer", float: "the number", list: "a list"}
+    return f"{kind.get(type(value), 'a ' + type(value).__name__)} {value!r}"
+
+
+def _parse(value: Any, tp: Any, where: str, path: Path) -> Any:
+    """``value`` checked against type ``tp`` strictly (no conversion: YAML already typed it);
+    a dataclass type is built from a mapping. Errors name the key as ``runs[2].sets``.
+
+    Written by hand rather than with jsonschema: the dataclasses above are the schema and the
+    objects the rest of the code reads, one declaration instead of two that can drift apart.
+    """
+
+    def bad(extra: str = "") -> UsageError:
+        return UsageError(f"{path}: '{where}' must be {_describe(tp)}, got {_show(value)}.{extra}")
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):  # X | None: a null never gets here (below)
+        (inner,) = [a for a in args if a is not type(None)]
+        return _parse(value, inner, where, path)
+    if origin is list:
+        if not isinstance(value, list):
+            key = where.rsplit(".", 1)[-1]
+            raise bad(f" Write a list, e.g. {key}: [{value}]." if isinstance(value, str) else "")
+        return [_parse(v, args[0], f"{where}[{i}]", path) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        return {
+            _parse(k, args[0], f"{where} key", path): _parse(v, args[1], f"{where}.{k}", path)
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad()
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        hints = typing.get_type_hints(tp)
+        for key in value:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise UsageError(
+                    f"{path}: {where or 'the file'} has unknown key '{key}'.{hint} "
+                    f"Valid keys: {', '.join(fields)}."
+                )
+        out = {}
+        for name, f in fields.items():
+            sub = f"{where}.{name}" if where else name
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if name not in value and required:
+                raise UsageError(f"{path}: '{sub}' is required ({_describe(hints[name])}).")
+            if name in value and (value[name] is not None or required):
+                out[name] = _parse(value[name], hints[name], sub, path)
+        return tp(**out)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        if not math.isfinite(value):
+            raise UsageError(f"{path}: '{where}' must be a finite number, got {value!r}.")
+        return float(value)
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad()
+    if tp in (str, bool) and not isinstance(value, tp):
+        raise bad()
+    return value
+
+
+# -- loading ---------------------------------------------------------------------------------------
 def suite_dir() -> Path:
     return Path(str(resources.files("invbench.configs").joinpath("suites")))
 
@@ -94,148 +296,93 @@ def load(name_or_path: str) -> Suite:
     if not path.is_file():
         path = suite_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
-        import difflib
-
         known = names()
         close = difflib.get_close_matches(name_or_path, known, n=1, cutoff=0.4)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown suite '{name_or_path}'.{hint} Known suites: {', '.join(known)}.")
-    data = load_yaml(path)
-    bad = set(data) - SUITE_KEYS
-    if bad:
-        raise UsageError(
-            f"{path}: unknown key(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(SUITE_KEYS))}."
-        )
-    runs_raw = data.get("runs")
-    if not isinstance(runs_raw, list) or not runs_raw:
+    data: SuiteFile = _parse(load_yaml(path), SuiteFile, "", path)
+    if not data.runs:
         raise UsageError(f"{path}: 'runs' must be a non-empty list of run entries.")
-    runs = []
-    paper: dict[str, dict[str, PaperValue]] = {}
-    for i, entry in enumerate(runs_raw):
-        if not isinstance(entry, dict) or "method" not in entry:
-            raise UsageError(f"{path}: runs[{i}] must be a mapping with at least 'method'.")
-        _reject_unknown(path, f"runs[{i}]", entry, RUN_KEYS)
-        paper[str(entry.get("label") or entry["method"])] = _paper(path, i, entry.get("paper"))
-        sets = entry.get("sets") or []
-        if not isinstance(sets, list) or not all(isinstance(s, str) and "=" in s for s in sets):
+    for i, run in enumerate(data.runs):
+        run.label = run.label or run.method
+        if not all("=" in s for s in run.sets):
             raise UsageError(f"{path}: runs[{i}].sets must be a list of 'key=value' strings.")
-        runs.append(
-            SuiteRun(
-                label=str(entry.get("label") or entry["method"]),
-                method=str(entry["method"]),
-                dataset=str(entry.get("dataset", "digits")),
-                generator=entry.get("generator"),
-                sets=list(sets),
-            )
-        )
-    labels = [r.label for r in runs]
+        _check_bounds(path, f"runs[{i}].valid_if", run.valid_if)
+        for j, rep in enumerate(run.paper):
+            for metric in rep.values:
+                _check_metric(path, f"runs[{i}].paper[{j}].values", metric)
+            if rep.table is None and rep.section is None:
+                raise UsageError(f"{path}: runs[{i}].paper[{j}] needs a table or a section.")
+    labels = [r.label for r in data.runs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"{path}: run labels must be unique, got {labels}.")
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise UsageError(f"{path}: 'seeds' must be a list of integers.")
-    if any(not 0 <= s < 2**32 for s in seeds):
-        raise UsageError(f"{path}: seeds must lie in [0, 2**32); got {seeds}.")
-    claims = list(data.get("claims") or [])
-    for c in claims:
-        _check_claim(path, c, labels)
-    table = data.get("table") or {}
+    if not data.seeds or any(not 0 <= s <= MAX_SEED for s in data.seeds):
+        raise UsageError(f"{path}: seeds must be integers in [0, 2**32); got {data.seeds}.")
+    _check_bounds(path, "valid_if", data.valid_if)
+    for i, c in enumerate(data.claims):
+        _check_claim(path, f"claims[{i}]", c, labels)
     return Suite(
         name=path.stem,
         path=path,
-        description=str(data.get("description", "")),
-        seeds=seeds,
-        runs=runs,
-        metrics=table.get("metrics"),
-        claims=claims,
-        notes=list(data.get("notes") or []),
-        paper={k: v for k, v in paper.items() if v},
+        description=data.description,
+        seeds=data.seeds,
+        runs=data.runs,
+        metrics=data.table.metrics,
+        claims=data.claims,
+        notes=data.notes,
+        valid_if=data.valid_if,
     )
 
 
-def _paper(path: Path, i: int, raw: Any) -> dict[str, PaperValue]:
-    """A run entry's ``paper`` block(s) as metric -> PaperValue."""
-    from invbench.metrics import METRICS, base_name
-
-    out: dict[str, PaperValue] = {}
-    for block in raw if isinstance(raw, list) else [raw] if raw else []:
-        where = f"runs[{i}].paper"
-        if not isinstance(block, dict) or "paper" not in block or "values" not in block:
-            raise UsageError(f"{path}: {where} needs 'paper' (who), 'values' and 'table' or "
-                             f"'section'; got {block!r}.")  # fmt: skip
-        _reject_unknown(path, where, block, PAPER_KEYS)
-        cite = ", ".join(
-            [str(block["paper"])]
-            + [f"{k.capitalize()} {block[k]}" for k in ("table", "section") if block.get(k)]
-            + ([f"p. {block['page']}"] if block.get("page") else [])
-        )
-        differs = block.get("differs") or []
-        if not isinstance(differs, list) or not all(isinstance(d, str) for d in differs):
-            raise UsageError(f"{path}: {where}.differs must be a list of strings.")
-        values = block["values"]
-        if not isinstance(values, dict):
-            raise UsageError(f"{path}: {where}.values must map metric names to numbers.")
-        for metric, v in values.items():
-            if base_name(str(metric)) not in METRICS:
-                raise UsageError(f"{path}: {where}.values: '{metric}' is not a metric.")
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-                raise UsageError(f"{path}: {where}.values.{metric} must be a number, got {v!r}.")
-            out[str(metric)] = PaperValue(float(v), cite, tuple(differs))
-    return out
+def _check_metric(path: Path, where: str, metric: str) -> None:
+    """A claim or a bound on a metric no run reports would read "not measured" forever."""
+    if metric not in METRICS:  # the registry knows qualified names (fid_rand@N=100) too
+        close = difflib.get_close_matches(metric, [m.name for m in METRICS.specs()], n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"{path}: {where}: unknown metric '{metric}'.{hint}")
 
 
-def _reject_unknown(path: Path, where: str, entry: dict[str, Any], valid: set[str]) -> None:
-    extra = set(entry) - valid
-    if extra:
-        raise UsageError(
-            f"{path}: {where} has unknown key(s) {', '.join(sorted(extra))}; "
-            f"valid: {', '.join(sorted(valid))}."
-        )
+def _check_bounds(path: Path, where: str, bounds: dict[str, Bound]) -> None:
+    for metric, b in bounds.items():
+        _check_metric(path, f"{where}.{metric}", metric)
+        if b.at_least is None and b.at_most is None:
+            raise UsageError(f"{path}: {where}.{metric} needs at_least and/or at_most.")
+        if b.at_least is not None and b.at_most is not None and b.at_least > b.at_most:
+            raise UsageError(f"{path}: {where}.{metric}: at_least is above at_most.")
 
 
-CLAIM_KEYS = {"text", "better", "worse", "metric", "factor", "row", "at_least", "at_most"}
-
-
-def _check_claim(path: Path, claim: Any, labels: list[str]) -> None:
-    """A claim compares two rows (``better`` than ``worse`` on ``metric``; ``factor`` relaxes it
-    to "no worse than factor x", e.g. InvGAN's fid_rand within 1.5x of a plain GAN's) or bounds
-    one ``row``'s metric by ``at_least`` / ``at_most`` (e.g. every class >= 4% of samples)."""
-    if not isinstance(claim, dict) or "metric" not in claim:
-        raise UsageError(f"{path}: each claim needs a metric; got {claim!r}.")
-    _reject_unknown(path, "a claim", claim, CLAIM_KEYS)
-    pair, bound = {"better", "worse", "factor"} & claim.keys(), {"row", "at_least", "at_most"}
-    bound &= claim.keys()
+def _check_claim(path: Path, where: str, c: Claim, labels: list[str]) -> None:
+    """A claim is either a pair (better, worse, factor, paired) or a bound (row, at_least,
+    at_most), e.g. InvGAN's fid_rand within 1.5x of a plain GAN's, every class >= 4%."""
+    _check_metric(path, where, c.metric)
+    pair = c.better is not None or c.worse is not None or c.factor != 1.0 or c.paired is not None
+    bound = c.row is not None or c.at_least is not None or c.at_most is not None
     if pair and bound:
         raise UsageError(
-            f"{path}: a claim is either a pair (better, worse, factor) or a bound (row, at_least, "
-            f"at_most), not both; got {claim!r}."
+            f"{path}: {where} is either a pair (better, worse, factor, paired) or a bound "
+            "(row, at_least, at_most), not both."
         )
     if bound:
-        sides = ("row",)
-        if "row" not in claim or not {"at_least", "at_most"} & claim.keys():
-            raise UsageError(f"{path}: a bound claim needs row and at_least and/or at_most.")
+        sides = {"row": c.row}
+        if c.row is None or (c.at_least is None and c.at_most is None):
+            raise UsageError(f"{path}: {where}: a bound claim needs row and at_least / at_most.")
+        if c.at_least is not None and c.at_most is not None and c.at_least > c.at_most:
+            raise UsageError(f"{path}: {where}: at_least is above at_most: it can never hold.")
     else:
-        sides = ("better", "worse")
-        if not {"better", "worse"} <= claim.keys():
+        sides = {"better": c.better, "worse": c.worse}
+        if c.better is None or c.worse is None:
             raise UsageError(
-                f"{path}: a claim needs better, worse and metric (or row with at_least / "
-                f"at_most); got {claim!r}."
+                f"{path}: {where} needs better, worse and metric (or row with at_least / at_most)."
             )
-    for side in sides:
-        if claim[side] not in labels:
+        if c.better == c.worse:
+            raise UsageError(f"{path}: {where} compares '{c.better}' with itself.")
+    for side, label in sides.items():
+        if label not in labels:
             raise UsageError(
-                f"{path}: claim {side}={claim[side]!r} is not a run label; labels: {labels}."
+                f"{path}: {where}: {side}={label!r} is not a run label; labels: {labels}."
             )
-    for key in ("factor", "at_least", "at_most"):
-        v = claim.get(key)
-        if v is not None and (
-            not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)
-        ):
-            raise UsageError(f"{path}: claim {key} must be a finite number, got {v!r}.")
-    if claim.get("factor", 1.0) <= 0:
-        raise UsageError(f"{path}: claim factor must be positive, got {claim['factor']!r}.")
-    if claim.get("at_least", -math.inf) > claim.get("at_most", math.inf):
-        raise UsageError(f"{path}: claim at_least is above at_most: it can never hold.")
+    if c.factor <= 0:
+        raise UsageError(f"{path}: {where}: factor must be positive, got {c.factor!r}.")
 
 
 def _spec(run: SuiteRun, seed: int, out: Path, device: str):
@@ -285,6 +432,7 @@ def run_suite(
     from invbench.record import is_valid
     from invbench.runner import run
 
+    preflight.check_run(out, "--results")  # before the first cell trains anything
     todo = select(cells(suite, out, device), only)
     valid = {path for *_, path in todo if is_valid(path)}  # an invalid record is recomputed
     done = len(valid)
@@ -300,84 +448,193 @@ def run_suite(
     return ran, done
 
 
+def read_record(path: Path) -> Record | None:
+    """A cell's record, or None when it is absent or not a valid record (truncated, not UTF-8,
+    not a record: ``Record.read`` says which). Such a cell counts as not measured; the table
+    that shows it warns about the file, or stops for the gate (``load_records``)."""
+    if not path.is_file():
+        return None
+    try:
+        return Record.read(path)
+    except InvalidRecord:
+        return None
+
+
 def labels_by_setting(suite: Suite, out: Path) -> dict[str, str]:
     """Map each cell's setting id (configuration minus seed) to its run label."""
-    from invbench.record import InvalidRecord, Record
-
-    mapping = {}
-    for entry, _seed, _spec, path in cells(suite, out):
-        if path.is_file():
-            try:
-                mapping[Record.read(path).setting] = entry.label
-            except InvalidRecord:
-                continue  # load_records warns about it (or stops, for the gate)
-    return mapping
+    return {
+        rec.setting: label
+        for label, row in rows(suite, out).items()
+        for rec in row.records.values()
+    }
 
 
-def evaluate_claims(suite: Suite, means: dict[str, dict[str, float]]) -> list[str]:
-    """One line per claim: held / did not hold / not measured, with the numbers."""
-    lines = []
-    for c in suite.claims:
-        text, metric = c.get("text", ""), c.get("metric", "")
-        if "row" in c:
-            lines.append(_bound_claim(c, means))
-            continue
-        better, worse = c.get("better"), c.get("worse")
-        a = _measured(means.get(better, {}).get(metric))
-        b = _measured(means.get(worse, {}).get(metric))
-        if a is None or b is None:
-            lines.append(f"{text}: not measured ({metric} missing for {better!r} or {worse!r})")
-            continue
-        factor = float(c.get("factor", 1.0))
-        if factor == 1.0:
-            held = a > b if higher_better(metric) else a < b
-            bound = ""
-        else:  # "no worse than factor x": a <= factor * b (lower is better), a >= b / factor
-            held = a >= b / factor if higher_better(metric) else a <= factor * b
-            bound = f", bound {factor:g}x"
-        verdict = "HELD" if held else "DID NOT HOLD"
-        line = f"{text}: {verdict} ({metric}: {better} {a:.4g} vs {worse} {b:.4g}{bound})"
-        if factor == 1.0 and _indistinct(means.get(better, {}), means.get(worse, {}), metric):
-            line += "; the gap is within 2 standard errors of the seed spread: not distinguishable"
-        lines.append(line)
-    return lines
+# -- verdicts --------------------------------------------------------------------------------------
+HELD, NOT_HELD, INCONCLUSIVE, INVALID = "HELD", "DID NOT HOLD", "INCONCLUSIVE", "INVALID"
+NOT_MEASURED = "NOT MEASURED"
 
 
-def _measured(v: Any) -> float | None:
-    """A table cell as a number, or None where the metric is absent (pandas writes NaN for a
-    metric one row lacks and another has)."""
-    if v is None:
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+@dataclass
+class Row:
+    """One run entry's records, by seed."""
+
+    label: str
+    records: dict[int, Record]
+
+    def values(self, metric: str) -> dict[int, float]:
+        """Each seed's value of ``metric`` (a record holds finite numbers or null: a null, an
+        unavailable metric, is left out)."""
+        out = {}
+        for seed, rec in self.records.items():
+            v = rec.metrics.get(metric)
+            if v is not None:
+                out[seed] = float(v)
+        return out
+
+    def model(self, seed: int) -> str | None:
+        """The cache key of the model this row's cell of ``seed`` inverts (``model_key``: the zoo
+        generator, or what a method that owns its generator trained); records written before
+        it was recorded name only their zoo generator."""
+        prov = self.records[seed].provenance
+        key = prov.get("model_key") or prov.get("generator_key")
+        return str(key) if key else None
 
 
-def _indistinct(ra: dict[str, Any], rb: dict[str, Any], metric: str) -> bool:
-    """|mean_a - mean_b| < 2 sqrt(s_a^2/n_a + s_b^2/n_b) (both rows over >= 2 seeds)."""
-    try:
-        sa, sb = float(ra[f"{metric}_std"]), float(rb[f"{metric}_std"])
-        na, nb = int(ra["seeds"]), int(rb["seeds"])
-    except (KeyError, TypeError, ValueError):
-        return False
-    if na < 2 or nb < 2 or not (math.isfinite(sa) and math.isfinite(sb)):
-        return False
-    return abs(float(ra[metric]) - float(rb[metric])) < 2 * math.sqrt(sa**2 / na + sb**2 / nb)
+@dataclass
+class Verdict:
+    claim: Claim
+    verdict: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.claim.text or self.claim.metric}: {self.verdict} ({self.detail})"
 
 
-def _bound_claim(c: dict[str, Any], means: dict[str, dict[str, float]]) -> str:
-    text, metric, row = c.get("text", ""), c["metric"], c["row"]
-    v = _measured(means.get(row, {}).get(metric))
-    if v is None:
-        return f"{text}: not measured ({metric} missing for {row!r})"
-    lo, hi = c.get("at_least"), c.get("at_most")
-    held = (lo is None or v >= lo) and (hi is None or v <= hi)
-    bounds = " and ".join(f"{op} {b:g}" for op, b in ((">=", lo), ("<=", hi)) if b is not None)
-    verdict = "HELD" if held else "DID NOT HOLD"
-    return f"{text}: {verdict} ({metric}: {row} {v:.4g}, bound {bounds})"
+def rows(suite: Suite, out: Path) -> dict[str, Row]:
+    """Every run entry's records over the suite's seeds (absent or invalid cells left out)."""
+    out_rows = {r.label: Row(r.label, {}) for r in suite.runs}
+    for entry, seed, _spec, path in cells(suite, out):
+        rec = read_record(path)
+        if rec is not None:
+            out_rows[entry.label].records[seed] = rec
+    return out_rows
 
 
-def suite_hash(suite: Suite) -> str:
-    return stable_hash({"runs": [r.__dict__ for r in suite.runs], "seeds": suite.seeds})
+def failures(suite: Suite, row: Row) -> list[str]:
+    """Why ``row`` FAILED (e.g. a collapsed generator): each seed's metric outside the suite's
+    ``valid_if`` bounds. Empty: the row is valid (a metric it lacks is not judged)."""
+    out = []
+    for metric, bound in suite.validity(row.label).items():
+        for seed, v in sorted(row.values(metric).items()):
+            if not bound.holds(v):
+                out.append(f"seed {seed}: {metric} {v:.4g}, valid {bound}")
+    return out
+
+
+def _mean_se(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error of the mean (None for a single value)."""
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, None
+    return m, statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _decide(gap: float, se: float | None) -> str:
+    """``gap`` > 0 is the claim's direction; beyond 2 s.e. either way is a verdict."""
+    if se is None:
+        return INCONCLUSIVE
+    if gap > 2 * se:
+        return HELD
+    if gap < -2 * se:
+        return NOT_HELD
+    return INCONCLUSIVE
+
+
+def _noise(verdict: str, gap: float, se: float | None, how: str) -> str:
+    if se is None:
+        return f"gap {gap:.4g}; a single seed: no noise estimate"
+    rel = ">" if verdict != INCONCLUSIVE else "within"
+    return f"gap {gap:.4g} {rel} 2 s.e. = {2 * se:.3g}, {how}"
+
+
+def _pair(c: Claim, a: Row, b: Row) -> Verdict:
+    """``a`` (better) vs ``b`` (worse). Lower is better: gap = factor * b - a; higher is
+    better: gap = a - b / factor (factor 1: a plain ordering)."""
+    va, vb = a.values(c.metric), b.values(c.metric)
+    if not va or not vb:
+        missing = " and ".join(repr(r.label) for r, v in ((a, va), (b, vb)) if not v)
+        return Verdict(c, NOT_MEASURED, f"{c.metric} missing for {missing}")
+    up = higher_better(c.metric)
+    f = c.factor
+
+    def gap_of(x: float, y: float) -> float:
+        return x - y / f if up else f * y - x
+
+    ma, mb = statistics.fmean(va.values()), statistics.fmean(vb.values())
+    bound = f", bound {f:g}x" if f != 1.0 else ""
+    nums = f"{c.metric} {'↑' if up else '↓'}: {a.label} {ma:.4g} vs {b.label} {mb:.4g}{bound}"
+    common = sorted(va.keys() & vb.keys())
+    shared = bool(common) and all(
+        a.model(s) is not None and a.model(s) == b.model(s) for s in common
+    )
+    paired = c.paired if c.paired is not None else shared
+    if paired:
+        if set(va) != set(vb):
+            return Verdict(c, INCONCLUSIVE, f"{nums}; paired, but the rows' seeds differ")
+        gap, se = _mean_se([gap_of(va[s], vb[s]) for s in common])
+        how = f"paired over {len(common)} seeds"
+    else:
+        gap = gap_of(ma, mb)
+        _, sa = _mean_se(list(va.values()))
+        _, sb = _mean_se(list(vb.values()))
+        # s.e. of f * mean_b (lower is better) or mean_b / f (higher is better)
+        scale = 1 / f if up else f
+        se = None if sa is None or sb is None else math.hypot(sa, scale * sb)
+        how = f"unpaired, {len(va)} and {len(vb)} seeds"
+    verdict = _decide(gap, se)
+    return Verdict(c, verdict, f"{nums}; {_noise(verdict, gap, se, how)}")
+
+
+def _bound(c: Claim, r: Row) -> Verdict:
+    v = r.values(c.metric)
+    if not v:
+        return Verdict(c, NOT_MEASURED, f"{c.metric} missing for {r.label!r}")
+    m, se = _mean_se(list(v.values()))
+    # the margin inside the range: positive when the mean lies within it
+    gaps = [m - c.at_least] if c.at_least is not None else []
+    gaps += [c.at_most - m] if c.at_most is not None else []
+    gap = min(gaps)
+    verdict = _decide(gap, se)
+    bound = Bound(c.at_least, c.at_most)
+    nums = f"{c.metric}: {r.label} {m:.4g}, bound {bound}"
+    return Verdict(c, verdict, f"{nums}; {_noise(verdict, gap, se, f'{len(v)} seeds')}")
+
+
+def judge(suite: Suite, claim: Claim, by_label: dict[str, Row]) -> Verdict:
+    """The verdict of one claim from the rows' per-seed values (the module docstring's rule)."""
+    labels = [claim.row] if claim.row is not None else [claim.better, claim.worse]
+    for label in labels:
+        row = by_label[str(label)]
+        bad = failures(suite, row)
+        # A claim about the validity bound itself (a bound claim on class_share_max) is judged.
+        if bad and not (claim.row is not None and claim.metric in suite.validity(row.label)):
+            return Verdict(claim, INVALID, f"row {row.label!r} FAILED: {'; '.join(bad)}")
+    if claim.row is not None:
+        return _bound(claim, by_label[claim.row])
+    return _pair(claim, by_label[str(claim.better)], by_label[str(claim.worse)])
+
+
+def verdicts(suite: Suite, out: Path) -> list[Verdict]:
+    by_label = rows(suite, out)
+    return [judge(suite, c, by_label) for c in suite.claims]
+
+
+def report(suite: Suite, out: Path) -> list[str]:
+    """The lines a table prints under itself: each FAILED row, then each claim's verdict."""
+    by_label = rows(suite, out)
+    lines = [
+        f"FAILED — {label}: {'; '.join(bad)} (claims involving it are INVALID)"
+        for label, row in by_label.items()
+        if (bad := failures(suite, row))
+    ]
+    return lines + [f"Claim — {judge(suite, c, by_label).line()}" for c in suite.claims]

@@ -393,9 +393,7 @@ def suite_parts(
 
     labels = suites.labels_by_setting(suite, results)
     records = [r for r in load_records(results, strict) if r.setting in labels]
-    df, _ = frame(records, None, labels)
-    means = {row["label"]: row for row in df.to_dict("records")}
-    notes = list(suite.notes) + [f"Claim — {c}" for c in suites.evaluate_claims(suite, means)]
+    notes = list(suite.notes) + suites.report(suite, results)  # FAILED rows, claim verdicts
     notes.append(provenance_note(records))
     return records, labels, notes
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WIDTH, bounded
 from invbench.encoders import Encoder
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGAN, DCGANDiscriminator
@@ -59,18 +60,18 @@ class BiGAN(Inverter):
     class Config:
         """Defaults; values with citations are in configs/methods/bigan.yaml."""
 
-        z_dim: int = 32
-        ngf: int = 16
-        ndf: int = 16
-        nef: int = 16
-        d_hidden: int = 256
+        z_dim: int = bounded(32, ge=1, le=MAX_WIDTH)
+        ngf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        nef: int = bounded(16, ge=1, le=MAX_WIDTH)
+        d_hidden: int = bounded(256, ge=1, le=MAX_WIDTH)
         d_norm: Literal["batch", "layer", "none"] = "batch"
-        steps: int = 1500
-        batch_size: int = 64
-        lr: float = 2e-4  # one rate for G, E and D
-        adam_beta1: float = 0.5
-        adam_beta2: float = 0.999
-        ckpt_every: int = 250
+        steps: int = bounded(1500, ge=0, le=MAX_STEPS)
+        batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
+        lr: float = bounded(2e-4, gt=0, le=MAX_LR)  # one rate for G, E and D
+        adam_beta1: float = bounded(0.5, ge=0, lt=1)
+        adam_beta2: float = bounded(0.999, ge=0, lt=1)
+        ckpt_every: int = bounded(250, ge=1, le=MAX_STEPS)
         space: Literal["z"] = "z"
 
         def validate(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from invbench.config import bounded
 from invbench.encoders import EncoderInverter, OptimEncoderConfig
 from invbench.inverter import Inverter, Latents
 from invbench.latent_opt import OptimisationInverter, hashed_uniform
@@ -34,7 +35,8 @@ def stochastic_clip(z: torch.Tensor, bound: float, seeds: torch.Tensor, step: in
 class Clipping(OptimisationInverter, EncoderInverter, Inverter):
     @dataclass
     class Config(OptimEncoderConfig):
-        bound: float = 1.0  # the box [-bound, bound]^d of the paper's uniform prior
+        # the box [-bound, bound]^d of the paper's uniform prior
+        bound: float = bounded(1.0, gt=0, le=1000)
 
         def validate(self) -> None:
             super().validate()
@@ -48,6 +50,3 @@ class Clipping(OptimisationInverter, EncoderInverter, Inverter):
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), "z")
-
-    def warmup(self, images: torch.Tensor) -> None:
-        pass

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, bounded
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.inverter import Inverter, Latents
@@ -111,11 +112,11 @@ class ClosedForm(Inverter):
         """Defaults; the suite's values and their sources are in configs/methods/closed-form.yaml."""
 
         solve: Literal["lstsq", "lp"] = "lstsq"
-        steps: int = 300  # gradient steps on r
-        lr: float = 0.01
+        steps: int = bounded(300, ge=0, le=MAX_STEPS)  # gradient steps on r
+        lr: float = bounded(0.01, gt=0, le=MAX_LR)
         optimizer: Literal["rmsprop", "adam", "sgd"] = "adam"
         init: Literal["random", "mean"] = "mean"  # r_0 = g_1(z_0), z_0 ~ p(z) or z_0 = 0
-        batch_size: int = 512
+        batch_size: int = bounded(512, ge=1, le=MAX_BATCH)
         space: Literal["z"] = "z"
 
         def validate(self) -> None:

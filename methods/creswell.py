@@ -32,6 +32,3 @@ class Creswell(OptimisationInverter, EncoderInverter, Inverter):
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
-
-    def warmup(self, images: torch.Tensor) -> None:
-        pass  # every step is the same work; nothing lazy to pay for before timing

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from invbench.config import MAX_WEIGHT, bounded
 from invbench.encoders import EncoderInverter, OptimEncoderConfig
 from invbench.inverter import Inverter, Latents
 from invbench.latent_opt import OptimisationInverter
@@ -40,15 +41,12 @@ class Hybrid(OptimisationInverter, EncoderInverter, Inverter):
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
 
-    def warmup(self, images: torch.Tensor) -> None:
-        pass
-
 
 @METHODS.register("hybrid-domain")
 class HybridDomain(OptimisationInverter, EncoderInverter, Inverter):
     @dataclass
     class Config(HybridConfig):
-        domain_weight: float = 2.0  # lambda_2' of eq. 23
+        domain_weight: float = bounded(2.0, ge=0, le=MAX_WEIGHT)  # lambda_2' of eq. 23
 
         def validate(self) -> None:
             super().validate()
@@ -62,6 +60,3 @@ class HybridDomain(OptimisationInverter, EncoderInverter, Inverter):
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
-
-    def warmup(self, images: torch.Tensor) -> None:
-        pass

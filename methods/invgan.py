@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import artifacts
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.errors import DataError, UsageError
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
 from invbench.generators.mapping import MappingMLP
@@ -222,38 +223,41 @@ class InvGAN(Inverter):
 
         variant: Variant = "full"
         backbone: Literal["dcgan", "stylegan-lite"] = "dcgan"
-        z_dim: int = 32
-        w_dim: int = 32
-        mapping_layers: int = 2
+        z_dim: int = bounded(32, ge=1, le=MAX_WIDTH)
+        w_dim: int = bounded(32, ge=1, le=MAX_WIDTH)
+        mapping_layers: int = bounded(2, ge=1, le=64)
         # Learning-rate multiplier of the mapping network M (StyleGAN's lr_mul; LIA's NICE uses
         # 0.01 too). 1.0 = the paper's unstated default; see notes/session-2.md on M collapsing.
-        mapping_lr_mul: float = 1.0
+        mapping_lr_mul: float = bounded(1.0, gt=0, le=MAX_LR)
         # Whether the latent reconstruction ||M(z) - w~||^2 also trains M. §3.2 writes the naive
         # objective as min_{G,D} ||w - w~||; eq. 5 puts the term under min_{G,M}. Pulling M(z)
         # towards D's estimate w~ (a regression, shrunk towards the mean) contracts M's codes:
         # with True, M collapsed on 2 of 3 seeds (notes/session-2.md). M then learns from the
         # GAN loss and, in ``full``, from the MMD -- the term the paper names as M's signal.
         latent_to_mapping: bool = True
-        ngf: int = 16
-        ndf: int = 16
+        ngf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
         # Normalisation in D: "layer" keeps a code independent of its batch-mates and identical
         # in training and inversion (BatchNorm's running stats would mix real and fake batches).
         d_norm: Literal["batch", "layer", "none"] = "layer"
-        steps: int = 1500
-        batch_size: int = 32
-        lr_g: float = 2e-4
-        lr_d: float = 2e-4
-        beta1: float = 0.5
-        beta2: float = 0.999
-        w_gan: float = 1.0
-        w_latent: float = 1.0
-        w_cycle: float = 1.0
-        w_fm: float = 1.0
-        w_mmd: float = 1.0
-        mmd_bandwidths: tuple[float, ...] = ()  # empty: median heuristic (invbench.losses)
-        r1_gamma: float = 0.0  # R1 on real images; the stylegan-lite backbone trains with it
-        ckpt_every: int = 250
-        sample_every: int = 500  # write a sample grid every this many steps (0: never)
+        steps: int = bounded(1500, ge=1, le=MAX_STEPS)
+        batch_size: int = bounded(32, ge=2, le=MAX_BATCH)
+        lr_g: float = bounded(2e-4, gt=0, le=MAX_LR)
+        lr_d: float = bounded(2e-4, gt=0, le=MAX_LR)
+        beta1: float = bounded(0.5, ge=0, lt=1)
+        beta2: float = bounded(0.999, ge=0, lt=1)
+        w_gan: float = bounded(1.0, ge=0, le=MAX_WEIGHT)
+        w_latent: float = bounded(1.0, ge=0, le=MAX_WEIGHT)
+        w_cycle: float = bounded(1.0, ge=0, le=MAX_WEIGHT)
+        w_fm: float = bounded(1.0, ge=0, le=MAX_WEIGHT)
+        w_mmd: float = bounded(1.0, ge=0, le=MAX_WEIGHT)
+        # empty: median heuristic (invbench.losses)
+        mmd_bandwidths: tuple[float, ...] = bounded((), gt=0, le=MAX_WEIGHT)
+        # R1 on real images; the stylegan-lite backbone trains with it
+        r1_gamma: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+        ckpt_every: int = bounded(250, ge=1, le=MAX_STEPS)
+        # write a sample grid every this many steps (0: never)
+        sample_every: int = bounded(500, ge=0, le=MAX_STEPS)
         space: str = "w"
 
         def validate(self) -> None:

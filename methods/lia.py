@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import artifacts
+from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.encoders import Encoder
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
@@ -165,40 +166,45 @@ class LIA(Inverter):
 
         mapping: Literal["nice", "mlp"] = "nice"
         backbone: Literal["dcgan", "stylegan-lite"] = "dcgan"
-        z_dim: int = 32  # d_z = d_y (phi is dimension-preserving)
-        flow_depth: int = 8  # §7: "the layer number of the invertible network is 8"
-        flow_hidden: int = 64  # width of tau's hidden layers (and of the MLP mapping)
-        mapping_lr_mul: float = 0.01  # learning-rate multiplier of the flow / MLP in stage 1
-        ngf: int = 16
-        ndf: int = 16
-        nef: int = 16
+        z_dim: int = bounded(32, ge=2, le=MAX_WIDTH)  # d_z = d_y (phi is dimension-preserving)
+        # §7: "the layer number of the invertible network is 8"
+        flow_depth: int = bounded(8, ge=1, le=256)
+        # width of tau's hidden layers (and of the MLP mapping)
+        flow_hidden: int = bounded(64, ge=1, le=MAX_WIDTH)
+        # learning-rate multiplier of the flow / MLP in stage 1
+        mapping_lr_mul: float = bounded(0.01, gt=0, le=MAX_LR)
+        ngf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        nef: int = bounded(16, ge=1, le=MAX_WIDTH)
         d_norm: Literal["batch", "layer", "none"] = "batch"
         # stage 1: the decoder as a GAN (§5.1)
-        steps: int = 1500
-        batch_size: int = 64
-        lr_g: float = 2e-4
-        lr_d: float = 2e-4
-        adam_beta1: float = 0.5
-        adam_beta2: float = 0.999
-        gamma_r1_stage1: float = 0.0  # R1 in stage 1 too (the StyleGAN recipe; 0 = DCGAN's)
+        steps: int = bounded(1500, ge=0, le=MAX_STEPS)
+        batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
+        lr_g: float = bounded(2e-4, gt=0, le=MAX_LR)
+        lr_d: float = bounded(2e-4, gt=0, le=MAX_LR)
+        adam_beta1: float = bounded(0.5, ge=0, lt=1)
+        adam_beta2: float = bounded(0.999, ge=0, lt=1)
+        # R1 in stage 1 too (the StyleGAN recipe; 0 = DCGAN's)
+        gamma_r1_stage1: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
         # stage 2: the encoder against the frozen decoder (§5.2)
-        enc_steps: int = 1500
-        enc_batch_size: int = 64
-        lr_e: float = 1e-4
-        lr_d2: float = 1e-4
-        enc_adam_beta1: float = 0.9
-        enc_adam_beta2: float = 0.99
-        beta1_perceptual: float = 5e-5  # beta1 of eq. 13
-        beta2_adversarial: float = 0.1  # beta2 of eq. 18
-        gamma_r1: float = 5.0  # gamma of eq. 14
-        r1_every: int = 4  # apply the penalty every k discriminator steps (weight k * gamma)
+        enc_steps: int = bounded(1500, ge=0, le=MAX_STEPS)
+        enc_batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
+        lr_e: float = bounded(1e-4, gt=0, le=MAX_LR)
+        lr_d2: float = bounded(1e-4, gt=0, le=MAX_LR)
+        enc_adam_beta1: float = bounded(0.9, ge=0, lt=1)
+        enc_adam_beta2: float = bounded(0.99, ge=0, lt=1)
+        beta1_perceptual: float = bounded(5e-5, ge=0, le=MAX_WEIGHT)  # beta1 of eq. 13
+        beta2_adversarial: float = bounded(0.1, ge=0, le=MAX_WEIGHT)  # beta2 of eq. 18
+        gamma_r1: float = bounded(5.0, ge=0, le=MAX_WEIGHT)  # gamma of eq. 14
+        # apply the penalty every k discriminator steps (weight k * gamma)
+        r1_every: int = bounded(4, ge=1, le=MAX_STEPS)
         perceptual: Literal["auto", "vgg", "domain", "none"] = "auto"
-        ckpt_every: int = 250
+        ckpt_every: int = bounded(250, ge=1, le=MAX_STEPS)
         # inversion (§7.2-7.3)
         space: Literal["y", "z"] = "y"
-        refine_steps: int = 0
+        refine_steps: int = bounded(0, ge=0, le=MAX_STEPS)
         refine_init: Literal["encoder", "mean", "random"] = "encoder"
-        refine_lr: float = 0.05
+        refine_lr: float = bounded(0.05, gt=0, le=MAX_LR)
         refine_optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
 
         def validate(self) -> None:

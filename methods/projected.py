@@ -47,6 +47,3 @@ class Projected(OptimisationInverter, EncoderInverter, Inverter):
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), "z")
-
-    def warmup(self, images: torch.Tensor) -> None:
-        pass

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from invbench.artifacts import sha256_file
+from invbench.config import bounded
 from invbench.errors import DataError, UsageError
 from invbench.generators.stylegan2 import StyleGAN2
 from invbench.inverter import FitContext, Inverter, Latents
@@ -54,7 +55,8 @@ class PublishedConfig:
     # A StyleGAN2 checkpoint (stylegan2-pytorch .pt or NVlabs .pkl) to decode with instead of
     # the checkpoint's own decoder.* weights ("" = the checkpoint's decoder).
     decoder: str = ""
-    input_size: int = 256  # the encoder's input: the authors' transforms resize to 256x256
+    # the encoder's input: the authors' transforms resize to 256x256
+    input_size: int = bounded(256, ge=8, le=4096)
 
     def validate(self) -> None:
         if self.input_size < 16:
@@ -186,7 +188,8 @@ class ReStylePretrained(PublishedEncoder):
 
     @dataclass
     class Config(PublishedConfig):
-        n_iters: int = 5  # options/test_options.py: n_iters_per_batch = 5 at inference
+        # options/test_options.py: n_iters_per_batch = 5 at inference
+        n_iters: int = bounded(5, ge=1, le=100)
 
         def validate(self) -> None:
             super().validate()

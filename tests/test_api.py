@@ -119,3 +119,18 @@ def test_the_readme_metric_list_is_the_registry() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- metrics:start -->\n", 1)[1].split("<!-- metrics:end -->", 1)[0]
     assert block == markdown_table()  # regenerate with `invbench ls metrics --md`
+
+
+def test_records_name_the_model_they_invert(tiny_dcgan, invbench_home) -> None:
+    """``provenance.model_key`` (what claims pair rows by, invbench.suites) is the zoo
+    generator's cache key for a method inverting it, and the key under which a method that
+    owns its generator stored what it trained."""
+    sets = {**TINY, "eval.tracks": "false", "eval.n_test": 4, "eval.bootstrap": 0}
+    rec = invbench.run(method="creswell", dataset="digits", sets=sets, out=None)
+    key = rec.provenance["model_key"]
+    assert key and key == rec.provenance["generator_key"]
+    assert (invbench_home / "generators" / f"{key}.safetensors").is_file()
+    own = invbench.prepare("bigan", "digits", sets={"steps": 2, "batch_size": 8})
+    assert own.generator_info is None and own.model_key
+    side = json.loads((invbench_home / "inverters" / f"{own.model_key}.json").read_text())
+    assert side["payload"]["method"] == "bigan" and side["payload"]["config"]["steps"] == 2

@@ -180,4 +180,6 @@ def test_edit_cli_writes_strip_scores_and_claim(tmp_path, digits, tiny_dcgan, ca
         assert (out / r["strip"]).is_file()
         assert r["metrics"]["pixel_change"] > 0 and r["metrics"]["fid_edit"] is not None
     assert "Claim — the SeFa top direction" in (out / "editing.md").read_text()
-    assert main(["edit", "--method", "creswell", "--directions", "sefa", "--steps", "x"]) == 2
+    with pytest.raises(SystemExit) as bad:  # refused while parsing, before any work
+        main(["edit", "--method", "creswell", "--directions", "sefa", "--steps", "x"])
+    assert bad.value.code == 2

@@ -200,8 +200,8 @@ def test_standing_batchnorm_statistics_are_the_averaged_generators_own():
 @pytest.mark.parametrize(
     "name, sets",
     [
-        ("dcgan", {"lr_g": "1e6", "lr_d": "1e6"}),
-        ("wgan-gp", {"lr_g": "1e6", "lr_d": "1e6", "n_critic": "1"}),
+        ("dcgan", {"lr_g": "10", "lr_d": "10", "r1_gamma": "1e6"}),  # the largest allowed
+        ("wgan-gp", {"lr_g": "10", "lr_d": "10", "n_critic": "1"}),
     ],
 )
 def test_diverging_training_stops_and_caches_nothing(name, sets, digits, tmp_path, monkeypatch):

@@ -28,8 +28,8 @@ seeds: [0, 1]
 runs:
   - {label: "bce", method: creswell, generator: dcgan, sets: ["steps=3", "loss=bce"]}
   - {label: "l2", method: creswell, generator: dcgan, sets: ["steps=3", "loss=l2"],
-     paper: {paper: "Someone et al.", table: "2", page: 7, differs: ["dataset: MNIST"],
-             values: {mse: 0.0123, psnr: 31.5}}}
+     paper: [{paper: "Someone et al.", table: "2", page: 7, differs: ["dataset: MNIST"],
+              values: {mse: 0.0123, psnr: 31.5}}]}
   - {label: "long", method: creswell, generator: dcgan, sets: ["steps=5", "loss=l2"]}
 table:
   metrics: [mse, psnr, sec_per_image]
@@ -202,7 +202,7 @@ def test_a_paper_block_naming_no_metric_is_refused(tmp_path) -> None:
 
     bad = SUITE.replace("values: {mse: 0.0123", "values: {msee: 0.0123")
     (tmp_path / "bad.yaml").write_text(bad)
-    with pytest.raises(UsageError, match="'msee' is not a metric"):
+    with pytest.raises(UsageError, match="unknown metric 'msee'"):
         suites.load(str(tmp_path / "bad.yaml"))
 
 

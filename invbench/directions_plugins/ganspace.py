@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from invbench.config import MAX_SEED, MAX_WIDTH, bounded
 from invbench.directions import Directions, LatentModel, first_linear
 from invbench.registry import DIRECTIONS
 
@@ -23,10 +24,10 @@ from invbench.registry import DIRECTIONS
 class GANSpace(Directions):
     @dataclass
     class Config:
-        num: int = 8
-        samples: int = 4096  # codes drawn for the PCA
+        num: int = bounded(8, ge=1, le=MAX_WIDTH)
+        samples: int = bounded(4096, ge=2, le=1_000_000)  # codes drawn for the PCA
         source: Literal["auto", "latent", "activations"] = "auto"  # auto: activations for z
-        seed: int = 0
+        seed: int = bounded(0, ge=0, le=MAX_SEED)
 
         def validate(self) -> None:
             if self.num < 1 or self.samples < 2:

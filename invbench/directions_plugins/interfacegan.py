@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from invbench.config import MAX_BATCH, MAX_SEED, bounded
 from invbench.directions import Directions, LatentModel
 from invbench.errors import UsageError
 from invbench.registry import DIRECTIONS
@@ -74,11 +75,13 @@ class InterFaceGAN(Directions):
     class Config:
         attributes: tuple[str, ...] = ("stroke_mass", "width", "height", "digit_1", "digit_0")
         condition: tuple[str, ...] = ()  # attributes to hold fixed (conditional editing)
-        samples: int = 4000  # labelled generator samples (InterFaceGAN: 500K at 1024^2)
-        ratio: float = 0.1  # top / bottom fraction labelled positive / negative (paper: 0.02)
-        split: float = 0.7  # train fraction of the labelled codes (paper: 0.7)
-        batch: int = 500
-        seed: int = 0
+        # labelled generator samples (InterFaceGAN: 500K at 1024^2)
+        samples: int = bounded(4000, ge=10, le=1_000_000)
+        # top / bottom fraction labelled positive / negative (paper: 0.02)
+        ratio: float = bounded(0.1, gt=0, le=0.5)
+        split: float = bounded(0.7, gt=0, lt=1)  # train fraction of the labelled codes (paper: 0.7)
+        batch: int = bounded(500, ge=1, le=MAX_BATCH)
+        seed: int = bounded(0, ge=0, le=MAX_SEED)
 
         def validate(self) -> None:
             if not self.attributes:

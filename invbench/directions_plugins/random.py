@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from invbench.config import MAX_SEED, MAX_WIDTH, bounded
 from invbench.directions import Directions, LatentModel
 from invbench.errors import UsageError
 from invbench.registry import DIRECTIONS
@@ -19,8 +20,8 @@ from invbench.registry import DIRECTIONS
 class RandomDirections(Directions):
     @dataclass
     class Config:
-        num: int = 8
-        seed: int = 0
+        num: int = bounded(8, ge=1, le=MAX_WIDTH)
+        seed: int = bounded(0, ge=0, le=MAX_SEED)
 
         def validate(self) -> None:
             if self.num < 1:

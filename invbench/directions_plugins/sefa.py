@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from invbench.config import MAX_WIDTH, bounded
 from invbench.directions import Directions, LatentModel, first_linear
 from invbench.registry import DIRECTIONS
 
@@ -21,8 +22,9 @@ from invbench.registry import DIRECTIONS
 class SeFa(Directions):
     @dataclass
     class Config:
-        num: int = 8  # directions kept (the top eigenvectors)
-        layers: tuple[int, ...] = ()  # w+ layers of a style generator (empty: all)
+        num: int = bounded(8, ge=1, le=MAX_WIDTH)  # directions kept (the top eigenvectors)
+        # w+ layers of a style generator (empty: all)
+        layers: tuple[int, ...] = bounded((), ge=0, le=1024)
 
         def validate(self) -> None:
             if self.num < 1:

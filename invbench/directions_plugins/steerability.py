@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from invbench.config import MAX_WIDTH, bounded
 from invbench.directions import Directions, LatentModel, first_linear
 from invbench.errors import UsageError
 from invbench.registry import DIRECTIONS
@@ -89,11 +90,12 @@ class Steerability(Directions):
     class Config:
         mode: Literal["transforms", "svd"] = "transforms"
         transforms: tuple[str, ...] = TRANSFORMS
-        shift: int = 1  # cells of the first layer's map per step (1 cell = 1/4 of a DCGAN image)
-        zoom: float = 1.25  # scale factor per step
+        # cells of the first layer's map per step (1 cell = 1/4 of a DCGAN image)
+        shift: int = bounded(1, ge=1, le=1024)
+        zoom: float = bounded(1.25, gt=0, le=100)  # scale factor per step
         weighting: Literal["valid", "uniform"] = "valid"
         walk: Literal["linear", "nonlinear"] = "linear"
-        num: int = 8  # directions kept in mode=svd
+        num: int = bounded(8, ge=1, le=MAX_WIDTH)  # directions kept in mode=svd
 
         def validate(self) -> None:
             bad = [t for t in self.transforms if t not in TRANSFORMS]

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_SEED, MAX_STEPS, MAX_WIDTH, bounded
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
 from invbench.generators.train import Checkpointer, StepHook, TrainingLoop
@@ -48,16 +49,16 @@ class Autoencoder(Generator):
 
     @dataclass
     class Config:
-        z_dim: int = 32
-        ngf: int = 16
-        ndf: int = 16
-        steps: int = 1500
-        batch_size: int = 64
-        lr: float = 1e-3  # Adam's defaults, as the study trains its AE
-        beta1: float = 0.9
-        beta2: float = 0.999
-        seed: int = 0
-        ckpt_every: int = 250
+        z_dim: int = bounded(32, ge=1, le=MAX_WIDTH)
+        ngf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        steps: int = bounded(1500, ge=1, le=MAX_STEPS)
+        batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
+        lr: float = bounded(1e-3, gt=0, le=MAX_LR)  # Adam's defaults, as the study trains its AE
+        beta1: float = bounded(0.9, ge=0, lt=1)
+        beta2: float = bounded(0.999, ge=0, lt=1)
+        seed: int = bounded(0, ge=0, le=MAX_SEED)
+        ckpt_every: int = bounded(250, ge=1, le=MAX_STEPS)
 
         def validate(self) -> None:
             if min(self.z_dim, self.ngf, self.ndf, self.steps, self.batch_size) < 1:

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from invbench.config import MAX_BATCH, MAX_LR, MAX_SEED, MAX_STEPS, MAX_WEIGHT, bounded
+
 
 @dataclass
 class GanTraining:
@@ -22,24 +24,27 @@ class GanTraining:
     defaults in its own ``Config`` and cites its paper in ``configs/generators/<name>.yaml``.
     """
 
-    steps: int = 1500
-    batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    seed: int = 0
-    ckpt_every: int = 250
+    steps: int = bounded(1500, ge=1, le=MAX_STEPS)
+    batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
+    lr_g: float = bounded(2e-4, gt=0, le=MAX_LR)
+    lr_d: float = bounded(2e-4, gt=0, le=MAX_LR)
+    beta1: float = bounded(0.5, ge=0, lt=1)
+    beta2: float = bounded(0.999, ge=0, lt=1)
+    seed: int = bounded(0, ge=0, le=MAX_SEED)
+    ckpt_every: int = bounded(250, ge=1, le=MAX_STEPS)
     loss: Literal["ns", "wgan-gp"] = "ns"  # non-saturating (Goodfellow et al.) or WGAN-GP
-    instance_noise: float = 0.0  # initial std of noise added to D's inputs, decays to 0
-    n_critic: int = 1  # discriminator steps per generator step
-    gp_weight: float = 10.0  # lambda of WGAN-GP (Gulrajani et al. 2017, eq. 3)
-    r1_gamma: float = 0.0  # R1 penalty gamma/2 E||grad D(x_real)||^2 (Mescheder et al. 2018)
+    # initial std of noise added to D's inputs, decays to 0
+    instance_noise: float = bounded(0.0, ge=0, le=10)
+    n_critic: int = bounded(1, ge=1, le=100)  # discriminator steps per generator step
+    # lambda of WGAN-GP (Gulrajani et al. 2017, eq. 3)
+    gp_weight: float = bounded(10.0, ge=0, le=MAX_WEIGHT)
+    # R1 penalty gamma/2 E||grad D(x_real)||^2 (Mescheder et al. 2018)
+    r1_gamma: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
     # Decay of an exponential moving average of G's weights, the generator that is kept
     # (Karras et al. 2018, ProGAN §A.1; Yazici et al. 2019); 0 keeps the last iterate. Warmed
     # up as min(ema, (1+t)/(10+t)): at step 1,500 the decay in effect is 0.994 (horizon ~170
     # steps), at 300 it is 0.971; 0.999 itself is reached after ~9,000 steps.
-    ema: float = 0.999
+    ema: float = bounded(0.999, ge=0, lt=1)
 
 
 def validate_training(cfg: GanTraining) -> None:

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from invbench.config import MAX_WIDTH, bounded
 from invbench.generators.base import GanTraining, Generator, validate_training
 from invbench.registry import GENERATORS
 
@@ -86,9 +87,9 @@ class DCGAN(Generator):
 
     @dataclass
     class Config(GanTraining):
-        z_dim: int = 32
-        ngf: int = 16
-        ndf: int = 16
+        z_dim: int = bounded(32, ge=1, le=MAX_WIDTH)
+        ngf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
         # Layer norm, not DCGAN's BatchNorm, in D: with BatchNorm, one generator seed in three
         # collapsed to a few modes on digits (creswell test mse 0.107 vs 0.020-0.036); with
         # layer norm all three seeds gave 0.013-0.016 (notes/session-2.md has the commands).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from invbench.config import bounded
 from invbench.generators.dcgan import DCGAN
 from invbench.registry import GENERATORS
 
@@ -19,7 +20,8 @@ from invbench.registry import GENERATORS
 class DCGANNoise(DCGAN):
     @dataclass
     class Config(DCGAN.Config):
-        instance_noise: float = 0.1  # initial std, in image units ([-1, 1] range)
+        # initial std, in image units ([-1, 1] range)
+        instance_noise: float = bounded(0.1, gt=0, le=10)
 
         def validate(self) -> None:
             super().validate()

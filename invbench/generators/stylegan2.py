@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.config import MAX_LR, MAX_SAMPLES, MAX_SEED, bounded
 from invbench.errors import DataError, UsageError
 from invbench.generators.base import Generator
 from invbench.registry import GENERATORS
@@ -444,12 +445,14 @@ class StyleGAN2(Generator):
         checkpoint: str = "stylegan2-ffhq-config-f.pt"
         # Opt in to unpickling .pt checkpoints that need code execution (.pkl never runs code).
         allow_pickle: bool = False
-        truncation: float = 1.0  # psi; 1 = none. Applies to drawn latents only
-        truncation_mean: int = 4096  # draws for the mean w when the file has no latent_avg
-        mean_seed: int = 0
+        truncation: float = bounded(1.0, ge=0, le=1)  # psi; 1 = none. Applies to drawn latents only
+        truncation_mean: int = bounded(
+            4096, ge=1, le=MAX_SAMPLES
+        )  # draws for the mean w when the file has no latent_avg
+        mean_seed: int = bounded(0, ge=0, le=MAX_SEED)
         noise_mode: Literal["const", "random", "zero"] = "const"
         # Mapping net's learning-rate multiplier: not stored in .pt files (NVlabs' .pkl has it).
-        lr_mlp: float = 0.01
+        lr_mlp: float = bounded(0.01, gt=0, le=MAX_LR)
         resize_output: bool = True  # area-downsample outputs to the dataset's resolution
 
         def validate(self) -> None:

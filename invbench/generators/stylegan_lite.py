@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench.config import MAX_LR, MAX_WIDTH, bounded
 from invbench.generators.base import GanTraining, Generator, validate_training
 from invbench.generators.dcgan import DCGANDiscriminator
 from invbench.registry import GENERATORS
@@ -223,15 +224,18 @@ class StyleGANLite(Generator):
 
     @dataclass
     class Config(GanTraining):
-        z_dim: int = 64
-        w_dim: int = 64
-        mapping_layers: int = 8  # StyleGAN's depth
-        mapping_lr_mul: float = 0.01  # StyleGAN's reduced learning rate of the mapping network
-        channel_base: int = 512  # narrow for CPU: 32 maps at 4..16 px, 16 at 32 px
-        channel_max: int = 32
+        z_dim: int = bounded(64, ge=1, le=MAX_WIDTH)
+        w_dim: int = bounded(64, ge=1, le=MAX_WIDTH)
+        mapping_layers: int = bounded(8, ge=1, le=64)  # StyleGAN's depth
+        # StyleGAN's reduced learning rate of the mapping network
+        mapping_lr_mul: float = bounded(0.01, gt=0, le=MAX_LR)
+        # narrow for CPU: 32 maps at 4..16 px, 16 at 32 px
+        channel_base: int = bounded(512, ge=1, le=1 << 20)
+        channel_max: int = bounded(32, ge=1, le=MAX_WIDTH)
         noise: bool = True
-        mixing_prob: float = 0.9  # style-mixing regularisation while training (StyleGAN §3.1)
-        ndf: int = 16
+        # style-mixing regularisation while training (StyleGAN §3.1)
+        mixing_prob: float = bounded(0.9, ge=0, le=1)
+        ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
         steps: int = 1500
         batch_size: int = 32
         lr_g: float = 2e-3

@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invbench import artifacts
+from invbench import artifacts, preflight
 from invbench.config import as_dict, parse_sets, resolve, stable_hash
 from invbench.data import Splits
 from invbench.errors import TrainingDiverged, UsageError
+from invbench.execution import Execution, plain
 from invbench.generators.base import Generator
 from invbench.progress import bar, log
 from invbench.registry import GENERATORS
@@ -75,7 +76,11 @@ def obtain(
     device: str | torch.device = "cpu",
     on_step: StepHook | None = None,
 ) -> tuple[Generator, dict[str, Any]]:
-    """Return the trained generator (eval mode, frozen) and a description with its cache key."""
+    """Return the trained generator (eval mode, frozen) and a description with its cache key.
+
+    A zoo generator is the model under study, shared by every execution policy of the runs that
+    invert it: it trains as the zoo trains it (fp32, eager, ``train_gan``'s default), so no
+    knob of a run changes the model it inverts or its key."""
     cls = GENERATORS.get(name)
     cfg = resolve(cls.Config, "generator", name, overrides)
     if cls.pretrained:  # e.g. stylegan2 loads its checkpoint: nothing to train
@@ -283,7 +288,10 @@ class TrainingLoop:
 
 
 def _gradient_penalty(
-    disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, g: torch.Generator
+    disc: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    g: torch.Generator,
 ) -> torch.Tensor:
     # WGAN-GP (Gulrajani et al. 2017, eq. 3): (||grad D(x_hat)||_2 - 1)^2 on random interpolates.
     eps = torch.rand(len(real), 1, 1, 1, generator=g).to(real.device)
@@ -292,11 +300,85 @@ def _gradient_penalty(
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-def _r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
+def _r1_penalty(disc: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
     # R1 (Mescheder et al. 2018, eq. 9; StyleGAN2's regulariser): E ||grad_x D(x_real)||^2.
     real = real.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(disc(real).sum(), real, create_graph=True)
     return grad.flatten(1).pow(2).sum(1).mean()
+
+
+class GanStep:
+    """One step of ``train_gan``: ``n_critic`` discriminator updates, then one generator update.
+
+    It owns a fresh discriminator (initial weights from ``cfg.seed + 1``), both Adam optimisers
+    and the data RNG (``cfg.seed``); both networks run through ``execution`` (precision,
+    compilation, memory format) while the losses and the optimisers stay float32. ``train_gan``
+    loops over it; the bench times one call as it is.
+    """
+
+    def __init__(
+        self,
+        gen: Generator,
+        data: torch.Tensor,
+        device: str | torch.device = "cpu",
+        execution: Execution | None = None,
+    ) -> None:
+        cfg = self.cfg = gen.cfg
+        self.gen, self.device = gen, torch.device(device)
+        ex = execution if execution is not None else plain(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 1)  # the discriminator's initial weights, seeded too
+            self.disc = gen.make_discriminator()
+        ex.prepare(gen.to(device).train())
+        ex.prepare(self.disc.to(device).train())
+        # Compiled autograd does not differentiate twice: a discriminator under a gradient
+        # penalty (WGAN-GP, R1) runs eagerly.
+        penalised = cfg.loss == "wgan-gp" or cfg.r1_gamma > 0
+        self.generate = ex.wrap(gen.training_forward)
+        self.critic = ex.wrap(self.disc, compile=not penalised)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_d, betas=betas)
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.data = data.to(device)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run step ``step``; return (D's loss, G's loss)."""
+        cfg, gen, rng, device, critic = self.cfg, self.gen, self.rng, self.device, self.critic
+        data, n = self.data, len(self.data)
+        # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise): on both of D's inputs,
+        # its std decays linearly from ``instance_noise`` to 0 over training.
+        sigma = cfg.instance_noise * max(0.0, 1.0 - step / max(1, cfg.steps - 1))
+        for _ in range(cfg.n_critic):
+            real = data[torch.randint(n, (cfg.batch_size,), generator=rng).to(device)]
+            z = gen.sample_z(cfg.batch_size, rng)
+            with torch.no_grad():
+                fake = self.generate(z, rng)
+            if sigma > 0:
+                real = real + sigma * torch.randn(real.shape, generator=rng).to(device)
+                fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
+            d_real, d_fake = critic(real), critic(fake)
+            if cfg.loss == "wgan-gp":
+                loss_d = d_fake.mean() - d_real.mean()
+                loss_d = loss_d + cfg.gp_weight * _gradient_penalty(critic, real, fake, rng)
+            else:
+                loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            if cfg.r1_gamma > 0:
+                loss_d = loss_d + 0.5 * cfg.r1_gamma * _r1_penalty(critic, real)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+        z = gen.sample_z(cfg.batch_size, rng)
+        fake = self.generate(z, rng)
+        if sigma > 0:
+            fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
+        d_fake = critic(fake)
+        loss_g = -d_fake.mean() if cfg.loss == "wgan-gp" else F.softplus(-d_fake).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return loss_d, loss_g
 
 
 def train_gan(
@@ -305,62 +387,25 @@ def train_gan(
     key: str,
     device: str | torch.device = "cpu",
     on_step: StepHook | None = None,
+    execution: Execution | None = None,
 ) -> float:
-    """Train ``gen`` (and a fresh discriminator) on ``data`` with its config's loss; return the
-    training seconds (those before a resumed checkpoint included)."""
+    """Train ``gen`` (and a fresh discriminator) on ``data`` with its config's loss, one
+    ``GanStep`` at a time; return the training seconds (those before a resumed checkpoint
+    included)."""
     cfg = gen.cfg
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 1)  # the discriminator's initial weights, seeded too
-        disc = gen.make_discriminator()
-    gen.to(device).train()
-    disc.to(device).train()
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    rng = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    nets: dict[str, nn.Module] = {"gen": gen, "disc": disc}
+    train_step = GanStep(gen, data, device, execution)
+    nets: dict[str, nn.Module] = {"gen": gen, "disc": train_step.disc}
     ema = copy.deepcopy(gen).requires_grad_(False) if cfg.ema > 0 else None
     if ema is not None:
         nets["ema"] = ema
-    ckpt = Checkpointer(key, nets, {"opt_g": opt_g, "opt_d": opt_d}, rng)
+    opts = {"opt_g": train_step.opt_g, "opt_d": train_step.opt_d}
+    ckpt = Checkpointer(key, nets, opts, train_step.rng)
     start = ckpt.restore()
-    data = data.to(device)
-    n = len(data)
     loop = TrainingLoop(
         ckpt, start, cfg.steps, cfg.ckpt_every, f"train {gen.name}", on_step=on_step
     )
     for step in loop:
-        # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise): on both of D's inputs,
-        # its std decays linearly from ``instance_noise`` to 0 over training.
-        sigma = cfg.instance_noise * max(0.0, 1.0 - step / max(1, cfg.steps - 1))
-        for _ in range(cfg.n_critic):
-            real = data[torch.randint(n, (cfg.batch_size,), generator=rng).to(device)]
-            z = gen.sample_z(cfg.batch_size, rng)
-            with torch.no_grad():
-                fake = gen.training_forward(z, rng)
-            if sigma > 0:
-                real = real + sigma * torch.randn(real.shape, generator=rng).to(device)
-                fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
-            d_real, d_fake = disc(real), disc(fake)
-            if cfg.loss == "wgan-gp":
-                loss_d = d_fake.mean() - d_real.mean()
-                loss_d = loss_d + cfg.gp_weight * _gradient_penalty(disc, real, fake, rng)
-            else:
-                loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-            if cfg.r1_gamma > 0:
-                loss_d = loss_d + 0.5 * cfg.r1_gamma * _r1_penalty(disc, real)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-        z = gen.sample_z(cfg.batch_size, rng)
-        fake = gen.training_forward(z, rng)
-        if sigma > 0:
-            fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
-        d_fake = disc(fake)
-        loss_g = -d_fake.mean() if cfg.loss == "wgan-gp" else F.softplus(-d_fake).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        loss_d, loss_g = train_step(step)
         if ema is not None:
             _ema_update(ema, gen, cfg.ema, step)
         loop.report(step, loss_d=loss_d.detach(), loss_g=loss_g.detach())
@@ -368,7 +413,7 @@ def train_gan(
         with torch.no_grad():
             for p, pe in zip(gen.parameters(), ema.parameters(), strict=True):
                 p.copy_(pe)
-        _standing_batchnorm(gen, cfg.batch_size, rng)
+        _standing_batchnorm(gen, cfg.batch_size, train_step.rng)
     gen.eval()
     return ckpt.elapsed()
 
@@ -454,6 +499,7 @@ def train_generator(
     gen_cls, ds_cls = GENERATORS.get(generator), DATASETS.get(dataset)
     gen_sets, ds_sets = route_sets(sets, gen_cls, ds_cls)
     ds = ds_cls(resolve(ds_cls.Config, "dataset", dataset, ds_sets))
+    preflight.check_run(out)  # cache and --out writable, with room, before training
     gen, info = obtain(generator, ds.load(), ds.train_fingerprint(), gen_sets, device=device)
     path = Path(out) / f"{generator}__{dataset}__{info['key']}.png"
     save_samples(gen, path, n_samples)

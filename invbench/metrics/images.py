@@ -95,7 +95,7 @@ def evaluate_folders(
     per_image: Path | None = None,
 ) -> dict[str, Any]:
     """The metrics between two image folders, as a record-like dict (and ``per_image`` CSV)."""
-    from invbench import artifacts
+    from invbench import artifacts, preflight
     from invbench.config import build, parse_sets
     from invbench.metrics import METRICS, Batch, EvalContext, Result
     from invbench.metrics.reference import reference
@@ -109,6 +109,11 @@ def evaluate_folders(
         raise DataError("--per-image needs --paired (per-image values compare files by name).")
     ev = build(EvalConfig, ("--set", {**scoped.get("", {}), **scoped.get("eval", {})}))
     dev = select(device)
+    # Before any image is read: the cache (reference statistics, the domain network) and the
+    # per-image CSV's folder take what this writes.
+    preflight.check_cache()
+    if per_image is not None:
+        preflight.check_output_file(per_image, "--per-image")
     rnames, rarr = load_folder(real_dir)
     fnames, farr = load_folder(fake_dir)
     channels = max(a.shape[2] for a in rarr + farr)
