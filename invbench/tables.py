@@ -463,6 +463,7 @@ def _latex(t: Table, label: str) -> str:
         r"\begin{table}[tbp]",
         r"\centering",
         r"\small",
+        r"\setlength{\tabcolsep}{4pt}",
     ]
     if t.title:
         lines.append(rf"\caption{{{latex_escape(t.title)}}}")
@@ -482,7 +483,9 @@ def _latex(t: Table, label: str) -> str:
     for i in t.df.index:
         cells = [latex_escape(t.df.at[i, k]) for k in t.label_cols]
         for m in t.columns:
-            text = latex_escape(cell_text(t.df, i, m))
+            # the spread in a smaller size, as papers print it: the columns stay narrow
+            mean, _, std = cell_text(t.df, i, m).partition(" ± ")
+            text = latex_escape(mean) + (rf"{{\scriptsize$\pm${latex_escape(std)}}}" if std else "")
             cells.append(rf"\textbf{{{text}}}" if best[m] == i else text)
         lines.append(" & ".join(cells) + r" \\")
         reported = t.paper.row(str(t.df.at[i, "label"]), t.columns)

@@ -62,7 +62,7 @@ def compile_tex(body: str, tmp: Path, name: str) -> str:
     """``body`` inside a minimal article with the packages the tables ask for; pdflatex's log."""
     doc = tmp / f"{name}.tex"
     doc.write_text(
-        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
+        "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n"
         "\\usepackage{booktabs,threeparttable}\n\\begin{document}\n"
         f"{body}\n\\end{{document}}\n"
     )
