@@ -68,7 +68,7 @@ leaderboard: $(STAMP)
 LB_NOTE := Regenerate: make leaderboard (OMP_NUM_THREADS=1 invbench run --method creswell --dataset digits; invbench table)
 
 ## suites: run SUITES (skipping finished cells) and write leaderboards/<suite>.{md,csv,tex}
-SUITES ?= zoo creswell-models latent-dim ood-probes
+SUITES ?= zoo creswell-models creswell-beta clipping latent-dim ood-probes
 suites: $(STAMP)
 	set -e; for s in $(SUITES); do \
 	  OMP_NUM_THREADS=1 $(BIN)/invbench suite run $$s --quiet; \
@@ -93,7 +93,7 @@ report: $(STAMP)
 
 ## plots: the curves of the committed suites (after `make suites`)
 plots: $(STAMP)
-	$(BIN)/invbench plot --suite latent-dim --x generator.z_dim --y mse --series method.name,eval.split --logx --title "latent-dim: reconstruction error vs latent dimension" -o leaderboards/latent-dim.png
+	$(BIN)/invbench plot --suite latent-dim --x generator.z_dim --y mse --series method.name,dataset.name,eval.split --logx --title "latent-dim: reconstruction error vs latent dimension" -o leaderboards/latent-dim.png
 	$(BIN)/invbench plot --suite zoo --pareto --x fid_rand --y mse --title "zoo: sample quality vs invertibility (creswell)" -o leaderboards/zoo.png
 
 ## smoke-reference: rewrite leaderboards/smoke.json (the gate's reference) from fresh runs

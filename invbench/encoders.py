@@ -318,10 +318,14 @@ class EncoderInverter:
                 execution=self.execution,
             )
 
+    def encode_iters(self) -> int:
+        """ReStyle iterations at inversion (``restyle`` may run fewer or more than it trained)."""
+        return int(self.cfg.enc_iters)
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         if self.encoder is None:
             raise UsageError("the encoder is not trained: call fit() (the runner does).")
-        iters = int(self.cfg.enc_iters)
+        iters = self.encode_iters()
         if iters and self._mean is None:
             self._mean = self.generator.mean_latent(self.space)
         mean = self._mean if self._mean is not None else torch.zeros(0)

@@ -7,6 +7,7 @@
                            interp    midpoints of N disjoint test pairs (2N images), decoded
                            rand      random samples of the model
                            rand_rec  the first N random samples inverted and decoded
+                         and the metrics that walk the method's generator themselves (ppl)
                          -> Scores (values, flavors, intervals, per-image values, latents)
     make_record(...)     -> Record (invbench.record), written atomically with its per-image CSV,
                          latents (safetensors), a PNG grid and, on request, every reconstruction
@@ -14,7 +15,8 @@
 The distribution tracks share one N: ``eval.fid_n``, by default the largest every track allows
 (half the inverted test images: the midpoints need 2N of them); a track with fewer images uses
 them all and its flavor says how many (``N=``). Metric time (features, statistics, distances)
-is clocked apart from method time (inverting, decoding) and recorded in the provenance.
+is clocked apart from method time (inverting, decoding) and recorded in the provenance (the
+decoding a metric does itself, ppl's, counts as metric time).
 
 On CUDA (``--device cuda`` or ``auto``, see ``invbench.device``): timings are synchronised,
 a batch that runs out of memory is halved and retried (results do not depend on the batch),
@@ -87,7 +89,7 @@ class EvalConfig:
     # Resamples for the confidence intervals of paired metrics (memory: n_test x bootstrap).
     bootstrap: int = bounded(1000, ge=0, le=100_000)
     grid_images: int = bounded(16, ge=0, le=1024)  # originals / reconstructions in the PNG grid
-    tracks: bool = True  # False: paired metrics and timings only (fast smoke runs)
+    tracks: bool = True  # False: the test track's per-image metrics and timings only (fast runs)
     # The one N of InvGAN Table 1's FID tracks (the paper: 500 / 50,000 at two sizes); 0 = the
     # largest the data allows, half the inverted test images (N midpoints need 2N images).
     fid_n: int = bounded(0, ge=0, le=C.MAX_SAMPLES)
@@ -104,6 +106,8 @@ class EvalConfig:
     metric_batch: int = bounded(500, ge=1, le=C.MAX_BATCH)  # images per feature-net / LPIPS call
     feature_epochs: int = bounded(12, ge=1, le=1000)  # epochs of the domain feature net (LeNet)
     metrics: tuple[str, ...] = later((), since=2)  # only these metrics (base names); () = all
+    # Pairs of the perceptual path length (Karras et al. 2019), drawn per run from its seed.
+    ppl_n: int = later(1000, since=2, **{C.BOUNDS: C.Bounds(ge=1, le=C.MAX_SAMPLES)})
     # Identity of a row (never averaged, never compared across): the numeric precision the
     # method's networks run in (fitting and inverting, through invbench.execution: this field is
     # the one knob, the execution layer reads it; the scored reconstructions are decoded and
@@ -453,11 +457,16 @@ class _Clock:
 
 def selected_metrics(ev: EvalConfig, names: Sequence[str] | None = None) -> list[MetricSpec]:
     """The registered metrics this evaluation computes: ``names`` (or ``eval.metrics``, or all);
-    with ``eval.tracks`` off, only paired metrics and timings (the test track, no FID)."""
+    with ``eval.tracks`` off, only the test track's per-image metrics (paired, and latents such
+    as ``typical_share``) and timings: no FID, no random samples, no classifier, no walk through
+    the generator."""
     wanted = {base_name(n) for n in names or ev.metrics}
     specs = [s for s in METRICS.computed() if not wanted or s.name in wanted]
     if not ev.tracks:
-        specs = [s for s in specs if s.needs in ("paired", "timing")]
+        per_image = ("paired", "latents")
+        specs = [
+            s for s in specs if s.needs == "timing" or (s.needs in per_image and s.track == "test")
+        ]
     return specs
 
 
@@ -488,7 +497,9 @@ class _Tracks:
                     m.update(part)
 
 
-def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> EvalContext:
+def _eval_context(
+    prep: Prepared, n_test: int, resolution: int, n_rand: int, labels: torch.Tensor | None
+) -> EvalContext:
     from invbench.metrics.features import DomainNetConfig, domain_network, feature_network
     from invbench.metrics.reference import reference
 
@@ -514,7 +525,8 @@ def _eval_context(prep: Prepared, n_test: int, resolution: int, n_rand: int) -> 
     return EvalContext(
         ev, dev, prep.spec.seed, resolution=resolution, channels=splits.channels,
         dataset=str(fp.get("dataset", prep.spec.dataset)), targets=ev.split, fid_n=fid_n,
-        feature_net=net, reference=ref, classifier=classifier,
+        feature_net=net, reference=ref, classifier=classifier, labels=labels,
+        model=prep.inverter, prior=getattr(prep.inverter.generator, "prior", ""),
     )  # fmt: skip
 
 
@@ -567,7 +579,9 @@ def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
             "(learning rate, steps)."
         )
     n_rand = ev.n_rand or prep.splits.n_train
-    ctx = _eval_context(prep, len(test), int(test.shape[-1]), n_rand)
+    labels = prep.splits.train_labels if ev.split == "train" else prep.splits.test_labels
+    labels = None if labels is None else labels[: len(test)]
+    ctx = _eval_context(prep, len(test), int(test.shape[-1]), n_rand, labels)
     ctx.timings.update(invert_seconds=sw.seconds, n_test=len(test), fit_seconds=prep.fit_seconds)
     if prep.generator_info and prep.generator_info.get("train_seconds"):
         ctx.timings["gen_train_seconds"] = prep.generator_info["train_seconds"]

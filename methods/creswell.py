@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from invbench.encoders import EncoderInverter, OptimEncoderConfig
-from invbench.inverter import Inverter, Latents
+from invbench.errors import UsageError
+from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import OptimisationInverter
 from invbench.registry import METHODS
 
@@ -29,6 +30,16 @@ class Creswell(OptimisationInverter, EncoderInverter, Inverter):
     @dataclass
     class Config(OptimEncoderConfig):
         """The shared optimisation options; the paper's values are in configs/methods/creswell.yaml."""
+
+    def fit(self, ctx: FitContext) -> None:
+        if self.cfg.prior_weight and self.cfg.space == "z" and self.generator.prior != "gaussian":
+            raise UsageError(
+                f"creswell: prior_weight (beta of eq. 5) is a Gaussian log-likelihood, but "
+                f"generator '{self.generator.name}' draws z from a {self.generator.prior} prior, "
+                "for which Creswell & Bharath clip z instead (§II-B). Use --method clipping "
+                "--set mode=standard, or --set prior_weight=0."
+            )
+        super().fit(ctx)
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)

@@ -23,6 +23,13 @@ from invbench.inverter import Inverter, Latents
 from invbench.latent_opt import OptimisationInverter
 from invbench.registry import METHODS
 
+#: The optimisation's settings: ``fit`` trains the encoder only, so a row with ``steps=0`` (the
+#: method's own start, survey §4.1.3) reuses the encoder of the full method. The perceptual
+#: weight stays in the key: it decides whether ``fit`` loads the feature network.
+OPTIM_FIELDS = frozenset(
+    {"steps", "lr", "optimizer", "loss", "prior_weight", "restarts", "schedule", "batch_size"}
+)
+
 
 @dataclass
 class HybridConfig(OptimEncoderConfig):
@@ -37,6 +44,7 @@ class HybridConfig(OptimEncoderConfig):
 @METHODS.register("hybrid")
 class Hybrid(OptimisationInverter, EncoderInverter, Inverter):
     Config = HybridConfig
+    inference_fields = OPTIM_FIELDS
 
     def invert(self, images: torch.Tensor) -> Latents:
         return Latents(self.invert_optimise(images), self.cfg.space)
@@ -44,6 +52,8 @@ class Hybrid(OptimisationInverter, EncoderInverter, Inverter):
 
 @METHODS.register("hybrid-domain")
 class HybridDomain(OptimisationInverter, EncoderInverter, Inverter):
+    inference_fields = OPTIM_FIELDS | {"domain_weight"}
+
     @dataclass
     class Config(HybridConfig):
         domain_weight: float = bounded(2.0, ge=0, le=MAX_WEIGHT)  # lambda_2' of eq. 23

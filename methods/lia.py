@@ -1,26 +1,32 @@
 """``lia`` and ``lia-mlp``: the Latently Invertible Autoencoder (Zhu et al., "Disentangled
-Inference for GANs with Latently Invertible Autoencoder", IJCV 2022) and its MLP ablation.
+Inference for GANs with Latently Invertible Autoencoder", IJCV 2022) and Table 3's VAE/GAN.
 
     x --f--> y --phi--> z          (encoder, then the NICE network of §4.1, eqs. 11-12)
     z --phi^-1--> y --g--> x~      (the decoder: the flow in place of a mapping network)
 
 Two-stage training (§5):
   stage 1 (§5.1, eqs. 15-16): phi and g trained as a GAN from z ~ N(0, I) against a
-    discriminator c (non-saturating loss, the DCGAN recipe of the zoo's ``dcgan``);
+    discriminator c (non-saturating loss, the DCGAN recipe of the zoo's ``dcgan``); phi is
+    genforce/lia's flow: He-scale couplings under an equalised learning rate (invbench.nice).
   stage 2 (§5.2, eqs. 13, 17-18): phi and g frozen; the encoder f: x -> y learns
     ||x - g(f(x))||^2 + beta1 ||eps(x) - eps(x~)||^2 + beta2 * softplus(-c(x~)) while c, the
     stage-1 discriminator, is fine-tuned with the penalty gamma * E ||grad_x c(x)||^2 (eq. 14).
     The weights sit as in genforce/lia's ``E_perceptual_loss``: beta2 on the adversarial term
     (eq. 18 prints it on the reconstruction term; the released code and §7 values put it here).
+    eps is VGG-16 conv4_3 on 0..255 mean-subtracted input (``VGGConv43``) when its weight file
+    is found offline, else the dataset's LeNet with an explicit weight (``build_perceptual``);
+    the record's flavor names which.
 
-``invert`` returns y = f(x), or z = phi(y) with ``space: z``; ``refine_steps > 0`` then
-optimises the code in that space (§7.2-7.3, pixel L2 of eq. 5) from the encoder's code, the
-mean code or a random code; every start is made in y and mapped by phi for z (§7.3: "the same
-initial values in the z-space and y-space").
+``invert`` returns y = f(x), or z = phi(y) with ``space: z``, or y+ (one y per synthesis
+layer, ``backbone: stylegan-lite`` only); ``refine_steps > 0`` then optimises the code in that
+space (§7.2-7.3, eq. 5: pixel L2 plus the perceptual term of stage 2) from the encoder's code,
+the mean code or a random code; every start is made in y and mapped by phi for z (§7.3: "the
+same initial values in the z-space and y-space") or repeated per layer for y+ (§7.2).
 
-``lia-mlp`` is Table 3's VAE/GAN column: the same two stages with an ordinary MLP mapping
-z -> y, which is not invertible, so its encoder infers the entangled z (§3.3, Table 1).
-It is deterministic (no KL term): the ablation isolates the latent space the encoder targets.
+``lia-mlp`` is Table 3's VAE/GAN column (§7.1; §2.2, eq. 4): the same two stages with
+StyleGAN's MLP mapping z -> y, which is not invertible, so its encoder infers the entangled z;
+the encoder is variational, q(z|x) = N(mu(x), diag sigma^2(x)) sampled by reparameterisation,
+with the KL term of eq. 3 (``kl_weight``); ``invert`` returns the mean mu(x).
 """
 
 from __future__ import annotations
@@ -39,38 +45,55 @@ from invbench.encoders import Encoder
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
-from invbench.generators.mapping import MappingMLP
+from invbench.generators.stylegan_lite import MappingNetwork
 from invbench.generators.train import Checkpointer, TrainingLoop
 from invbench.inverter import FitContext, Inverter, Latents
-from invbench.latent_opt import OptimConfig, Perceptual, init_latents, optimise, perceptual_for
+from invbench.latent_opt import (
+    OptimConfig,
+    Perceptual,
+    init_latents,
+    optimise,
+    perceptual_for,
+    perceptual_from_state,
+    perceptual_state,
+)
 from invbench.losses import gan_d_loss, gan_g_loss, r1_penalty
 from invbench.metrics.perceptual import vgg16_features
 from invbench.metrics.weights import VGG16, find_weights, missing_message
 from invbench.nice import NICE
 from invbench.registry import METHODS
 
-TRAIN_VERSION = 2  # bump when the training code changes its result, to invalidate caches
+TRAIN_VERSION = 3  # bump when the training code changes its result, to invalidate caches
 ARTIFACT_KIND = "lia"
 
 #: Settings that change only how ``invert`` works, not what ``fit`` trains.
-INFERENCE_FIELDS = ("space", "refine_steps", "refine_init", "refine_lr", "refine_optimizer")
+INFERENCE_FIELDS = (
+    "space",
+    "refine_steps",
+    "refine_init",
+    "refine_lr",
+    "refine_optimizer",
+    "refine_loss",
+)
 
 
 # -- networks -----------------------------------------------------------------------------------
 class LIADecoder(Generator):
-    """phi^-1 (or the MLP) followed by the synthesis network g; offers spaces z and y."""
+    """phi^-1 (or the MLP) followed by the synthesis network g; offers spaces z, y and, on the
+    style-based backbone, y+ (one y per synthesis layer, §7.2's "different ys to different
+    layers")."""
 
     name = "lia-decoder"
-    latent_spaces = ("z", "y")
+    latent_spaces = ("z", "y", "y+")
 
     def __init__(self, cfg: Any, channels: int, resolution: int) -> None:
         super().__init__(cfg, channels, resolution)
         d = cfg.z_dim
         self.mapping: nn.Module
         if cfg.mapping == "nice":
-            self.mapping = NICE(d, cfg.flow_depth, cfg.flow_hidden)
-        else:
-            self.mapping = MappingMLP(d, d, cfg.flow_depth, cfg.flow_hidden)
+            self.mapping = NICE(d, cfg.flow_depth, cfg.flow_hidden, lr_mul=cfg.mapping_lr_mul)
+        else:  # §7.1: "StyleGAN with its original multi-layer perceptron"
+            self.mapping = MappingNetwork(d, d, cfg.flow_depth, cfg.mapping_lr_mul)
         self.backbone = cfg.backbone
         self.num_ws = 1
         if cfg.backbone == "dcgan":
@@ -83,6 +106,18 @@ class LIADecoder(Generator):
     def invertible(self) -> bool:
         return isinstance(self.mapping, NICE)
 
+    def latent_shape(self, space: str = "z") -> tuple[int, ...]:
+        self.check_space(space)
+        return (self._per_layer(), self.z_dim) if space == "y+" else (self.z_dim,)
+
+    def _per_layer(self) -> int:
+        if self.backbone == "dcgan":
+            raise UsageError(
+                "space y+ (one y per synthesis layer) needs backbone=stylegan-lite: the DCGAN "
+                "decoder reads its code in one layer."
+            )
+        return self.num_ws
+
     def y_from_z(self, z: torch.Tensor) -> torch.Tensor:
         """phi^-1 (eq. 12) for LIA; the MLP for lia-mlp."""
         return self.mapping.inverse(z) if isinstance(self.mapping, NICE) else self.mapping(z)
@@ -93,12 +128,22 @@ class LIADecoder(Generator):
             raise UsageError("lia-mlp's MLP mapping is not invertible: it has no y -> z map.")
         return self.mapping(y)
 
+    def per_layer(self, y: torch.Tensor) -> torch.Tensor:
+        """y -> y+: the same y at every synthesis layer (where §7.2's refinement starts)."""
+        return y[:, None, :].expand(-1, self._per_layer(), -1).contiguous()
+
     def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
         self.check_space(space)
-        return self.y_from_z(z) if space == "y" else z
+        if space == "z":
+            return z
+        y = self.y_from_z(z)
+        return self.per_layer(y) if space == "y+" else y
 
     def synthesize(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
         self.check_space(space)
+        if space == "y+":
+            self._per_layer()
+            return self.net(latent)
         y = latent if space == "y" else self.y_from_z(latent)  # eq. 15: z -> phi^-1 -> y -> g
         if self.backbone == "dcgan":
             return self.net(y)
@@ -119,18 +164,33 @@ def _stylegan_lite(dim: int, channels: int, resolution: int) -> nn.Module:
 
 # -- the perceptual feature extractor eps of eq. 13 ---------------------------------------------
 class VGGConv43(Perceptual):
-    """eps = VGG-16 conv4_3 (after its ReLU), the layer §7 names, torchvision ImageNet weights."""
+    """eps = VGG-16 conv4_3 after its ReLU (§7: "eps = conv4_3 from the VGG weight"), fed as
+    genforce/lia's ``loss_encoder.py`` feeds it: images mapped from [-1, 1] to 0..255 and the
+    ImageNet channel means subtracted, without dividing by their std (Keras' caffe-style
+    ``preprocess_input``). At that scale the activations are ~58x those of ImageNet-normalised
+    input and the squared distance ~3,400x, which is the scale beta1 = 5e-5 was set for.
+
+    The channels stay in RGB order: the weights are torchvision's, trained on RGB input (the
+    caffe weights genforce loads were trained on BGR; swapping here would feed each filter the
+    wrong colour). Grey images are repeated over the three channels.
+    """
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.body = vgg16_features(Path(path), 23)  # conv1_1 .. relu4_3
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-        self.flavor = "vgg16-conv4_3"
+        self.flavor = "vgg16-conv4_3/caffe-0..255"
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        return self.body(((x + 1) / 2 - self.mean) / self.std)
+        return self.body(caffe_input(x))
+
+
+MEAN_RGB = (123.68, 116.779, 103.939)  # ImageNet channel means in 0..255 units (Keras, caffe)
+
+
+def caffe_input(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> 0..255 with the ImageNet channel means subtracted (RGB order)."""
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    return (x + 1) * 127.5 - torch.tensor(MEAN_RGB, device=x.device).view(1, 3, 1, 1)
 
 
 def resolve_perceptual(kind: str) -> str:
@@ -141,15 +201,49 @@ def resolve_perceptual(kind: str) -> str:
     return ("vgg" if found else "domain") if kind == "auto" else kind
 
 
-def build_perceptual(kind: str, ctx: FitContext) -> Perceptual | None:
-    """eps with gradients to its input: VGG conv4_3, or the dataset's LeNet (fc84)."""
-    if kind == "none":
-        return None
+def feature_balance(eps: Perceptual, images: torch.Tensor, n: int = 1000) -> float:
+    """Var(x) / Var(eps(x)) over ``n`` training images (variances averaged over coordinates).
+
+    Multiplying a squared feature distance by it puts the feature error in pixel units: a
+    feature error of one feature standard deviation costs what a pixel error of one pixel
+    standard deviation costs.
+    """
+    x = images[:n].to(next(eps.parameters()).device)
+    with torch.no_grad():
+        feats = eps.embed(x)
+    return float(x.var(0).mean() / feats.flatten(1).var(0).mean().clamp_min(1e-12))
+
+
+def build_perceptual(kind: str, ctx: FitContext, cfg: Any) -> tuple[Perceptual | None, float, str]:
+    """eps of eq. 13 with gradients to its input, its weight, and the flavor that names both.
+
+    VGG conv4_3 (the paper's) takes beta1 as it is. Offline, the stand-in is the dataset's LeNet
+    (fc84 features). beta1 = 5e-5 was set for conv4_3 on 0..255 images; on the LeNet's features
+    (of images in [-1, 1]) it would make the term ~1e-5 of the pixel term, i.e. absent. So its
+    weight is set explicitly instead: ``beta1_domain`` x Var(x) / Var(eps(x)), the relative
+    feature error weighed ``beta1_domain`` times the relative pixel error (1 by default: eq. 13's
+    two terms in balance). The flavor records which network ran and with what weight.
+    """
+    if kind == "none" or cfg.beta1_perceptual == 0:
+        return None, 0.0, "none"
     if kind == "vgg":
         path = find_weights(VGG16)
         assert path is not None
-        return VGGConv43(str(path)).to(ctx.device)
-    return perceptual_for(ctx, "domain")
+        eps: Perceptual = VGGConv43(str(path)).to(ctx.device)
+        return eps, cfg.beta1_perceptual, f"{eps.flavor}/beta1={cfg.beta1_perceptual:g}"
+    eps = perceptual_for(ctx, "domain")
+    weight = cfg.beta1_domain * feature_balance(eps, ctx.splits.train_images())
+    flavor = (
+        f"{eps.flavor}-fc84 (offline stand-in for vgg16-conv4_3)/weight={weight:.4g}"
+        f"={cfg.beta1_domain:g}xVar(x)/Var(eps(x))"
+    )
+    return eps, weight, flavor
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per code, summed over coordinates (eq. 3's
+    first term; Kingma & Welling 2014, appendix B)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
 
 
 # -- the method -----------------------------------------------------------------------------------
@@ -169,23 +263,23 @@ class LIA(Inverter):
         z_dim: int = bounded(32, ge=2, le=MAX_WIDTH)  # d_z = d_y (phi is dimension-preserving)
         # §7: "the layer number of the invertible network is 8"
         flow_depth: int = bounded(8, ge=1, le=256)
-        # width of tau's hidden layers (and of the MLP mapping)
+        # width of tau's hidden layer (the MLP's width is z_dim)
         flow_hidden: int = bounded(64, ge=1, le=MAX_WIDTH)
-        # learning-rate multiplier of the flow / MLP in stage 1
+        # equalised-lr multiplier of the flow / MLP (genforce/lia)
         mapping_lr_mul: float = bounded(0.01, gt=0, le=MAX_LR)
         ngf: int = bounded(16, ge=1, le=MAX_WIDTH)
         ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
         nef: int = bounded(16, ge=1, le=MAX_WIDTH)
         d_norm: Literal["batch", "layer", "none"] = "batch"
-        # stage 1: the decoder as a GAN (§5.1)
+        # stage 1: the decoder as a GAN (§5.1), genforce/lia's train_decoder.py recipe
         steps: int = bounded(1500, ge=0, le=MAX_STEPS)
         batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
-        lr_g: float = bounded(2e-4, gt=0, le=MAX_LR)
-        lr_d: float = bounded(2e-4, gt=0, le=MAX_LR)
-        adam_beta1: float = bounded(0.5, ge=0, lt=1)
-        adam_beta2: float = bounded(0.999, ge=0, lt=1)
-        # R1 in stage 1 too (the StyleGAN recipe; 0 = DCGAN's)
-        gamma_r1_stage1: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
+        lr_g: float = bounded(1.5e-3, gt=0, le=MAX_LR)
+        lr_d: float = bounded(1.5e-3, gt=0, le=MAX_LR)
+        adam_beta1: float = bounded(0.0, ge=0, lt=1)
+        adam_beta2: float = bounded(0.99, ge=0, lt=1)
+        # R1 on real images in stage 1 (r1_gamma 10 x 0.5)
+        gamma_r1_stage1: float = bounded(5.0, ge=0, le=MAX_WEIGHT)
         # stage 2: the encoder against the frozen decoder (§5.2)
         enc_steps: int = bounded(1500, ge=0, le=MAX_STEPS)
         enc_batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
@@ -193,19 +287,25 @@ class LIA(Inverter):
         lr_d2: float = bounded(1e-4, gt=0, le=MAX_LR)
         enc_adam_beta1: float = bounded(0.9, ge=0, lt=1)
         enc_adam_beta2: float = bounded(0.99, ge=0, lt=1)
-        beta1_perceptual: float = bounded(5e-5, ge=0, le=MAX_WEIGHT)  # beta1 of eq. 13
+        # beta1 of eq. 13 (for VGG conv4_3 on 0..255 input)
+        beta1_perceptual: float = bounded(5e-5, ge=0, le=MAX_WEIGHT)
+        # the offline LeNet stand-in's weight (build_perceptual)
+        beta1_domain: float = bounded(1.0, ge=0, le=MAX_WEIGHT)
         beta2_adversarial: float = bounded(0.1, ge=0, le=MAX_WEIGHT)  # beta2 of eq. 18
         gamma_r1: float = bounded(5.0, ge=0, le=MAX_WEIGHT)  # gamma of eq. 14
         # apply the penalty every k discriminator steps (weight k * gamma)
         r1_every: int = bounded(4, ge=1, le=MAX_STEPS)
         perceptual: Literal["auto", "vgg", "domain", "none"] = "auto"
+        # > 0: a variational encoder with eq. 3's KL term (lia-mlp)
+        kl_weight: float = bounded(0.0, ge=0, le=MAX_WEIGHT)
         ckpt_every: int = bounded(250, ge=1, le=MAX_STEPS)
         # inversion (§7.2-7.3)
-        space: Literal["y", "z"] = "y"
+        space: Literal["y", "z", "y+"] = "y"
         refine_steps: int = bounded(0, ge=0, le=MAX_STEPS)
         refine_init: Literal["encoder", "mean", "random"] = "encoder"
         refine_lr: float = bounded(0.05, gt=0, le=MAX_LR)
         refine_optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+        refine_loss: Literal["pixel+perceptual", "pixel"] = "pixel+perceptual"  # eq. 5
 
         def validate(self) -> None:
             if self.z_dim < 2 or self.flow_depth < 1 or self.flow_hidden < 1:
@@ -220,13 +320,20 @@ class LIA(Inverter):
                 raise ValueError("learning rates must be positive")
             if self.mapping_lr_mul <= 0:
                 raise ValueError("mapping_lr_mul must be positive")
-            if min(self.beta1_perceptual, self.beta2_adversarial, self.gamma_r1) < 0:
-                raise ValueError("beta1_perceptual, beta2_adversarial, gamma_r1 must be >= 0")
-            if self.gamma_r1_stage1 < 0:
-                raise ValueError("gamma_r1_stage1 must be >= 0")
-            if self.mapping == "mlp" and self.space == "y":
+            weights = (self.beta1_perceptual, self.beta1_domain, self.beta2_adversarial)
+            if min(*weights, self.gamma_r1, self.gamma_r1_stage1, self.kl_weight) < 0:
+                raise ValueError(
+                    "beta1_perceptual, beta1_domain, beta2_adversarial, gamma_r1, "
+                    "gamma_r1_stage1 and kl_weight must be >= 0"
+                )
+            if self.mapping == "mlp" and self.space != "z":
                 raise ValueError(
                     "with mapping=mlp the encoder infers z (the MLP has no inverse); set space=z"
+                )
+            if self.space == "y+" and self.backbone != "stylegan-lite":
+                raise ValueError(
+                    "space=y+ (one y per synthesis layer) needs backbone=stylegan-lite; the "
+                    "DCGAN decoder reads its code in one layer"
                 )
 
     def __init__(
@@ -240,6 +347,9 @@ class LIA(Inverter):
         self._channels: int | None = None
         self._resolution: int | None = None
         self.perceptual_flavor = "untrained"
+        self.perceptual_weight = 0.0
+        self._eps: Perceptual | None = None
+        self._eps_state: dict[str, torch.Tensor] = {}
         self._mean_y: torch.Tensor | None = None
 
     # -- modules ----------------------------------------------------------------------------------
@@ -248,13 +358,19 @@ class LIA(Inverter):
         """The space the encoder writes to: y behind the flow, z behind the MLP."""
         return "y" if self.cfg.mapping == "nice" else "z"
 
+    @property
+    def variational(self) -> bool:
+        """A stochastic encoder q(z|x) (lia-mlp, eq. 4) rather than LIA's deterministic f."""
+        return self.cfg.kl_weight > 0
+
     def build(self, channels: int, resolution: int) -> None:
         """Fresh networks, initialised from the run's seed (independent of the global RNG)."""
+        out = self.cfg.z_dim * (2 if self.variational else 1)  # mu and log sigma^2
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             gen = LIADecoder(self.cfg, channels, resolution)
             self.disc = gen.make_discriminator().to(self.device)
-            self.encoder = Encoder(channels, resolution, (self.cfg.z_dim,), self.cfg.nef)
+            self.encoder = Encoder(channels, resolution, (out,), self.cfg.nef)
         self.generator = gen.to(self.device)
         self.encoder.to(self.device)
         self._channels, self._resolution = channels, resolution
@@ -315,13 +431,9 @@ class LIA(Inverter):
         cfg, gen, disc = self.cfg, self.generator, self.disc
         assert gen is not None
         betas = (cfg.adam_beta1, cfg.adam_beta2)
-        # The mapping (flow or MLP) learns at lr_g * mapping_lr_mul, as StyleGAN's mapping and
-        # genforce/lia's NICE coupling functions do (lrmul 0.01): a fast mapping collapses modes.
-        groups = [
-            {"params": list(gen.net.parameters())},
-            {"params": list(gen.mapping.parameters()), "lr": cfg.lr_g * cfg.mapping_lr_mul},
-        ]
-        opt_g = torch.optim.Adam(groups, lr=cfg.lr_g, betas=betas)
+        # One learning rate: the mapping's multiplier (0.01) is part of its parametrisation
+        # (equalised learning rate), as in genforce/lia and StyleGAN.
+        opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas)
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas)
         rng = torch.Generator().manual_seed(self.seed)
         ckpt = self._checkpointer(key, 1, rng, opt_g=opt_g, opt_d=opt_d)
@@ -353,6 +465,18 @@ class LIA(Inverter):
         # Stage 1 done: an interruption from here resumes stage 2 with fresh optimisers.
         self._checkpointer(key, 2, rng).save(0)
 
+    def _encode_train(
+        self, x: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The code the encoder gives ``x`` while training, and the KL term when variational:
+        a reparameterised draw z = mu + sigma * e, e ~ N(0, I) (Kingma & Welling 2014, §2.4)."""
+        out = self.encoder(x)
+        if not self.variational:
+            return out, None
+        mu, logvar = out.chunk(2, dim=1)
+        noise = torch.randn(mu.shape, generator=rng).to(mu.device)
+        return mu + noise * (0.5 * logvar).exp(), gaussian_kl(mu, logvar).mean()
+
     def train_encoder(
         self,
         ctx: FitContext,
@@ -360,7 +484,8 @@ class LIA(Inverter):
         state: dict[str, Any] | None = None,
         perceptual: str = "none",
     ) -> None:
-        """Stage 2 (eqs. 13, 17-18): phi, g frozen; f and the stage-1 c fine-tuned."""
+        """Stage 2 (eqs. 13, 17-18; eq. 4 for lia-mlp): phi, g frozen; f and the stage-1 c
+        fine-tuned."""
         cfg, gen, disc, enc = self.cfg, self.generator, self.disc, self.encoder
         assert gen is not None
         betas = (cfg.enc_adam_beta1, cfg.enc_adam_beta2)
@@ -373,15 +498,15 @@ class LIA(Inverter):
         gen.eval().requires_grad_(False)
         disc.train().requires_grad_(True)
         enc.train().requires_grad_(True)
-        eps = build_perceptual(perceptual, ctx) if cfg.beta1_perceptual > 0 else None
-        self.perceptual_flavor = eps.flavor if eps is not None else "none"
+        eps, weight, flavor = build_perceptual(perceptual, ctx, cfg)
+        self._set_perceptual(eps, weight, flavor)
         data = ctx.splits.train_images()
         loop = self._loop(ckpt, 2, start, cfg.enc_steps)
         for step in loop:
             real = self._batch(data, cfg.enc_batch_size, rng)
             # Discriminator: fine-tuned with the gradient penalty of eq. 14 on real images.
             with torch.no_grad():
-                fake = gen.synthesize(enc(real), self.code_space)
+                fake = gen.synthesize(self._encode_train(real, rng)[0], self.code_space)
             lazy = cfg.gamma_r1 > 0 and step % cfg.r1_every == 0
             real_g = real.detach().requires_grad_(lazy)
             logit_real = disc(real_g)
@@ -391,15 +516,16 @@ class LIA(Inverter):
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-            # Encoder: eq. 13 reconstruction + beta2 * adversarial (eq. 18).
+            # Encoder: eq. 13 reconstruction + beta2 * adversarial (eq. 18) [+ KL, eq. 4].
             disc.requires_grad_(False)
-            recon = gen.synthesize(enc(real), self.code_space)
+            code, kl = self._encode_train(real, rng)
+            recon = gen.synthesize(code, self.code_space)
             loss_pix = F.mse_loss(recon, real)
             loss_e = loss_pix + cfg.beta2_adversarial * gan_g_loss(disc(recon))
             if eps is not None:
-                loss_e = (
-                    loss_e + cfg.beta1_perceptual * eps.distance(recon, eps.prepare(real)).mean()
-                )
+                loss_e = loss_e + weight * eps.distance(recon, eps.prepare(real)).mean()
+            if kl is not None:
+                loss_e = loss_e + cfg.kl_weight * kl
             opt_e.zero_grad(set_to_none=True)
             loss_e.backward()
             opt_e.step()
@@ -409,15 +535,34 @@ class LIA(Inverter):
         enc.eval().requires_grad_(False)
         disc.eval().requires_grad_(False)
 
+    def _set_perceptual(self, eps: Perceptual | None, weight: float, flavor: str) -> None:
+        self._eps, self.perceptual_weight, self.perceptual_flavor = eps, weight, flavor
+        self._eps_state = perceptual_state(eps) if eps is not None else {}
+        self._eps_state.pop("perceptual_flavor", None)  # kept as meta.perceptual
+
+    def perceptual_net(self) -> Perceptual | None:
+        """eps as stage 2 used it (for eq. 5's refinement), rebuilt after a cache load."""
+        if self._eps is None and self.perceptual_weight > 0:
+            if self._eps_state:  # the LeNet stand-in travels with the model
+                self._eps = perceptual_from_state(self._eps_state, self.device)
+            else:  # VGG conv4_3: found on disk again, as it was when fit ran
+                path = find_weights(VGG16)
+                if path is None:
+                    raise UsageError(f"refinement with eq. 5's VGG term: {missing_message(VGG16)}")
+                self._eps = VGGConv43(str(path)).to(self.device)
+        return self._eps
+
     # -- cache ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         assert self.generator is not None and self._channels is not None
         out = {f"gen.{k}": v for k, v in self.generator.state_dict().items()}
         out.update({f"enc.{k}": v for k, v in self.encoder.state_dict().items()})
+        out.update({f"eps.{k}": v for k, v in self._eps_state.items()})
         out["meta.shape"] = torch.tensor([self._channels, self._resolution])
         out["meta.perceptual"] = torch.tensor(
             list(self.perceptual_flavor.encode()), dtype=torch.uint8
         )
+        out["meta.perceptual_weight"] = torch.tensor(self.perceptual_weight, dtype=torch.float64)
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -428,6 +573,9 @@ class LIA(Inverter):
         self.generator.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("gen.")})
         self.encoder.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("enc.")})
         self.perceptual_flavor = bytes(state["meta.perceptual"].tolist()).decode()
+        self.perceptual_weight = float(state["meta.perceptual_weight"])
+        self._eps_state = {k[4:]: v for k, v in state.items() if k.startswith("eps.")}
+        self._eps = None
         self.generator.to(self.device).eval().requires_grad_(False)
         self.encoder.to(self.device).eval().requires_grad_(False)
 
@@ -435,49 +583,63 @@ class LIA(Inverter):
         return {"perceptual": self.perceptual_flavor}
 
     # -- inversion -------------------------------------------------------------------------------------
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """The encoder's code in ``self.space`` (y = f(x), or z = phi(f(x)))."""
-        assert self.generator is not None
-        with torch.no_grad():
-            code = self.encoder(images.to(self.device))
-            if self.code_space == "y" and self.cfg.space == "z":
-                code = self.generator.z_from_y(code)
+    def _code(self, images: torch.Tensor) -> torch.Tensor:
+        """f(x): y for LIA, the posterior mean mu(x) for the variational lia-mlp."""
+        out = self.encoder(images.to(self.device))
+        return out.chunk(2, dim=1)[0] if self.variational else out
+
+    def _into_space(self, code: torch.Tensor) -> torch.Tensor:
+        """A code of the encoder's space in ``cfg.space``: z = phi(y) (§7.3), y+ = y per layer."""
+        gen = self.generator
+        assert gen is not None
+        if self.code_space == "y" and self.cfg.space == "z":
+            return gen.z_from_y(code)
+        if self.cfg.space == "y+":
+            return gen.per_layer(code)
         return code
 
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoder's code in ``self.space`` (y = f(x), z = phi(f(x)), or y+)."""
+        with torch.no_grad():
+            return self._into_space(self._code(images))
+
     def initial_code(self, images: torch.Tensor) -> torch.Tensor:
-        """The refinement's start (§7.2), made in the encoder's space and mapped by phi (§7.3)."""
+        """The refinement's start (§7.2), made in the encoder's space and mapped by phi (§7.3)
+        or repeated per layer (§7.2)."""
         gen = self.generator
         assert gen is not None
         init, space = self.cfg.refine_init, self.code_space
         with torch.no_grad():
             if init == "encoder":
-                code = self.encoder(images.to(self.device))
+                code = self._code(images)
             elif init == "mean":  # Image2StyleGAN's average code
                 if self._mean_y is None:
                     self._mean_y = gen.mean_latent(space)
                 code = self._mean_y.expand(len(images), -1).clone()
             else:  # a prior sample, seeded by the image's content (independent of its batch)
                 code = init_latents(gen, images, space, "random", self.seed)
-            if space == "y" and self.cfg.space == "z":
-                code = gen.z_from_y(code)
-        return code
+            return self._into_space(code)
 
     def invert(self, images: torch.Tensor) -> Latents:
         assert self.generator is not None, "call fit() or load_state_dict() first"
         if self.cfg.refine_steps == 0:
             return Latents(self.encode(images), self.cfg.space)
+        # Eq. 5: pixel distance plus the perceptual distance, here stage 2's eps and weight.
+        eps = self.perceptual_net() if self.cfg.refine_loss == "pixel+perceptual" else None
         opt_cfg = OptimConfig(
             space=self.cfg.space,
             steps=self.cfg.refine_steps,
             lr=self.cfg.refine_lr,
             optimizer=self.cfg.refine_optimizer,
             loss="l2",
+            perceptual_weight=self.perceptual_weight if eps is not None else 0.0,
         )
         code, _ = optimise(
             self.generator,
             images.to(self.device),
             self.initial_code(images),
             opt_cfg,
+            perceptual=eps,
             desc=f"{self.name} refine in {self.cfg.space} ({len(images)} images)",
         )
         return Latents(code, self.cfg.space)
@@ -485,9 +647,26 @@ class LIA(Inverter):
 
 @METHODS.register("lia-mlp")
 class LIAMLP(LIA):
-    """Table 3's VAE/GAN column: LIA's two stages with an MLP mapping; the encoder infers z."""
+    """Table 3's VAE/GAN column: LIA's two stages with StyleGAN's MLP mapping and a variational
+    encoder that infers z (eq. 4)."""
 
     @dataclass
     class Config(LIA.Config):
         mapping: Literal["nice", "mlp"] = "mlp"
-        space: Literal["y", "z"] = "z"
+        space: Literal["y", "z", "y+"] = "z"
+        kl_weight: float = 1e-4
+
+
+@METHODS.register("lia-stylegan")
+class LIAStyle(LIA):
+    """LIA on the zoo's style-based synthesis network (the paper's StyleGAN decoder, §7), which
+    offers y+ for Table 4's per-layer refinement; defaults in configs/methods/lia-stylegan.yaml."""
+
+    @dataclass
+    class Config(LIA.Config):
+        backbone: Literal["dcgan", "stylegan-lite"] = "stylegan-lite"
+        d_norm: Literal["batch", "layer", "none"] = "none"
+        batch_size: int = 32
+        lr_g: float = 2e-3  # the zoo's stylegan-lite recipe (configs/generators/stylegan-lite.yaml)
+        lr_d: float = 2e-3
+        gamma_r1_stage1: float = 0.5

@@ -214,7 +214,7 @@ def test_full_d_gradient_comes_from_the_real_image_path(tiny_batch):
 @pytest.mark.parametrize("layers,hidden", [(2, None), (8, 64)])
 def test_mapping_starts_at_the_priors_scale(layers, hidden):
     """He init: w = M(z) has about unit variance per coordinate at initialisation, for InvGAN's
-    2-layer M and lia-mlp's 8-layer one (PyTorch's default Linear init gave 0.05 and 7e-7: a
+    2-layer M and a deeper one (PyTorch's default Linear init gave 0.05 and 7e-7: a
     near-constant input to the decoder)."""
     torch.manual_seed(0)
     m = ig.MappingMLP(32, 32, layers, hidden)
@@ -389,3 +389,45 @@ def test_a_new_train_version_refits_instead_of_loading_the_old_model(tmp_path, m
     assert run(spec)["provenance"]["fit_cached"] is True
     monkeypatch.setattr(InvGAN, "train_version", InvGAN.train_version + 1)
     assert run(spec)["provenance"]["fit_cached"] is False
+
+
+# -- Table 2: semantic consistency -----------------------------------------------------------------
+def test_class_accuracy_is_torchmetrics_top1_on_reconstructions_and_originals():
+    """class_acc_rec / class_acc_orig (the registry's metric, fed as the runner feeds the test
+    track: batches with their start index) equal torchmetrics' micro-averaged multiclass
+    accuracy of the same classifier against the labels of the originals."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    from invbench.metrics import METRICS, Batch, EvalContext, Unavailable
+    from invbench.metrics.features import DomainNet
+    from invbench.runner import EvalConfig
+
+    torch.manual_seed(0)
+    net = DomainNet(1, 10).eval()
+    orig = torch.rand(37, 1, 16, 16) * 2 - 1
+    rec = orig + 0.7 * torch.randn_like(orig)
+    with torch.no_grad():
+        labels = net.logits(orig).argmax(1)
+    labels[::3] = (labels[::3] + 1) % 10  # 13 of 37 originals wrong by construction
+    spec = METRICS.get("class_acc_rec")
+    make = METRICS.factory(spec.name)
+    ctx = EvalContext(
+        EvalConfig(bootstrap=50, metric_batch=5), torch.device("cpu"), classifier=lambda: net,
+        labels=labels,
+    )  # fmt: skip
+    m = make(spec, ctx)
+    m.update(Batch(rec[:20], orig[:20], start=0))
+    m.update(Batch(rec[20:], orig[20:], start=20))
+    res = m.compute()
+    with torch.no_grad():
+        for name, x in (("class_acc_rec", rec), ("class_acc_orig", orig)):
+            ref = multiclass_accuracy(
+                net.logits(x).argmax(1), labels, num_classes=10, average="micro"
+            )
+            assert res.values[name] == pytest.approx(float(ref)), name
+            assert res.per_image[name].shape == (37,) and res.flavors[name].endswith("/N=37")
+            lo, hi = res.ci[name]
+            assert lo <= res.values[name] <= hi
+    assert res.values["class_acc_orig"] == pytest.approx(24 / 37)
+    with pytest.raises(Unavailable, match="no class labels"):
+        make(spec, EvalContext(EvalConfig(), torch.device("cpu"), classifier=lambda: net))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -49,29 +50,56 @@ def params(m: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 # -- the flow (§4.1, eqs. 11-12) ------------------------------------------------------------------
 @pytest.mark.parametrize("dim", [32, 7])
-def test_nice_is_exactly_invertible_both_ways_in_float32(dim):
+def test_nice_is_exactly_invertible_both_ways(dim):
     torch.manual_seed(0)
-    phi = NICE(dim, depth=8, hidden=64, identity_init=False)
-    y = torch.randn(256, dim)
+    phi = NICE(dim, depth=8, hidden=64).double()  # float64: the algebra, not float32 round-off
+    y = torch.randn(256, dim, dtype=torch.float64)
     z = phi(y)
     assert (z - y).abs().max() > 0.1  # a non-trivial map, so the check below means something
-    assert torch.allclose(phi.inverse(z), y, atol=1e-5, rtol=0)
-    z2 = torch.randn(256, dim) * 3
-    assert torch.allclose(phi(phi.inverse(z2)), z2, atol=1e-5, rtol=0)
+    assert (phi.inverse(z) - y).abs().max() < 1e-9
+    z2 = torch.randn(256, dim, dtype=torch.float64) * 3
+    assert (phi(phi.inverse(z2)) - z2).abs().max() < 1e-9
 
 
 def test_nice_is_volume_preserving():
     # Additive couplings have a unit-triangular Jacobian (Dinh et al. 2015, §3.3): det = 1.
     torch.manual_seed(1)
-    phi = NICE(6, depth=4, hidden=16, identity_init=False).double()
+    phi = NICE(6, depth=4, hidden=16).double()
     jac = torch.autograd.functional.jacobian(lambda v: phi(v[None])[0], torch.randn(6).double())
     assert torch.linalg.det(jac).item() == pytest.approx(1.0, abs=1e-9)
 
 
-def test_nice_identity_init_starts_as_a_permutation():
-    phi = NICE(8, depth=3, identity_init=True)
-    y = torch.randn(4, 8)
-    assert torch.equal(phi(y), y.flip(1))  # three reversals of an untouched input
+def test_nice_couplings_start_he_scaled_under_an_equalised_learning_rate():
+    """genforce/lia's get_weight(use_wscale=True, lrmul=0.01): stored weights ~ N(0, 1/lrmul^2),
+    used weights = stored * lrmul * sqrt(2 / fan_in) (He), biases 0."""
+    torch.manual_seed(0)
+    phi = NICE(64, depth=8, hidden=128, lr_mul=0.01)
+    for layer in phi.requires_grad_(False).layers:
+        for dense in layer.tau:
+            fan_in = dense.weight.shape[1]
+            assert float(dense.weight.std()) == pytest.approx(100.0, rel=0.08)
+            used = dense.weight * dense.w_gain * math.sqrt(2)  # sqrt(2): the activation's gain
+            assert float(used.std()) == pytest.approx(math.sqrt(2 / fan_in), rel=0.08)
+            assert float(dense.bias.abs().max()) == 0.0
+
+
+def test_nice_learns_at_lr_times_lr_mul():
+    """With an equalised learning rate the optimiser's lr acts on the stored weights: Adam's
+    first step moves each one by exactly lr (|m_hat / sqrt(v_hat)| = 1), so the weight in use
+    moves by lr * lr_mul / sqrt(fan_in) -- the multiplier is in effect at the model's own lr."""
+    torch.manual_seed(0)
+    lr, lr_mul = 1e-3, 0.01
+    phi = NICE(8, depth=2, hidden=16, lr_mul=lr_mul).double()  # float32 quantises the step
+    dense = phi.layers[0].tau[0]
+    before = (dense.weight * dense.w_gain).detach().clone()
+    opt = torch.optim.Adam(phi.parameters(), lr=lr)
+    phi(torch.randn(32, 8, dtype=torch.float64)).pow(2).mean().backward()
+    opt.step()
+    moved = (dense.weight * dense.w_gain).detach() - before
+    nonzero = moved[moved != 0].abs()
+    expected = lr * lr_mul / math.sqrt(dense.weight.shape[1])
+    assert len(nonzero) > 0.9 * moved.numel()
+    assert torch.allclose(nonzero, torch.full_like(nonzero, expected), rtol=1e-6)
 
 
 # -- the two stages ---------------------------------------------------------------------------------
@@ -82,6 +110,7 @@ def stage1(digits):
     inv = make()
     ctx = ctx_of(splits)
     inv.build(splits.channels, splits.resolution)
+    inv.flow_at_init = copy.deepcopy(inv.generator.mapping)
     inv.train_decoder(ctx, "test-stage1")
     return inv, ctx
 
@@ -102,8 +131,6 @@ def test_decoder_generates_through_phi_inverse(digits):
     inv.build(splits.channels, splits.resolution)
     gen = inv.generator.eval()
     torch.manual_seed(0)
-    for layer in gen.mapping.layers:  # a flow far from the identity
-        torch.nn.init.normal_(layer.tau[-1].weight, std=0.5)
     z = torch.randn(4, 8)
     y = gen.mapping.inverse(z)
     assert (y - z).abs().max() > 0.1
@@ -112,10 +139,29 @@ def test_decoder_generates_through_phi_inverse(digits):
         assert torch.allclose(gen.synthesize(y, "y"), gen.net(y), atol=1e-6)
 
 
-def test_stage1_trains_the_flow(stage1):
+def test_stage1_flow_is_far_from_the_identity_exactly_invertible_and_trained(stage1):
+    """After stage 1 phi is not the identity on the decoder's codes y = phi^-1(z): it moves them
+    by more than a quarter of their length, 250x what the zero-initialised flow trained at
+    2e-4 x 0.01 reached after a full 1,500-step stage 1 (~1e-3: y and z agreed to four digits in
+    lia-table5), and the GAN game did not pull it back towards the identity (at least half its
+    distance at initialisation). phi stays exactly invertible, and training moved it: the trained
+    map differs from the initial one by far more than float64 round-off (~1e-15)."""
     inv, _ = stage1
-    # The last layer of every tau starts at zero; the GAN game must move it (eqs. 15-16).
-    assert all(layer.tau[-1].weight.abs().max() > 0 for layer in inv.generator.mapping.layers)
+    phi = copy.deepcopy(inv.generator.mapping).double()
+    phi0 = inv.flow_at_init.double()
+    z = torch.randn(512, 8, generator=torch.Generator().manual_seed(0)).double()
+
+    def distance(flow):
+        y = flow.inverse(z)
+        return float(((flow(y) - y).norm(dim=1) / y.norm(dim=1)).mean())
+
+    with torch.no_grad():
+        assert distance(phi) > 0.25
+        assert distance(phi) > 0.5 * distance(phi0)
+        y = phi.inverse(z)
+        assert float((phi.inverse(phi(y)) - y).abs().max()) < 1e-5
+        change = float(((phi(y) - phi0(y)).norm(dim=1) / phi0(y).norm(dim=1)).mean())
+    assert change > 1e-9, change
 
 
 def test_stage2_leaves_phi_and_g_bit_identical(trained):
@@ -254,12 +300,25 @@ def test_nan_training_raises_and_caches_nothing(digits):
 
 
 # -- the baselines ---------------------------------------------------------------------------------
-def test_lia_mlp_encodes_z_and_refuses_y(digits):
+def test_lia_mlp_is_a_variational_encoder_that_inverts_to_its_mean(digits):
+    """lia-mlp (Table 3's VAE/GAN, eq. 4): the encoder outputs mu and log sigma^2, stage 2 trains
+    both (the KL term and the reparameterised draw reach the log-variance head), and inversion
+    is the deterministic mean."""
     _, splits = digits
-    inv = make("lia-mlp", steps="4", enc_steps="4")
+    inv = make("lia-mlp", steps="4", enc_steps="6")
+    inv.build(splits.channels, splits.resolution)
+    head0 = inv.encoder.head.weight.detach().clone()
     inv.fit(ctx_of(splits, 64))
-    lat = inv.invert(splits.test[:4])
-    assert lat.space == "z" and torch.isfinite(inv.decode(lat)).all()
+    assert inv.encoder.head.out_features == 2 * 8
+    moved = (inv.encoder.head.weight - head0).abs()
+    assert moved[8:].max() > 0 and moved[:8].max() > 0  # log sigma^2 rows and mu rows
+    x = splits.test[:4]
+    lat = inv.invert(x)
+    assert lat.space == "z" and lat.tensor.shape == (4, 8)
+    assert torch.equal(inv.invert(x).tensor, lat.tensor)
+    with torch.no_grad():
+        assert torch.equal(lat.tensor, inv.encoder(x)[:, :8])
+    assert torch.isfinite(inv.decode(lat)).all()
     with pytest.raises(UsageError, match="set space=z"):
         build(METHODS.get("lia-mlp").Config, ("test", {"space": "y"}))
 
@@ -282,13 +341,57 @@ def test_bigan_fits_and_inverts(digits):
     assert torch.equal(again.decode(again.invert(x)), inv.decode(lat))
 
 
-def test_stylegan_lite_backbone_decodes_y_through_the_style_layers(digits):
+def test_per_layer_space_y_plus_on_the_style_based_backbone(digits):
+    """y+ (§7.2): one y per synthesis layer; the encoder's y repeated per layer decodes to the
+    image y decodes to, and refinement uses the per-layer freedom (the layers' codes part) to
+    lower the reconstruction error. The DCGAN decoder has no y+."""
     _, splits = digits
-    inv = make(backbone="stylegan-lite", d_norm="none", steps="1", enc_steps="1", batch_size="2")
+    inv = make("lia-stylegan", steps="1", enc_steps="1", batch_size="2")
     inv.fit(ctx_of(splits, 8))
     x = splits.test[:3]
-    rec = inv.decode(inv.invert(x))
-    assert rec.shape == x.shape and torch.isfinite(rec).all()
+    lat_y = inv.invert(x)
+    per = copy.copy(inv)
+    per.cfg = dataclasses.replace(inv.cfg, space="y+")
+    lat = per.invert(x)
+    n_ws = inv.generator.num_ws
+    assert lat.space == "y+" and lat.tensor.shape == (3, n_ws, 8)
+    assert torch.allclose(per.decode(lat), inv.decode(lat_y), atol=1e-6)
+    ref = copy.copy(per)
+    ref.cfg = dataclasses.replace(per.cfg, refine_steps=15, refine_lr=0.05, refine_loss="pixel")
+    refined = ref.invert(x)
+    assert (refined.tensor - refined.tensor[:, :1]).abs().max() > 1e-4  # the layers part ways
+    err = lambda lt: float(((ref.decode(lt) - x) ** 2).mean())  # noqa: E731
+    assert err(refined) < err(lat)
+    with pytest.raises(UsageError, match="y\\+.*stylegan-lite"):
+        build(METHODS.get("lia").Config, ("test", {"space": "y+"}))
+
+
+def test_offline_perceptual_stand_in_is_named_and_used_by_refinement(digits):
+    """Without VGG the LeNet stands in for eps: the record's flavor says so with its weight, the
+    weight survives the cache round trip, and eq. 5's refinement adds the term."""
+    _, splits = digits
+    inv = make(steps="2", enc_steps="2", perceptual="domain")
+    labelled = Splits(
+        splits.train[:64],
+        splits.test[:8],
+        train_labels=splits.train_labels[:64],
+        test_labels=splits.test_labels[:8],
+        num_classes=splits.num_classes,
+    )
+    inv.fit(FitContext(labelled, "digits", torch.device("cpu"), seed=0))
+    flavor = inv.flavor()["perceptual"]
+    assert "stand-in for vgg16-conv4_3" in flavor and "weight=" in flavor
+    assert inv.perceptual_weight > 0
+    again = make(steps="2", enc_steps="2", perceptual="domain")
+    again.load_state_dict(inv.state_dict())
+    assert again.flavor() == inv.flavor() and again.perceptual_weight == inv.perceptual_weight
+    x = splits.test[:4]
+    codes = {}
+    for loss in ("pixel", "pixel+perceptual"):
+        r = copy.copy(again)
+        r.cfg = dataclasses.replace(again.cfg, refine_steps=5, refine_loss=loss)
+        codes[loss] = r.invert(x).tensor
+    assert not torch.allclose(codes["pixel"], codes["pixel+perceptual"])
 
 
 def test_vgg_perceptual_without_weights_names_the_file(monkeypatch, tmp_path):
@@ -299,3 +402,255 @@ def test_vgg_perceptual_without_weights_names_the_file(monkeypatch, tmp_path):
     assert lia_mod.resolve_perceptual("auto") == "domain"
     with pytest.raises(UsageError, match="vgg16-397923af.pth"):
         lia_mod.resolve_perceptual("vgg")
+
+
+# -- eq. 13's perceptual term ------------------------------------------------------------------------
+def test_vgg_input_is_caffe_scale():
+    """genforce/lia feeds VGG 0..255 images minus the ImageNet means, not ImageNet-normalised
+    [0, 1] images: the same image is 255 x std (~58x) larger, so beta1 = 5e-5 weighs a squared
+    feature distance ~3,400x larger than on normalised input (relu networks are homogeneous up
+    to their biases)."""
+    from torchvision.transforms import Normalize
+
+    import invbench.methods.lia as lia_mod
+
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    std = (0.229, 0.224, 0.225)
+    normalised = Normalize((0.485, 0.456, 0.406), std)((x + 1) / 2)
+    caffe = lia_mod.caffe_input(x)
+    for c, s in enumerate(std):  # Keras' 0..255 means are torchvision's x 255, within 0.5
+        assert torch.allclose(caffe[:, c], normalised[:, c] * 255 * s, atol=0.6)
+    grey = torch.zeros(1, 1, 4, 4)  # mid-grey: 127.5 minus each channel's mean
+    assert torch.allclose(lia_mod.caffe_input(grey)[0, :, 0, 0], 127.5 - torch.tensor(MEANS))
+
+
+MEANS = (123.68, 116.779, 103.939)
+
+
+def test_offline_stand_in_is_weighted_in_pixel_units():
+    """feature_balance = Var(x) / Var(eps(x)): for eps = a * x it is 1 / a^2, so a feature error
+    of one feature std costs what a pixel error of one pixel std does."""
+    import invbench.methods.lia as lia_mod
+    from invbench.latent_opt import Perceptual
+
+    class Scaled(Perceptual):
+        def __init__(self, a: float) -> None:
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.tensor(a), requires_grad=False)
+
+        def embed(self, x):
+            return self.a * x.flatten(1)
+
+    x = torch.randn(500, 1, 4, 4) * 0.3
+    assert lia_mod.feature_balance(Scaled(7.0), x) == pytest.approx(1 / 49, rel=1e-5)
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    from torch.distributions import Normal, kl_divergence
+
+    import invbench.methods.lia as lia_mod
+
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g)
+    ref = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(1)
+    assert torch.allclose(lia_mod.gaussian_kl(mu, logvar), ref, atol=1e-6)
+
+
+# -- LIA Table 2: perceptual path length ---------------------------------------------------------------
+def test_slerp_keeps_the_angle_linear_in_t_and_interpolates_the_length():
+    from invbench.metrics.ppl import slerp
+
+    g = torch.Generator().manual_seed(0)
+    a, b = (
+        torch.randn(4, 5, generator=g, dtype=torch.float64),
+        torch.randn(4, 5, dtype=torch.float64),
+    )
+
+    def angle(u, v):
+        return torch.acos(((u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))).clamp(-1, 1))
+
+    for t in (0.0, 0.3, 1.0):
+        p = slerp(a, b, torch.full((4, 1), t, dtype=torch.float64))
+        assert torch.allclose(angle(a, p), t * angle(a, b), atol=1e-7)
+        assert torch.allclose(p.norm(dim=-1), (1 - t) * a.norm(dim=-1) + t * b.norm(dim=-1))
+
+
+class _LinearInverter:
+    """A 'generator' G(y) = A y in a lerp space: its path length is ||A (b - a)||^2 / D exactly,
+    whose mean over Gaussian endpoints is 2 ||A||_F^2 / D."""
+
+    space = "y"
+
+    def __init__(self, a: torch.Tensor) -> None:
+        self.A = a
+
+    def sample(self, n, generator=None):
+        from invbench.inverter import Latents
+
+        return Latents(torch.randn(n, self.A.shape[1], generator=generator), "y")
+
+    def decode(self, lat):
+        return (lat.tensor @ self.A.T).view(len(lat), 1, 1, -1)
+
+
+def test_perceptual_path_length_of_a_linear_generator_is_its_closed_form():
+    from invbench.metrics.ppl import path_lengths, robust_mean
+
+    torch.manual_seed(0)
+    a = torch.randn(6, 3)
+    inv = _LinearInverter(a)
+
+    def sq(x, y):
+        return (x - y).pow(2).flatten(1).mean(1)
+
+    values = path_lengths(inv, sq, n=4000, eps=1e-2, seed=0)
+    expected = 2 * float(a.pow(2).sum()) / 6
+    assert float(values.mean()) == pytest.approx(expected, rel=0.05)
+    spiked = torch.cat([torch.ones(198), torch.tensor([1e6, -1e6])])
+    assert robust_mean(spiked) == pytest.approx(1.0)  # 1%-99% trimming drops the two outliers
+
+
+@pytest.mark.parametrize(
+    "name", ["lia-table2", "lia-table3", "lia-table4", "lia-table5", "invgan-claims"]
+)
+def test_the_papers_suites_load_and_every_claim_cites_its_section(name):
+    from invbench import suites
+
+    suite = suites.load(name)
+    assert suite.claims and all("§" in c.text for c in suite.claims)
+    methods = {METHODS.get(r.method) for r in suite.runs}  # every run names a known method
+    assert methods
+
+
+def test_ppl_runs_in_both_of_lias_spaces(trained):
+    """Table 2's measurement on a (tiny) trained LIA: slerp in z, lerp in y, a finite, positive
+    length in each, reproducible from its seed."""
+    from invbench.metrics.ppl import ppl
+
+    inv, _, _, _ = trained
+
+    def sq(x, y):
+        return (x - y).pow(2).flatten(1).mean(1)
+
+    lengths = {}
+    for space in ("z", "y"):
+        s = copy.copy(inv)
+        s.cfg = dataclasses.replace(inv.cfg, space=space)
+        lengths[space] = ppl(s, sq, n=64, seed=3)
+        assert lengths[space] > 0 and math.isfinite(lengths[space])
+        assert ppl(s, sq, n=64, seed=3) == lengths[space]
+    assert lengths["z"] != lengths["y"]
+
+
+class _FixedEnds:
+    """A linear 'generator' G(p) = p @ A.T whose ``sample`` returns the same endpoint pair
+    (a, then b) for every path, in float64: every path has one length, known in closed form."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, A: torch.Tensor, space: str) -> None:
+        self.ends, self.A, self.space, self.calls = (a, b), A, space, 0
+
+    def sample(self, n, generator=None):
+        from invbench.inverter import Latents
+
+        end = self.ends[self.calls % 2]
+        self.calls += 1
+        return Latents(end.expand(n, -1).clone(), self.space)
+
+    def decode(self, lat):
+        return (lat.tensor @ self.A.T).view(len(lat), 1, 1, -1)
+
+
+class _IdentityFeatures:
+    """The offline distance network, made transparent: its features are the pixels."""
+
+    flavor = "pixels"
+
+    def features(self, x):
+        return x.flatten(1)
+
+
+def _ppl_of(model, monkeypatch, n=40):
+    """The registered ``ppl`` metric, as the runner builds and reads it, with LPIPS absent."""
+    import invbench.metrics.ppl as ppl_mod
+    from invbench.metrics import METRICS, EvalContext, Unavailable
+    from invbench.runner import EvalConfig
+
+    def no_lpips(*a, **k):
+        raise Unavailable("lpips unavailable: no weights in this test")
+
+    monkeypatch.setattr(ppl_mod, "load_lpips", no_lpips)
+    spec = METRICS.get("ppl")
+    ctx = EvalContext(
+        EvalConfig(ppl_n=n, metric_batch=16), torch.device("cpu"), seed=5,
+        classifier=_IdentityFeatures, model=model,
+    )  # fmt: skip
+    m = METRICS.factory("ppl")(spec, ctx)
+    return m.compute()
+
+
+def test_registered_ppl_is_the_closed_form_length_of_a_linear_generator(monkeypatch):
+    """The registry's ``ppl`` (needs: generator) walks the method's own space: in y (lerp) a
+    linear G gives exactly ||A (b - a)||^2 / D per path; in z (slerp) between two orthogonal
+    codes of norm r, G = c I gives the arc's length c^2 (r pi/2)^2 / D. The flavor names the
+    distance network and the interpolation."""
+    g = torch.Generator().manual_seed(1)
+    D, d = 6, 4
+    A = torch.randn(D, d, generator=g, dtype=torch.float64)
+    a, b = torch.randn(d, generator=g, dtype=torch.float64), torch.randn(d, dtype=torch.float64)
+    res = _ppl_of(_FixedEnds(a, b, A, "y"), monkeypatch)
+    expected = float((A @ (b - a)).pow(2).sum()) / D
+    assert res.values["ppl"] == pytest.approx(expected, rel=1e-6)
+    assert res.flavors["ppl"] == "pixels-fc84/lerp-y/eps=0.0001/N=40/trim=1-99%"
+
+    r, c = 3.0, 0.5
+    e = torch.eye(d, dtype=torch.float64)
+    res = _ppl_of(_FixedEnds(r * e[0], r * e[1], c * e, "z"), monkeypatch)
+    assert res.values["ppl"] == pytest.approx(c**2 * (r * math.pi / 2) ** 2 / d, rel=1e-6)
+    assert res.flavors["ppl"].startswith("pixels-fc84/slerp-z/")
+
+
+def test_ppl_is_unavailable_without_a_generator():
+    from invbench.metrics import METRICS, EvalContext, Unavailable
+    from invbench.runner import EvalConfig
+
+    with pytest.raises(Unavailable, match="no generator"):
+        METRICS.factory("ppl")(METRICS.get("ppl"), EvalContext(EvalConfig(), torch.device("cpu")))
+
+
+# Tiny settings per method for running the papers' suites end to end (one seed).
+_TINY_RUN = {
+    "lia": [f"method.{k}={v}" for k, v in TINY.items()],
+    "invgan": ["method.z_dim=4", "method.w_dim=4", "method.ngf=4", "method.ndf=4",
+               "method.batch_size=8", "method.sample_every=0", "method.steps=20"],
+    "creswell": ["method.steps=5", "generator.steps=30"],
+}  # fmt: skip
+_TINY_EVAL = ["eval.n_test=40", "eval.n_rand=64", "eval.fid_small_n=10", "eval.bootstrap=0",
+              "eval.kid_subsets=10", "eval.feature_epochs=3", "eval.ppl_n=50",
+              "eval.batch_size=32"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["lia-table2", "invgan-claims"])
+def test_the_papers_suites_produce_their_columns(name, tmp_path, monkeypatch):
+    """Each suite's table columns (ppl for LIA Table 2; class_acc_orig / class_acc_rec, the
+    FIDs and the timing for InvGAN's claims) are measured by `invbench run` for every row, with
+    flavors naming the network, and the claims are evaluated on them (tiny settings, seed 0)."""
+    from invbench import suites, tables
+    from invbench.record import load_records
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_torch_weights"))
+    monkeypatch.delenv("INVBENCH_WEIGHTS", raising=False)
+    suite = suites.load(name)
+    runs = [
+        dataclasses.replace(r, sets=r.sets + _TINY_RUN[r.method] + _TINY_EVAL) for r in suite.runs
+    ]
+    tiny = dataclasses.replace(suite, seeds=[0], runs=runs)
+    assert suites.run_suite(tiny, tmp_path) == (len(runs), 0)
+    records = load_records(tmp_path)
+    df, order = tables.frame(records, tiny.metrics, suites.labels_by_setting(tiny, tmp_path))
+    assert order == tiny.metrics and len(df) == len(runs)
+    assert not df[order].isna().any().any(), df[order]
+    for rec in records:
+        for metric in set(order) & {"ppl", "class_acc_rec", "class_acc_orig"}:
+            assert rec.metric_flavors[metric].startswith("lenet-digits-e3-"), metric
+    out = tables.render_suite(tiny, tmp_path, "md")
+    assert out.count("Claim — ") == len(tiny.claims) and "not measured" not in out

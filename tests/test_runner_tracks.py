@@ -32,6 +32,7 @@ def record(tiny_dcgan, results_dir, monkeypatch_module):
         "eval.kid_subsets=10",
         "eval.feature_epochs=3",
         "eval.batch_size=32",
+        "eval.ppl_n=100",
     ]
     return run(RunSpec(method="creswell", dataset="digits", sets=sets, out=out, save_images=True))
 
@@ -50,7 +51,8 @@ def test_every_track_metric_is_reported_with_its_flavor(record) -> None:
     expected = [
         "fid_rand", "fid_rand@N=10", "fid_rand_rec", "fid_rand_rec@N=10", "fid_test_rec",
         "fid_test_rec@N=10", "fid_interp", "fid_interp@N=10", "kid_test_rec", "kid_test_rec_sd",
-        "swd", "latent_mse", "recovery@0.1", "class_share_min", "class_share_max",
+        "swd", "latent_mse", "recovery@0.1", "class_share_min", "class_share_max", "ppl",
+        "class_acc_rec", "class_acc_orig",
     ]  # fmt: skip
     for name in expected:
         assert name in m and m[name] is not None and math.isfinite(m[name]), name
@@ -63,6 +65,11 @@ def test_every_track_metric_is_reported_with_its_flavor(record) -> None:
     assert fl["kid_test_rec"] == "lenet-digits-e3/N=40/ref=train/subsets=10x40"
     assert fl["swd"] == "progan/patches=independent/levels=32,16/N=40/ref=test"
     assert fl["class_share_min"] == "lenet-digits-e3-classifier/N=64/classes=10"
+    # The generator's own path length in the run's space (creswell inverts in z: slerp), the
+    # offline distance the domain LeNet's features; Table 2's accuracies name their classifier.
+    assert fl["ppl"] == "lenet-digits-e3-fc84/slerp-z/eps=0.0001/N=100/trim=1-99%"
+    assert m["ppl"] > 0
+    assert fl["class_acc_rec"] == fl["class_acc_orig"] == "lenet-digits-e3-classifier/top1/N=40"
     assert 0 <= m["class_share_min"] <= 0.1 <= m["class_share_max"] <= 1
     assert 0 <= m["recovery@0.01"] <= m["recovery@0.1"] <= m["recovery@0.5"] <= 1
     assert m["fid_test_rec"] > 0 and m["kid_test_rec_sd"] >= 0
@@ -106,10 +113,15 @@ def test_per_image_scores_latents_and_images_are_written_beside_the_record(
 
     folder = results_dir
     rows = list(csv.DictReader((folder / record.files["per_image"]).read_text().splitlines()))
-    # Every paired metric computed here, in the registry's order (lpips and id_sim have no
-    # weights offline, so no column).
+    # Every per-image metric computed here, in the registry's order (lpips and id_sim have no
+    # weights offline, so no column); class_acc_*: 1 where the classifier was right.
     assert len(rows) == record.n_test == 40
-    assert list(rows[0]) == ["id", "mse", "mae", "psnr", "ssim", "ms_ssim"]
+    cols = ["id", "mse", "mae", "psnr", "ssim", "ms_ssim", "class_acc_rec", "class_acc_orig"]
+    assert list(rows[0]) == cols
+    for name in ("class_acc_rec", "class_acc_orig"):
+        hits = [float(r[name]) for r in rows]
+        assert set(hits) <= {0.0, 1.0}
+        assert np.mean(hits) == pytest.approx(record.metrics[name], abs=1e-6)
     assert np.mean([float(r["mse"]) for r in rows]) == pytest.approx(
         record.metrics["mse"], abs=1e-6
     )
@@ -145,3 +157,22 @@ def test_fit_gets_the_runners_dataset_fingerprint(tiny_dcgan, tmp_path, monkeypa
     run(RunSpec(method="creswell", dataset="digits", sets=sets, out=tmp_path))
     digits = DATASETS.get("digits")(DATASETS.get("digits").Config())
     assert seen[0].extra["dataset_fp"] == digits.train_fingerprint()
+
+
+def test_class_accuracies_score_the_first_test_images_against_their_own_labels(
+    record, digits
+) -> None:
+    """class_acc_orig is the domain classifier's top-1 accuracy on the 40 inverted test images
+    against the dataset's labels in the same order (recomputed here from the cached network):
+    the runner hands the metric the labels that belong to the images it inverted."""
+    from invbench.metrics.features import DomainNetConfig, domain_network
+
+    ds, splits = digits
+    net = domain_network(splits, ds.train_fingerprint(), "cpu", DomainNetConfig(epochs=3))
+    with torch.no_grad():
+        pred = net.logits(splits.test[:40]).argmax(1)
+    acc = float((pred == splits.test_labels[:40]).double().mean())
+    assert record.metrics["class_acc_orig"] == pytest.approx(acc, abs=1e-6)
+    assert 0 <= record.metrics["class_acc_rec"] <= 1
+    lo, hi = record.ci["class_acc_rec"]
+    assert lo <= record.metrics["class_acc_rec"] <= hi

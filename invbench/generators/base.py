@@ -7,6 +7,7 @@ in eval mode with frozen weights: batch statistics never couple the images of a 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -46,6 +47,19 @@ class GanTraining:
     # steps), at 300 it is 0.971; 0.999 itself is reached after ~9,000 steps.
     ema: float = bounded(0.999, ge=0, lt=1)
 
+    # The training recipe beyond the fields, read by ``train_gan``; a variant overrides these
+    # (``dcgan-noise`` decays its noise geometrically, ``wgan`` clips the critic's weights).
+    def noise_std(self, step: int) -> float:
+        """Std of the instance noise on D's inputs at ``step``: linear decay to 0."""
+        return self.instance_noise * max(0.0, 1.0 - step / max(1, self.steps - 1))
+
+    def optimizer(self, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        """The optimiser of G and of D (DCGAN, Radford et al. 2016: Adam)."""
+        return torch.optim.Adam(params, lr=lr, betas=(self.beta1, self.beta2))
+
+    def constrain_critic(self, disc: nn.Module) -> None:
+        """Called after every discriminator step (WGAN's weight clipping); nothing here."""
+
 
 def validate_training(cfg: GanTraining) -> None:
     """Range checks of the shared training fields (called from each ``Config.validate``)."""
@@ -67,6 +81,8 @@ class Generator(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type]
     latent_spaces: ClassVar[tuple[str, ...]] = ("z",)
+    #: The prior p(z) that ``sample_z`` draws from: N(0, I), or U[-1, 1]^d (``dcgan-uniform``).
+    prior: ClassVar[Literal["gaussian", "uniform"]] = "gaussian"
     #: True for a generator loaded from a published checkpoint (``stylegan2``): never trained.
     pretrained: ClassVar[bool] = False
 

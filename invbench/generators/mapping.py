@@ -1,6 +1,6 @@
-"""The plain MLP mapping network z -> w shared by methods that put one in front of a decoder
-(InvGAN's 2-layer M on DCGAN, §4 of its paper; lia-mlp's ordinary mapping in place of LIA's
-flow, Table 3's VAE/GAN column). The zoo's ``stylegan-lite`` has StyleGAN's own mapping.
+"""The plain MLP mapping network z -> w that InvGAN puts in front of its DCGAN decoder (its 2-layer
+M, §4 of its paper). The zoo's ``stylegan-lite`` has StyleGAN's own mapping (equalised learning
+rate), which lia-mlp uses too (LIA Table 3's "StyleGAN with its original multi-layer perceptron").
 
 He-initialised with zero biases, so that w = M(z) starts near the prior's scale (variance ~0.7
 per coordinate for z ~ N(0, I) after 2 layers, ~0.3 after 8), as StyleGAN's equalised learning

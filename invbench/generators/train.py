@@ -310,10 +310,11 @@ def _r1_penalty(disc: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor
 class GanStep:
     """One step of ``train_gan``: ``n_critic`` discriminator updates, then one generator update.
 
-    It owns a fresh discriminator (initial weights from ``cfg.seed + 1``), both Adam optimisers
-    and the data RNG (``cfg.seed``); both networks run through ``execution`` (precision,
-    compilation, memory format) while the losses and the optimisers stay float32. ``train_gan``
-    loops over it; the bench times one call as it is.
+    It owns a fresh discriminator (initial weights from ``cfg.seed + 1``), both optimisers (the
+    config's ``optimizer``: Adam, RMSProp for ``wgan``) and the data RNG (``cfg.seed``); both
+    networks run through ``execution`` (precision, compilation, memory format) while the losses
+    and the optimisers stay float32. ``train_gan`` loops over it; the bench times one call as
+    it is.
     """
 
     def __init__(
@@ -336,9 +337,8 @@ class GanStep:
         penalised = cfg.loss == "wgan-gp" or cfg.r1_gamma > 0
         self.generate = ex.wrap(gen.training_forward)
         self.critic = ex.wrap(self.disc, compile=not penalised)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_d, betas=betas)
+        self.opt_g = cfg.optimizer(gen.parameters(), cfg.lr_g)
+        self.opt_d = cfg.optimizer(self.disc.parameters(), cfg.lr_d)
         self.rng = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.data = data.to(device)
@@ -347,9 +347,9 @@ class GanStep:
         """Run step ``step``; return (D's loss, G's loss)."""
         cfg, gen, rng, device, critic = self.cfg, self.gen, self.rng, self.device, self.critic
         data, n = self.data, len(self.data)
-        # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise): on both of D's inputs,
-        # its std decays linearly from ``instance_noise`` to 0 over training.
-        sigma = cfg.instance_noise * max(0.0, 1.0 - step / max(1, cfg.steps - 1))
+        # Instance noise (Sønderby et al. 2017; Creswell's GAN+noise) on both of D's inputs,
+        # its std decaying over training as the config's schedule says.
+        sigma = cfg.noise_std(step)
         for _ in range(cfg.n_critic):
             real = data[torch.randint(n, (cfg.batch_size,), generator=rng).to(device)]
             z = gen.sample_z(cfg.batch_size, rng)
@@ -359,9 +359,10 @@ class GanStep:
                 real = real + sigma * torch.randn(real.shape, generator=rng).to(device)
                 fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
             d_real, d_fake = critic(real), critic(fake)
-            if cfg.loss == "wgan-gp":
+            if cfg.loss in ("wgan", "wgan-gp"):  # the critic (Arjovsky et al. 2017, Alg. 1)
                 loss_d = d_fake.mean() - d_real.mean()
-                loss_d = loss_d + cfg.gp_weight * _gradient_penalty(critic, real, fake, rng)
+                if cfg.loss == "wgan-gp":
+                    loss_d = loss_d + cfg.gp_weight * _gradient_penalty(critic, real, fake, rng)
             else:
                 loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             if cfg.r1_gamma > 0:
@@ -369,12 +370,13 @@ class GanStep:
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
+            cfg.constrain_critic(self.disc)
         z = gen.sample_z(cfg.batch_size, rng)
         fake = self.generate(z, rng)
         if sigma > 0:
             fake = fake + sigma * torch.randn(fake.shape, generator=rng).to(device)
         d_fake = critic(fake)
-        loss_g = -d_fake.mean() if cfg.loss == "wgan-gp" else F.softplus(-d_fake).mean()
+        loss_g = F.softplus(-d_fake).mean() if cfg.loss == "ns" else -d_fake.mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

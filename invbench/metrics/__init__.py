@@ -1,8 +1,9 @@
 """Metrics: one registry (``METRICS``) of specs declared beside their code.
 
 The built-in metrics register when this package is imported, in the order tables show them:
-paired (mse, mae, psnr, ssim, lpips), swd, the FID tracks and KID, latent recovery, mode
-coverage, wall-clock costs. ``invbench.metrics.base`` explains specs, tracks and how to add one.
+paired (mse, mae, psnr, ssim, lpips), semantic consistency (class_acc_*), swd, the FID tracks
+and KID, latent recovery, perceptual path length, mode coverage, wall-clock costs.
+``invbench.metrics.base`` explains specs, tracks and how to add one.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from invbench.metrics.base import (
 from invbench.metrics.base import paired as paired_metric
 
 # Registration order is the tables' default column order.
-_MODULES = ("paired", "msssim", "identity", "swd", "distribution", "cleanfid_ref", "latent",
-            "coverage", "timing")  # fmt: skip
+_MODULES = ("paired", "msssim", "identity", "semantic", "swd", "distribution", "cleanfid_ref",
+            "latent", "typical_set", "ppl", "coverage", "timing")  # fmt: skip
 for _module in _MODULES:
     importlib.import_module(f"invbench.metrics.{_module}")
 

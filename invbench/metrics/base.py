@@ -14,8 +14,11 @@ Tracks are the image streams of the protocol (InvGAN Table 1), fed batch by batc
     rand_rec  reconstructions of random samples (targets: the samples; latents, true_latents)
 
 ``needs`` says what a metric reads from its track: ``paired`` (images vs targets, one value per
-image), ``distribution`` (the track's images as a set, vs a reference set), ``latents`` (found vs
-true codes), ``samples`` (the images alone), ``timing`` (the pipeline's clocks, no track).
+image), ``labels`` (images and targets vs the targets' class labels, ``EvalContext.labels``),
+``distribution`` (the track's images as a set, vs a reference set), ``latents`` (found vs true
+codes), ``samples`` (the images alone), ``timing`` (the pipeline's clocks, no track),
+``generator`` (no track: the metric draws and decodes its own latents through
+``EvalContext.model``, e.g. the perceptual path length of the method's latent space).
 
 Adding a metric is one registered function or class (and one test)::
 
@@ -42,7 +45,8 @@ from invbench.errors import UsageError
 from invbench.metrics.perceptual import Unavailable  # a metric that cannot be computed here
 
 GROUPS = ("Reconstruction", "Distribution", "Latent", "Coverage", "Cost", "Other")
-NEEDS = ("paired", "distribution", "latents", "samples", "timing")
+NEEDS = ("paired", "labels", "distribution", "latents", "samples", "timing", "generator")
+TRACKLESS = ("timing", "generator")  # needs that read no track
 TRACKS = ("test", "interp", "rand", "rand_rec")
 
 
@@ -69,7 +73,7 @@ class MetricSpec:
             raise ValueError(f"metric {self.name}: group must be one of {GROUPS}")
         if self.needs not in NEEDS:
             raise ValueError(f"metric {self.name}: needs must be one of {NEEDS}")
-        if self.needs != "timing" and self.part_of is None and self.track not in TRACKS:
+        if self.needs not in TRACKLESS and self.part_of is None and self.track not in TRACKS:
             raise ValueError(f"metric {self.name}: track must be one of {TRACKS}")
         self.fmt.format(1.0)  # a bad format string fails at registration, not in a table
 
@@ -127,6 +131,9 @@ class EvalContext:
     """What metrics may use, built once per evaluation: the eval settings, the device, the seed,
     the one N of the distribution tracks, the pipeline's clocks, and lazily built (cached)
     shared resources — the feature network, the reference statistics, the domain classifier.
+    ``labels`` are the class labels of the test track's targets, in track order (None when the
+    data has none); ``model`` is the fitted method (``sample(n, generator)``, ``decode``), for
+    metrics of its latent space (None when only images are scored, e.g. ``eval-images``).
 
     ``features(images)`` memoises the last batch, so FID and KID on one track extract once.
     """
@@ -145,12 +152,17 @@ class EvalContext:
         feature_net: Callable[[], Any] | None = None,
         reference: Callable[[Any], Any] | None = None,
         classifier: Callable[[], Any] | None = None,
+        prior: str = "",
+        labels: torch.Tensor | None = None,
+        model: Any = None,
     ) -> None:
         self.cfg, self.device, self.seed, self.resolution = cfg, device, seed, resolution
+        self.labels, self.model = labels, model
         self.channels = channels  # of the test track's images (0: unknown)
         self.dataset = dataset  # the registered dataset's name ("" for folders)
         self.targets = targets  # what the test track's targets are: "test", "train", "real"
         self.fid_n = dict(fid_n or {})  # track -> the N its distribution metrics use
+        self.prior = prior  # the inverted generator's p(z): "gaussian", "uniform", "" (none)
         self.timings: dict[str, float] = {}
         self._providers = {"net": feature_net, "ref": reference, "classifier": classifier}
         self._made: dict[str, Any] = {}

@@ -17,13 +17,8 @@ class ClassShares(Metric):
         self.counts = torch.zeros(self.net.head.out_features, dtype=torch.long)
 
     def update(self, batch: Batch) -> None:
-        dev = next(self.net.parameters()).device
-        mb = int(getattr(self.ctx.cfg, "metric_batch", 500))
-        with torch.no_grad():
-            for i in range(0, len(batch.images), mb):
-                x = batch.images[i : i + mb].to(dev, torch.float32)
-                pred = self.net.logits(x).argmax(1)
-                self.counts += torch.bincount(pred.cpu(), minlength=len(self.counts))
+        pred = self.net.predict(batch.images, int(getattr(self.ctx.cfg, "metric_batch", 500)))
+        self.counts += torch.bincount(pred, minlength=len(self.counts))
 
     def compute(self) -> Result:
         n = int(self.counts.sum())

@@ -83,15 +83,20 @@ class DomainNet(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(F.relu(self.body(x)))
 
+    def predict(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """The top-1 class of each image in ``x`` (in [-1, 1]), ``batch`` at a time, on the CPU."""
+        dev = next(self.parameters()).device
+        with torch.no_grad():
+            parts = [
+                self.logits(x[i : i + batch].to(dev, torch.float32)).argmax(1).cpu()
+                for i in range(0, len(x), batch)
+            ]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
-def _accuracy(net: DomainNet, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+
+def _accuracy(net: DomainNet, x: torch.Tensor, y: torch.Tensor) -> float:
     net.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), 512):
-            pred = net.logits(x[i : i + 512].to(device)).argmax(1).cpu()
-            correct += int((pred == y[i : i + 512]).sum())
-    return correct / max(1, len(x))
+    return float((net.predict(x) == y.cpu()).sum()) / max(1, len(x))
 
 
 def _train(net: DomainNet, splits: Splits, cfg: DomainNetConfig, device: torch.device) -> None:
@@ -143,7 +148,7 @@ def domain_network(
             _train(trained, splits, cfg, device)
         acc = float("nan")
         if splits.test_labels is not None:
-            acc = _accuracy(trained, splits.test, splits.test_labels, device)
+            acc = _accuracy(trained, splits.test, splits.test_labels)
         state = {k: v.cpu() for k, v in trained.state_dict().items()}
         return state, {"test_accuracy": acc, "dataset": name}
 
