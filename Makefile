@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps check lint format leaderboard suites records plots report smoke-reference bench clean mutation
+.PHONY: run test test-deps check lint format leaderboard suites records plots report smoke-reference bench clean slurm mutation
 
-# The exact versions the suite was tested with (constraints.txt): the library itself declares
-# ranges (pyproject.toml), so `pip install invbench` keeps an environment's own torch.
+# The test environment: the package at the exact versions the tests ran with (constraints.txt;
+# the library itself declares ranges, so `pip install invbench` keeps an environment's own
+# torch), its dev tools and the scale-out extras the tests drive (Ray, submitit).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray,slurm]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -38,8 +39,18 @@ test-deps: $(STAMP)
 	  echo "test-deps: missing$$missing (not root or no apt-get): the browser / LaTeX tests will skip, saying why"; \
 	fi
 
+## slurm: Debian's slurm-wlm (slurmctld, slurmd, munge) for the real-Slurm executor test, installed
+## when missing and this is a root shell with apt-get; otherwise that test skips, saying why
+slurm:
+	@if command -v slurmctld >/dev/null 2>&1 || [ -x /usr/sbin/slurmctld ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing slurm-wlm (the real-Slurm test)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm \
+	    >/dev/null; } || echo "make slurm: apt-get failed; the real-Slurm test will skip"; \
+	else echo "make slurm: not root or no apt-get; the real-Slurm test will skip"; fi
+
 ## test: lint, format check and the test suite (what .ci/run calls)
-test: $(STAMP) test-deps
+test: $(STAMP) test-deps slurm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

@@ -11,7 +11,9 @@
     print(invbench.table([rec], "md"))
 
 ``run`` writes what ``invbench run`` writes (record, per-image CSV, latents, grid) under ``out``
-and returns the same numbers; ``out=None`` writes nothing.
+and returns the same numbers; ``out=None`` writes nothing. In a script started by ``torchrun``,
+``run`` / ``evaluate`` share the evaluation among the processes (``invbench.runner``): rank 0
+writes, every process returns the same record.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from invbench import distributed
 from invbench.record import Record
 from invbench.runner import Prepared, RunSpec, make_record
 from invbench.runner import evaluate as _evaluate
@@ -53,8 +56,9 @@ def prepare(
 
 
 def evaluate(prepared: Prepared, metrics: Sequence[str] | None = None) -> Record:
-    """Stages 2-3: score a prepared run (``metrics``: only these) and return its record."""
-    return make_record(prepared, _evaluate(prepared, metrics))
+    """Stages 2-3: score a prepared run (``metrics``: only these) and return its record
+    (under torchrun: rank 0's, on every process)."""
+    return distributed.broadcast_object(make_record(prepared, _evaluate(prepared, metrics)))
 
 
 def run(

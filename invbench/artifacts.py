@@ -27,6 +27,15 @@ Identity: ``identity(cfg)`` is the configuration dataclass as a dict, minus the 
 with ``later(default, since=...)`` while they hold that default. A field added to a Config with a
 default that reproduces the earlier behaviour therefore changes no key and no record hash:
 committed records, cached models and suite cells written before it are still found.
+
+Under torchrun (``invbench.distributed``) only rank 0 touches the cache: it looks, locks, writes
+and reads, and every other rank follows its answer (a broadcast), so no two ranks of one run
+race on a file and a rank on a node without the cache folder still gets the artifact. A build
+is rank 0's alone (the others wait in the broadcast, then receive the tensors), unless
+``cached(..., parallel=True)``: then every rank calls ``build`` together, a data-parallel
+training whose ranks average their gradients, and rank 0 stores what they trained. Checkpoints
+likewise: rank 0 writes and reads them, ``load_checkpoint`` hands every rank its copy. Every
+rank must therefore call ``cached`` and ``load_checkpoint`` at the same point of the run.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from invbench import distributed
 from invbench.config import stable_hash
 
 _UMASK = os.umask(0)  # read the process umask (the only way is to set it) and put it back
@@ -197,8 +207,14 @@ class Artifact:
 Build = Callable[[str], tuple[dict[str, torch.Tensor], dict[str, Any]]]
 
 
-def cached(kind: str, payload: Any, build: Build) -> Artifact:
-    """The artifact of ``payload``: loaded, or built once (under its lock) and stored."""
+def cached(kind: str, payload: Any, build: Build, parallel: bool = False) -> Artifact:
+    """The artifact of ``payload``: loaded, or built once (under its lock) and stored.
+
+    Under torchrun rank 0 alone looks, locks and stores; with ``parallel`` every rank runs
+    ``build`` (a data-parallel training), else rank 0 builds and the others receive its tensors.
+    """
+    if distributed.is_distributed():
+        return _cached_ranks(kind, payload, build, parallel)
     key = key_of(payload)
     hit = load_artifact(kind, key)
     if hit is not None:
@@ -213,6 +229,35 @@ def cached(kind: str, payload: Any, build: Build) -> Artifact:
     return Artifact(key, {k: v.detach().cpu() for k, v in tensors.items()}, meta, built=True)
 
 
+def _cached_ranks(kind: str, payload: Any, build: Build, parallel: bool) -> Artifact:
+    """``cached`` in a torchrun world. Rank 0 looks, and on a miss takes the lock and looks
+    again, then broadcasts what it found (or that it builds): every rank leaves the same
+    broadcasts in the same order, so none waits for a collective another never calls, and an
+    error on rank 0 is raised on every rank (``distributed.on_main``). While rank 0 waits on
+    another process's lock, the other ranks wait in that broadcast."""
+    key = key_of(payload)
+    main = distributed.is_main()
+    with contextlib.ExitStack() as held:
+
+        def look() -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+            hit = load_artifact(kind, key)
+            if hit is None:
+                held.enter_context(lock(kind, key))
+                hit = load_artifact(kind, key)  # built by another process while this one waited
+            return hit
+
+        hit = distributed.on_main(look)
+        if hit is not None:
+            return Artifact(key, hit[0], hit[1], built=False)
+        # parallel: every rank trains; else rank 0 builds alone and the others receive it (or
+        # its exception: no rank waits for a build that failed).
+        tensors, meta = build(key) if parallel else distributed.on_main(lambda: build(key))
+        if main:
+            save_artifact(kind, key, tensors, meta, payload)
+            drop_checkpoint(kind, key)
+    return Artifact(key, {k: v.detach().cpu() for k, v in tensors.items()}, meta, built=True)
+
+
 # -- resumable training state ----------------------------------------------------------------------
 def checkpoint_path(kind: str, key: str) -> Path:
     """Where an interrupted training of artifact (kind, key) keeps its resumable state."""
@@ -220,11 +265,22 @@ def checkpoint_path(kind: str, key: str) -> Path:
 
 
 def save_checkpoint(kind: str, key: str, state: dict[str, Any]) -> None:
+    """Write the resumable state (rank 0; the other ranks' calls do nothing)."""
+    if not distributed.is_main():
+        return
     with atomic_path(checkpoint_path(kind, key)) as tmp:
         torch.save(state, tmp)
 
 
 def load_checkpoint(kind: str, key: str) -> dict[str, Any] | None:
+    """The resumable state, or None; under torchrun rank 0 reads it and every rank gets it."""
+    if distributed.is_distributed():
+        found = _load_checkpoint(kind, key) if distributed.is_main() else None
+        return distributed.broadcast_object(found)
+    return _load_checkpoint(kind, key)
+
+
+def _load_checkpoint(kind: str, key: str) -> dict[str, Any] | None:
     path = checkpoint_path(kind, key)
     if not path.is_file():
         return None
@@ -237,4 +293,5 @@ def load_checkpoint(kind: str, key: str) -> dict[str, Any] | None:
 
 
 def drop_checkpoint(kind: str, key: str) -> None:
-    checkpoint_path(kind, key).unlink(missing_ok=True)
+    if distributed.is_main():
+        checkpoint_path(kind, key).unlink(missing_ok=True)

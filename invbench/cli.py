@@ -6,7 +6,7 @@
     invbench eval-images --real DIR --fake DIR [--paired [--per-image FILE.csv]] [--json]
     invbench train-generator --generator G [--dataset D] [--set key=value ...] [--out DIR]
     invbench edit --method M --directions D [--k K] [--steps A:B:N]
-    invbench suite run|show NAME [--only PATTERN]
+    invbench suite run|show NAME [--only PATTERN] [--executor local[:N]|ray|slurm]
     invbench table [--results DIR] [--suite NAME] [--format csv|md|latex|json] [--metrics m1,m2]
                    [--columns compact|all]
     invbench report [--results DIR] [--suite NAME ...] --out DIR
@@ -189,6 +189,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="only the runs whose label matches this shell pattern, e.g. '*dcgan*' (the table "
         "shows every finished cell; a claim on a missing row says 'not measured')",
     )
+    su.add_argument(
+        "--executor",
+        default="local",
+        help="where the cells run: local[:N] (a pool of N processes; default local:1, this "
+        "process), ray[:ADDRESS] (Ray tasks), slurm (one Slurm array task per cell, submitit) "
+        "or slurm:local (submitit's local executor)",
+    )
+    su.add_argument("--cpus", type=int, default=None, help="CPUs (threads) per cell")
+    su.add_argument("--gpus", type=int, default=None, help="GPUs per cell (ray, slurm)")
+    su.add_argument("--mem-gb", type=float, default=None, help="memory per cell (ray, slurm)")
+    su.add_argument("--time-min", type=int, default=None, help="time limit per cell (slurm)")
+    su.add_argument("--partition", default=None, help="Slurm partition")
     su.add_argument("--quiet", "-q", action="store_true")
 
     ck = sub.add_parser("check", help="regression gate: fresh results vs a committed reference")
@@ -413,7 +425,9 @@ def _cmd_suite(args: argparse.Namespace) -> int:
             state = "done" if path.is_file() else "todo"
             print(f"{state}  {run.label:30s} seed={seed}  {path.name}")
         return 0
-    ran, done = suites.run_suite(suite, results, args.device, args.only)
+    res = {"cpus": args.cpus, "gpus": args.gpus, "mem_gb": args.mem_gb}
+    res.update(time_min=args.time_min, partition=args.partition)
+    ran, done = suites.run_suite(suite, results, args.device, args.only, args.executor, res)
     progress.log(f"suite {suite.name}: {ran} cells run, {done} were already done ({results})")
     print(render_suite(suite, results, "md"), end="")
     return 0

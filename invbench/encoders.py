@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench import distributed
 from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.errors import UsageError
 from invbench.execution import PRECISIONS, Execution, plain
@@ -172,9 +173,13 @@ def train_encoder(
     """Train ``enc`` in place against the frozen ``gen``; return the last losses.
 
     ``identity`` (an ``invbench.metrics.identity.IdentitySimilarity``) adds pSp's identity loss
-    ``enc_id_weight * (1 - <R(x), R(G(E(x)))>)`` (Richardson et al. 2021, §3.3)."""
+    ``enc_id_weight * (1 - <R(x), R(G(E(x)))>)`` (Richardson et al. 2021, §3.3).
+
+    Under torchrun each rank draws its share of every batch from its own seed and the gradients
+    are averaged before each step (``invbench.distributed.data_parallel``)."""
+    cfg = distributed.per_rank(cfg, "enc_batch")
     ex = execution if execution is not None else plain(device)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(distributed.rank_seed(seed))
     ex.prepare(enc.to(device).train())
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.enc_lr)
     enc_f, synthesize = ex.wrap(enc), ex.wrap(gen.synthesize)
@@ -190,6 +195,8 @@ def train_encoder(
             disc = ex.prepare(gen.make_discriminator().to(device).train())
             opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.enc_lr, betas=(0.5, 0.999))
             disc_f = ex.wrap(disc, compile=False)  # differentiated twice by R1: eager
+            distributed.data_parallel([disc], [opt_d])
+    distributed.data_parallel([enc], [opt])
     mean = gen.mean_latent(space).to(device) if cfg.enc_iters else None
     use_perc = perceptual is not None and cfg.enc_perceptual_weight > 0
     if use_perc:
@@ -246,6 +253,7 @@ def train_encoder(
         last["loss"] = loss.detach()
         pbar.update(1)
     pbar.close()
+    distributed.average_buffers(enc)  # every rank ends with the same encoder
     enc.eval().requires_grad_(False)
     return {k: float(v) for k, v in last.items()}
 

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from invbench import artifacts
+from invbench import artifacts, distributed
 from invbench.errors import UsageError
 
 MiB = 1 << 20
@@ -89,10 +89,15 @@ def check_cache(need: int = RUN_CACHE_BYTES) -> None:
 
 def check_run(out: Path | str | None, out_label: str = "--out") -> None:
     """Before a run (or a suite, or a generator's training): the cache and ``out`` (if any)
-    are writable with room for what a run writes."""
-    check_cache()
-    if out is not None:
-        check_writable(out, RUN_OUT_BYTES, out_label, f"Pick a writable {out_label}.")
+    are writable with room for what a run writes. Under torchrun rank 0 alone probes (the
+    other ranks write nothing) and its refusal is raised on every rank."""
+
+    def probe() -> None:
+        check_cache()
+        if out is not None:
+            check_writable(out, RUN_OUT_BYTES, out_label, f"Pick a writable {out_label}.")
+
+    distributed.on_main(probe)
 
 
 def check_output_file(path: Path | str, label: str = "-o") -> None:

@@ -18,6 +18,16 @@ them all and its flavor says how many (``N=``). Metric time (features, statistic
 is clocked apart from method time (inverting, decoding) and recorded in the provenance (the
 decoding a metric does itself, ppl's, counts as metric time).
 
+Under ``torchrun --nproc-per-node N -m invbench run ...`` (or ``invbench.run`` in a script
+torchrun starts) the processes share the evaluation: each inverts and decodes its share of the
+test images, interpolation pairs and random draws, in whole batches of ``eval.batch_size``, and
+feeds its metrics with them; rank 0 merges the metrics' states (``Metric.states``), computes and
+writes the one record (``provenance.world_size``), which every process returns. Whole batches
+make what each image gets independent of N (inits are seeded by image content, random draws
+come from one seeded stream), so per-image values equal a 1-process run's exactly and merged
+sums (FID) differ only by rounding; N-fold parallelism needs N batches per track, hence a
+small ``eval.batch_size`` on a small test split.
+
 On CUDA (``--device cuda`` or ``auto``, see ``invbench.device``): timings are synchronised,
 a batch that runs out of memory is halved and retried (results do not depend on the batch),
 and inversion, synthesis and metrics run in float32 without TF32 so numbers match the CPU's.
@@ -44,7 +54,7 @@ import numpy as np
 import torch
 
 import invbench
-from invbench import artifacts, preflight
+from invbench import artifacts, distributed, preflight
 from invbench import config as C
 from invbench.artifacts import later
 from invbench.config import bounded, build, config_file, load_yaml, parse_sets, stable_hash
@@ -364,7 +374,8 @@ def fit_cached(inv: Inverter, ctx: FitContext) -> tuple[float, bool]:
             inv.fit(ctx)
         return inv.state_dict(), {"method": inv.name, "fit_seconds": sw.seconds}
 
-    art = artifacts.cached("inverters", inv.fit_payload(ctx), build)
+    # parallel: under torchrun every rank fits together (data-parallel training, rank 0 stores)
+    art = artifacts.cached("inverters", inv.fit_payload(ctx), build, parallel=True)
     if not art.built:
         inv.load_state_dict(art.tensors)
     return float(art.meta.get("fit_seconds", 0.0)), not art.built
@@ -376,6 +387,7 @@ def prepare(spec: RunSpec) -> Prepared:
 
     started = _dt.datetime.now(_dt.UTC)
     t_start = time.perf_counter()
+    distributed.init()  # under torchrun: join the other processes (a no-op otherwise)
     _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
@@ -383,6 +395,8 @@ def prepare(spec: RunSpec) -> Prepared:
     # precision the method or this device cannot run (tf32 on the CPU) is refused before any work.
     check_precision(spec.method, res.method_cls, res.eval_cfg.precision)
     execution = Execution(res.execution_cfg, device, res.eval_cfg.precision)
+    if distributed.is_distributed():
+        check_shardable(selected_metrics(res.eval_cfg))
     if spec.out is not None:
         check_out(spec.out)
     preflight.check_run(spec.out)  # cache and --out writable, with room, before any work
@@ -558,21 +572,37 @@ def evaluate(prep: Prepared, metrics: Sequence[str] | None = None) -> Scores:
 
 def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
     ev, inv, device, seed = prep.eval_cfg, prep.inverter, prep.device, prep.spec.seed
+    specs = selected_metrics(ev, names)
+    if distributed.is_distributed():
+        check_shardable(specs)  # before the inversion
     # Only the images evaluated are read (a lazy split is never materialised whole); split=train
     # takes as many train images as the test split has, unless eval.n_test says otherwise.
     n_eval = ev.n_test or (prep.splits.n_test if ev.split == "train" else 0)
     test = prep.splits.take(ev.split, n_eval)
-    test_dev = test.to(device)
-    log(f"inverting {len(test)} {ev.split} images with '{prep.spec.method}'")
+    # This process's share of the test images: whole batches (see the module docstring).
+    mine = distributed.shard_batches(len(test), ev.batch_size)
+    batches, world = -(-len(test) // ev.batch_size), distributed.world_size()
+    on = f" on {world} processes" if world > 1 else ""
+    log(f"inverting {len(test)} {ev.split} images with '{prep.spec.method}'{on}")
+    if batches < world:
+        log(f"only {batches} batch(es) of eval.batch_size={ev.batch_size} for {world} processes: "
+            "some have no test image to invert. For N-fold parallelism set eval.batch_size to at "
+            f"most {max(1, len(test) // world)} (--set eval.batch_size=...).")  # fmt: skip
+    first = test[:2].to(device)
+    own, own_recon, batch = None, torch.zeros(0, *test.shape[1:]), ev.batch_size
     # The method's networks under the run's execution policy (TF32 only for precision=tf32).
     with inv.execution.matmul_mode():
         with inv.execution.compiling():  # compilation happens here, timed apart
-            run_batched(inv.warmup, test_dev[:2], 2, device, "warm-up batch")
+            run_batched(inv.warmup, first, 2, device, "warm-up batch")
             if device.type == "cuda":  # cuBLAS / cuDNN set-up too, even where warmup() is empty
-                run_batched(inv.invert, test_dev[:2], 2, device, "warm-up batch")
+                run_batched(inv.invert, first, 2, device, "warm-up batch")
         with Stopwatch(device) as sw:  # synchronised on CUDA; warm-up excluded
-            latents, batch = invert_all(inv, test_dev, ev.batch_size)
-    recon = decode_all(inv, latents, batch)
+            if len(mine):
+                own, batch = invert_all(inv, test[mine.start : mine.stop].to(device), batch)
+    if own is not None:
+        own_recon = decode_all(inv, own, batch)
+    latents, recon = _gather_latents(own), distributed.gather_cat(own_recon)
+    invert_seconds = max(distributed.gather_objects(sw.seconds))  # the slowest process's
     if not torch.isfinite(recon).all():
         raise UsageError(
             f"method '{prep.spec.method}' produced NaN/inf reconstructions; check its settings "
@@ -582,24 +612,32 @@ def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
     labels = prep.splits.train_labels if ev.split == "train" else prep.splits.test_labels
     labels = None if labels is None else labels[: len(test)]
     ctx = _eval_context(prep, len(test), int(test.shape[-1]), n_rand, labels)
-    ctx.timings.update(invert_seconds=sw.seconds, n_test=len(test), fit_seconds=prep.fit_seconds)
+    ctx.timings.update(
+        invert_seconds=invert_seconds, n_test=len(test), fit_seconds=prep.fit_seconds
+    )
     if prep.generator_info and prep.generator_info.get("train_seconds"):
         ctx.timings["gen_train_seconds"] = prep.generator_info["train_seconds"]
 
     clock = _Clock()
     t0 = time.perf_counter()
     with clock():
-        made, result = instantiate(selected_metrics(ev, names), ctx)
+        made, result = instantiate(specs, ctx)
     info: dict[str, Any] = {"metric_setup_seconds": round(time.perf_counter() - t0, 3)}
     tracks = _Tracks(made, clock, ev.metric_batch)
-    tracks.feed("test", Batch(recon, test, latents.tensor, None, latents.space))
+    assert own is None or len(own) == len(mine)
+    for i in range(mine.start, mine.stop, ev.batch_size):  # fed a batch at a time, as inverted
+        j, k = i - mine.start, min(i + ev.batch_size, mine.stop) - mine.start
+        assert own is not None
+        part = Batch(own_recon[j:k], test[i : i + k - j], own.tensor[j:k], None, own.space, i)
+        tracks.feed("test", part)
 
     t_tracks = time.perf_counter()
     if tracks.wants("interp") and ctx.fid_n["interp"] >= 1:
         pairs = ctx.fid_n["interp"]
         a, b = disjoint_pairs(len(latents), pairs, seed)
         mid = Latents((latents.tensor[a] + latents.tensor[b]) / 2, latents.space)
-        for i in range(0, pairs, ev.batch_size):
+        share = distributed.shard_batches(pairs, ev.batch_size)
+        for i in range(share.start, share.stop, ev.batch_size):
             tracks.feed(
                 "interp", Batch(decode_all(inv, mid[i : i + ev.batch_size], batch), start=i)
             )
@@ -607,19 +645,66 @@ def _evaluate(prep: Prepared, names: Sequence[str] | None) -> Scores:
     info["track_seconds"] = round(time.perf_counter() - t_tracks, 3)
 
     with clock():
-        for m in made:
-            result.merge(m.compute())
+        if distributed.is_distributed():
+            ctx.prepare_compute()  # on every process, before rank 0 alone computes
+            _merge_states(made)
+        if distributed.is_main():
+            for m in made:
+                result.merge(m.compute())
+    result = distributed.broadcast_object(result)  # every process returns rank 0's scores
     for name, value in list(result.values.items()):
         if value is not None and not math.isfinite(value):
             result.values[name] = None
             result.unavailable[name] = f"{name} is not finite (the method produced NaN/inf images)."
-    info.update(invert_seconds=round(sw.seconds, 3), invert_batch_size=batch)
+    info.update(invert_seconds=round(invert_seconds, 3), invert_batch_size=batch)
     info["metric_seconds"] = round(clock.seconds, 3)
     net = ctx.made("net")
     if net is not None:
         info["feature_net"] = net.flavor
         info["feature_net_test_accuracy"] = getattr(net, "test_accuracy", None)
-    return Scores(result, test, recon, latents, info)
+    return Scores(result, test, recon, latents, distributed.broadcast_object(info))
+
+
+def check_shardable(specs: Sequence[MetricSpec]) -> None:
+    """Refuse, before any work, a sharded evaluation of metrics whose state does not say how
+    the processes' shares merge (``Metric.states``)."""
+    bad = []
+    for spec in specs:
+        make = METRICS.factory(spec.name)
+        if isinstance(make, type) and issubclass(make, Metric) and not make.mergeable():
+            bad.append(spec.name)
+    if bad:
+        raise UsageError(
+            f"metric(s) {', '.join(bad)} keep state without declaring how several processes' "
+            "states merge (Metric.states), so this run cannot be sharded under torchrun. Run it "
+            "as one process, or leave them out (--set eval.metrics=...)."
+        )
+
+
+def _gather_latents(own: Latents | None) -> Latents:
+    """Every process's latents of the test images, in rank order (that is, in test order)."""
+    if not distributed.is_distributed():
+        assert own is not None
+        return own
+    mine = None if own is None else (own.tensor.detach().cpu(), own.space)
+    parts = [p for p in distributed.gather_objects(mine) if p is not None]
+    return Latents(torch.cat([t for t, _ in parts]), parts[0][1])
+
+
+def _merge_states(made: list[Metric]) -> None:
+    """Turn rank 0's metrics into those of the whole tracks: every process's states, gathered
+    in rank order, merged (``Metric.merge``)."""
+    states = distributed.gather_to_main({m.spec.name: m.state() for m in made})
+    if states is None:  # not rank 0
+        return
+    names = [sorted(s) for s in states]
+    if any(n != names[0] for n in names):
+        raise RuntimeError(
+            f"the processes built different metrics ({names}); a weight file seen by some "
+            "processes only? Give every process the same files (eval.weights_dir)."
+        )
+    for m in made:
+        m.merge([s[m.spec.name] for s in states])
 
 
 def disjoint_pairs(n: int, pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -637,24 +722,39 @@ def _random_tracks(
     """RandFID and mode coverage on ``n_rand`` random samples; RandRecFID and latent recovery on
     the first N of them, inverted. Samples are drawn ``eval.batch_size`` at a time (what they
     are depends on it); ``batch``, the size that fitted the test inversion, bounds decoding and
-    inversion (what they give does not). Returns the seconds spent inverting them."""
+    inversion (what they give does not). A sharded evaluation gives each process a contiguous run
+    of whole draws: it draws every earlier one too (drawing latents is cheap; one generator
+    makes them in order), but decodes and inverts its own alone. The draws whose samples are
+    inverted (the first N), the costly part, are shared out evenly; the last process also takes
+    the draws that are only decoded. Returns the seconds spent inverting them (the slowest
+    process's)."""
     inv, ev = prep.inverter, prep.eval_cfg
     want_rand = n_rand if tracks.wants("rand") else 0
     want_rec = ctx.fid_n["rand_rec"] if tracks.wants("rand_rec") else 0
+    draws = -(-max(want_rand, want_rec) // ev.batch_size)
+    inverted = -(-want_rec // ev.batch_size)
+    world = distributed.world_size()
+    if inverted >= world:
+        mine = distributed.shard(inverted)
+        if distributed.rank() == world - 1:  # the last process decodes the rest too
+            mine = range(mine.start, draws)
+    else:
+        mine = distributed.shard(draws)
     g = torch.Generator().manual_seed(prep.spec.seed)
-    drawn = inverted = 0
     seconds = 0.0
-    while drawn < want_rand or inverted < want_rec:
+    for j in range(mine.stop):
         lat = inv.sample(ev.batch_size, generator=g)
+        if j < mine.start:
+            continue
+        start = j * ev.batch_size  # of this draw's first sample, in both tracks
         imgs = decode_all(inv, lat, batch)
         true = lat.tensor.detach().cpu()
-        k = min(len(imgs), want_rand - drawn)
+        k = min(len(imgs), want_rand - start)
         if k > 0:
             tracks.feed(
-                "rand", Batch(imgs[:k], true_latents=true[:k], space=lat.space, start=drawn)
+                "rand", Batch(imgs[:k], true_latents=true[:k], space=lat.space, start=start)
             )
-        drawn += len(imgs)
-        k = min(len(imgs), want_rec - inverted)
+        k = min(len(imgs), want_rec - start)
         if k <= 0:
             continue
         with Stopwatch(prep.device) as sw, inv.execution.matmul_mode():
@@ -662,10 +762,9 @@ def _random_tracks(
         seconds += sw.seconds
         rec = decode_all(inv, found, batch)
         tracks.feed(
-            "rand_rec", Batch(rec, imgs[:k], found.tensor, true[:k], found.space, start=inverted)
+            "rand_rec", Batch(rec, imgs[:k], found.tensor, true[:k], found.space, start=start)
         )
-        inverted += k
-    return round(seconds, 3)
+    return round(max(distributed.gather_objects(seconds)), 3)
 
 
 # -- stage 3: the record and its files ----------------------------------------------------------------
@@ -687,7 +786,8 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "git": _git_rev(),
         "torch": torch.__version__,
         **describe(prep.device),  # "device": its name (+ memory, capability, CUDA on a GPU)
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # per process
+        "world_size": distributed.world_size(),  # processes that evaluated it (torchrun)
         "host_cpus": os.cpu_count(),
         "started": prep.started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - prep.t_start, 2),
@@ -846,8 +946,11 @@ def write_outputs(prep: Prepared, scores: Scores, record: Record) -> Record:
 
 
 def run(spec: RunSpec) -> Record:
-    """Prepare, evaluate, and (unless ``spec.out`` is None) write the record and its files."""
+    """Prepare, evaluate, and (unless ``spec.out`` is None) write the record and its files.
+    Under torchrun rank 0 alone writes, and every process returns its record."""
     prep = prepare(spec)
     scores = evaluate(prep)
     record = make_record(prep, scores)
-    return record if spec.out is None else write_outputs(prep, scores, record)
+    if spec.out is not None and distributed.is_main():
+        record = write_outputs(prep, scores, record)
+    return distributed.broadcast_object(record)

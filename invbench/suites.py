@@ -65,6 +65,7 @@ from typing import Any
 from invbench import preflight
 from invbench.config import MAX_SEED, load_yaml
 from invbench.errors import UsageError
+from invbench.executors import Resources
 from invbench.metrics import METRICS, higher_better
 from invbench.progress import log
 from invbench.record import InvalidRecord, Record
@@ -157,6 +158,7 @@ class SuiteFile:
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     valid_if: dict[str, Bound] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)  # per cell: invbench.executors
 
 
 @dataclass
@@ -169,6 +171,7 @@ class Suite:
     metrics: list[str] | None
     claims: list[Claim]
     notes: list[str]
+    resources: dict[str, Any] = field(default_factory=dict)  # per cell (invbench.executors)
     valid_if: dict[str, Bound] = field(default_factory=dict)
 
     def paper_numbers(self) -> dict[str, dict[str, PaperValue]]:
@@ -319,6 +322,12 @@ def load(name_or_path: str) -> Suite:
     if not data.seeds or any(not 0 <= s <= MAX_SEED for s in data.seeds):
         raise UsageError(f"{path}: seeds must be integers in [0, 2**32); got {data.seeds}.")
     _check_bounds(path, "valid_if", data.valid_if)
+    # Per-cell resources (invbench.executors); the command line overrides them.
+    cell_resources = {k: v for k, v in dataclasses.asdict(data.resources).items() if v is not None}
+    try:
+        data.resources.validate()
+    except UsageError as e:
+        raise UsageError(f"{path}: {e}") from None
     for i, c in enumerate(data.claims):
         _check_claim(path, f"claims[{i}]", c, labels)
     return Suite(
@@ -331,6 +340,7 @@ def load(name_or_path: str) -> Suite:
         claims=data.claims,
         notes=data.notes,
         valid_if=data.valid_if,
+        resources=cell_resources,
     )
 
 
@@ -426,26 +436,29 @@ def select(todo: list, only: str | None) -> list:
 
 
 def run_suite(
-    suite: Suite, out: Path, device: str = "cpu", only: str | None = None
+    suite: Suite,
+    out: Path,
+    device: str = "cpu",
+    only: str | None = None,
+    executor: str = "local",
+    resources: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
-    """Run the missing cells (of those ``only`` selects); return (run now, already done)."""
-    from invbench.record import is_valid
-    from invbench.runner import run
+    """Run the missing cells (of those ``only`` selects) on ``executor`` (local[:N], ray,
+    slurm: invbench.executors) with the suite's resources overridden by ``resources``; return
+    (run now, already done). A cell is done when its record is valid; an invalid one is
+    computed again."""
+    from invbench import executors
 
+    ex = executors.parse(executor)
+    res = executors.resources(suite.resources, resources)
     preflight.check_run(out, "--results")  # before the first cell trains anything
-    todo = select(cells(suite, out, device), only)
-    valid = {path for *_, path in todo if is_valid(path)}  # an invalid record is recomputed
-    done = len(valid)
-    ran = 0
-    for i, (entry, seed, spec, path) in enumerate(todo, 1):
-        if path in valid:
-            continue
-        if path.exists():
-            log(f"suite {suite.name}: {path.name} is not a valid record; computing it again")
-        log(f"suite {suite.name}: cell {i}/{len(todo)} — {entry.label}, seed {seed}")
-        run(spec)
-        ran += 1
-    return ran, done
+    todo = [
+        executors.Cell(e.label, s, spec, p)
+        for e, s, spec, p in select(cells(suite, out, device), only)
+    ]
+    log(f"suite {suite.name}: {len(todo)} cells on --executor {ex}")
+    report = executors.run(todo, ex, res)
+    return report.ran, report.skipped
 
 
 def read_record(path: Path) -> Record | None:

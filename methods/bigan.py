@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from invbench import distributed
 from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WIDTH, bounded
 from invbench.encoders import Encoder
 from invbench.generators.base import Generator
@@ -108,7 +109,7 @@ class BiGAN(Inverter):
         self._shape = (channels, resolution)
 
     def fit(self, ctx: FitContext) -> None:
-        cfg = self.cfg
+        cfg = distributed.per_rank(self.cfg, "batch_size")  # each rank's share (torchrun)
         self.device = ctx.device
         self.build(ctx.splits.channels, ctx.splits.resolution)
         gen, enc, disc = self.generator, self.encoder, self.disc

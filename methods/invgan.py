@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invbench import artifacts
+from invbench import artifacts, distributed
 from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.errors import DataError, UsageError
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
@@ -311,7 +311,7 @@ class InvGAN(Inverter):
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> None:
-        cfg = self.cfg
+        cfg = distributed.per_rank(self.cfg, "batch_size")  # each rank's share (torchrun)
         data = ctx.splits.train_images()  # streamed when it does not fit in memory
         nets = self._build(ctx.splits.channels, ctx.splits.resolution)
         key = self.fit_key(ctx)  # the runner's cache key: checkpoints resume under it
@@ -333,7 +333,7 @@ class InvGAN(Inverter):
             return {"w_real": w_real.cpu()}
 
         def samples(done: int) -> None:
-            if done % cfg.sample_every == 0 or done == cfg.steps:
+            if distributed.is_main() and (done % cfg.sample_every == 0 or done == cfg.steps):
                 self._save_samples(key, done, fixed_z, data[:32])
                 nets.train()
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invbench import artifacts
+from invbench import artifacts, distributed
 from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.encoders import Encoder
 from invbench.errors import UsageError
@@ -428,7 +428,7 @@ class LIA(Inverter):
 
     def train_decoder(self, ctx: FitContext, key: str, state: dict[str, Any] | None = None) -> None:
         """Stage 1 (eqs. 15-16): min over phi, g and max over c of the GAN game, z ~ N(0, I)."""
-        cfg, gen, disc = self.cfg, self.generator, self.disc
+        cfg, gen, disc = distributed.per_rank(self.cfg, "batch_size"), self.generator, self.disc
         assert gen is not None
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         # One learning rate: the mapping's multiplier (0.01) is part of its parametrisation
@@ -486,7 +486,8 @@ class LIA(Inverter):
     ) -> None:
         """Stage 2 (eqs. 13, 17-18; eq. 4 for lia-mlp): phi, g frozen; f and the stage-1 c
         fine-tuned."""
-        cfg, gen, disc, enc = self.cfg, self.generator, self.disc, self.encoder
+        cfg = distributed.per_rank(self.cfg, "enc_batch_size")  # each rank's share (torchrun)
+        gen, disc, enc = self.generator, self.disc, self.encoder
         assert gen is not None
         betas = (cfg.enc_adam_beta1, cfg.enc_adam_beta2)
         opt_e = torch.optim.Adam(enc.parameters(), lr=cfg.lr_e, betas=betas)

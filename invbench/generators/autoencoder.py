@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invbench import distributed
 from invbench.config import MAX_BATCH, MAX_LR, MAX_SEED, MAX_STEPS, MAX_WIDTH, bounded
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
@@ -93,7 +94,7 @@ class Autoencoder(Generator):
     ) -> float:
         """Minimise eq. 3 by Adam; checkpointed and divergence-guarded like ``train_gan``;
         return the training seconds."""
-        cfg = self.cfg
+        cfg = distributed.per_rank(self.cfg, "batch_size")  # each rank's share (torchrun)
         self.to(device).train()
         opt = torch.optim.Adam(self.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         rng = torch.Generator().manual_seed(cfg.seed)

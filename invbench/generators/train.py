@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invbench import artifacts, preflight
+from invbench import artifacts, distributed, preflight
 from invbench.config import as_dict, parse_sets, resolve, stable_hash
 from invbench.data import Splits
 from invbench.errors import TrainingDiverged, UsageError
@@ -95,11 +95,14 @@ def obtain(
         except TrainingDiverged:
             artifacts.drop_checkpoint("generators", key)
             raise
+        distributed.average_buffers(gen)  # BatchNorm statistics of every rank's share
         gen.cpu()
         meta = {"name": name, "train_seconds": seconds, "train_threads": torch.get_num_threads()}
+        meta["train_processes"] = distributed.world_size()
         return gen.state_dict(), {**meta, "device": str(device)}
 
-    art = artifacts.cached("generators", generator_payload(name, cfg, dataset_fp), build)
+    payload = generator_payload(name, cfg, dataset_fp)
+    art = artifacts.cached("generators", payload, build, parallel=True)  # every rank trains
     if not art.built:
         gen.load_state_dict(art.tensors)
     seconds = art.meta.get("train_seconds")  # as measured when it was trained
@@ -168,6 +171,13 @@ class Checkpointer:
     ``rng`` and (``torch_rng``) of torch's global generator, the step, the training seconds so
     far, and whatever ``extra()`` returns at save time (e.g. a tensor carried between steps);
     ``loaded`` keeps the restored checkpoint for those entries.
+
+    Under torchrun (``invbench.distributed``) it also makes the training data-parallel: every
+    rank starts from rank 0's weights, gradients are averaged over the ranks before each
+    optimiser step, and ``rng`` (and torch's generator) are re-seeded per rank from their seed
+    (``rank_seed``: rank 0 keeps it). Rank 0 writes the checkpoint; the rank-local entries (the
+    RNG states, ``extra()``) of every rank travel in it under ``"ranks"``, so each rank resumes
+    its own streams and a resumed run is bit-identical to an uninterrupted one.
     """
 
     def __init__(
@@ -185,6 +195,11 @@ class Checkpointer:
         self.kind, self.torch_rng, self.extra = kind, torch_rng, extra
         self.started, self.before = time.perf_counter(), 0.0
         self.loaded: dict[str, Any] | None = None
+        if distributed.is_distributed():
+            distributed.data_parallel(nets.values(), opts.values())
+            rng.manual_seed(distributed.rank_seed(rng.initial_seed()))
+            if torch_rng:
+                torch.manual_seed(distributed.rank_seed(torch.initial_seed()))
 
     def elapsed(self) -> float:
         """Training seconds so far, including those before the checkpoint it resumed from."""
@@ -200,6 +215,8 @@ class Checkpointer:
         A checkpoint without this trainer's optimisers is the hand-over of an earlier training
         stage: only its modules are loaded, the optimisers and RNGs start afresh.
         """
+        if state is not None and distributed.is_distributed():
+            state = self._rank_view(state)
         self.loaded = state
         if state is None:
             return 0
@@ -208,21 +225,43 @@ class Checkpointer:
         if all(k in state for k in self.opts):
             for k, opt in self.opts.items():
                 opt.load_state_dict(state[k])
-            self.rng.set_state(state["rng"])
-            if self.torch_rng:
+            if "rng" in state:  # absent: another world size wrote it (see _rank_view)
+                self.rng.set_state(state["rng"])
+            if self.torch_rng and "torch_rng" in state:
                 torch.set_rng_state(state["torch_rng"])
         self.before = float(state.get("elapsed", 0.0))
         return int(state["step"])
 
-    def save(self, step: int) -> None:
-        state: dict[str, Any] = {k: v.state_dict() for k, v in {**self.nets, **self.opts}.items()}
-        state.update(rng=self.rng.get_state(), step=step)
+    def _local(self) -> dict[str, Any]:
+        """The entries each rank has its own of: RNG states and ``extra()``."""
+        local: dict[str, Any] = {"rng": self.rng.get_state()}
         if self.torch_rng:
-            state["torch_rng"] = torch.get_rng_state()
-        state["elapsed"] = self.elapsed()
+            local["torch_rng"] = torch.get_rng_state()
         if self.extra is not None:
-            state.update(self.extra())
-        artifacts.save_checkpoint(self.kind, self.key, state)
+            local.update(self.extra())
+        return local
+
+    def _rank_view(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with this rank's own entries; a checkpoint of another world size (or of a
+        stage hand-over) has none for it: its streams start afresh from its rank seed."""
+        ranks = state.get("ranks")
+        if ranks is not None and len(ranks) == distributed.world_size():
+            return {**state, **ranks[distributed.rank()]}
+        log(f"checkpoint {self.key[:12]} was written by another number of processes: every "
+            "rank resumes the weights, with fresh random streams (valid, not bit-identical)")  # fmt: skip
+        return {k: v for k, v in state.items() if k not in ("rng", "torch_rng", "ranks")}
+
+    def save(self, step: int) -> None:
+        """Write the checkpoint (rank 0; every rank must call it, at the same step)."""
+        for net in self.nets.values():  # per-rank BatchNorm statistics, averaged
+            distributed.average_buffers(net)
+        local = self._local()
+        ranks = distributed.gather_objects(local)
+        state: dict[str, Any] = {k: v.state_dict() for k, v in {**self.nets, **self.opts}.items()}
+        state.update(local, step=step, elapsed=self.elapsed())
+        if distributed.is_distributed():
+            state["ranks"] = ranks
+        artifacts.save_checkpoint(self.kind, self.key, state)  # rank 0 writes
 
     def drop(self) -> None:
         artifacts.drop_checkpoint(self.kind, self.key)
@@ -265,6 +304,8 @@ class TrainingLoop:
                     self.ckpt.save(done)
                 if self.on_step is not None:
                     self.on_step(done)
+            for net in self.ckpt.nets.values():  # every rank ends with the same model
+                distributed.average_buffers(net)
         finally:
             self.pbar.close()
 
@@ -276,9 +317,14 @@ class TrainingLoop:
         **losses: torch.Tensor | float,
     ) -> None:
         """Check ``losses`` (``check_finite``); every 50 steps show them on the bar to three
-        decimals, or ``show``'s values instead (name -> (value, format spec))."""
+        decimals, or ``show``'s values instead (name -> (value, format spec)).
+
+        ``losses`` keeps the step's losses, averaged over the ranks under torchrun (the loss of
+        the global batch), which the divergence guard reads so every rank stops together.
+        """
+        self.losses = distributed.mean_over_ranks({k: _scalar(v) for k, v in losses.items()})
         try:
-            check_finite(step, self.what, self.lower, **losses)
+            check_finite(step, self.what, self.lower, **self.losses)
         except TrainingDiverged:
             self.ckpt.drop()
             raise
@@ -314,7 +360,8 @@ class GanStep:
     config's ``optimizer``: Adam, RMSProp for ``wgan``) and the data RNG (``cfg.seed``); both
     networks run through ``execution`` (precision, compilation, memory format) while the losses
     and the optimisers stay float32. ``train_gan`` loops over it; the bench times one call as
-    it is.
+    it is. Under torchrun it draws this rank's share of the batch (``distributed.per_rank``);
+    ``train_gan``'s Checkpointer averages the gradients.
     """
 
     def __init__(
@@ -324,7 +371,7 @@ class GanStep:
         device: str | torch.device = "cpu",
         execution: Execution | None = None,
     ) -> None:
-        cfg = self.cfg = gen.cfg
+        cfg = self.cfg = distributed.per_rank(gen.cfg, "batch_size")  # this rank's share
         self.gen, self.device = gen, torch.device(device)
         ex = execution if execution is not None else plain(device)
         with torch.random.fork_rng(devices=[]):
@@ -394,7 +441,7 @@ def train_gan(
     """Train ``gen`` (and a fresh discriminator) on ``data`` with its config's loss, one
     ``GanStep`` at a time; return the training seconds (those before a resumed checkpoint
     included)."""
-    cfg = gen.cfg
+    cfg = gen.cfg  # the global batch; GanStep draws this rank's share (torchrun)
     train_step = GanStep(gen, data, device, execution)
     nets: dict[str, nn.Module] = {"gen": gen, "disc": train_step.disc}
     ema = copy.deepcopy(gen).requires_grad_(False) if cfg.ema > 0 else None
@@ -415,7 +462,7 @@ def train_gan(
         with torch.no_grad():
             for p, pe in zip(gen.parameters(), ema.parameters(), strict=True):
                 p.copy_(pe)
-        _standing_batchnorm(gen, cfg.batch_size, train_step.rng)
+        _standing_batchnorm(gen, train_step.cfg.batch_size, train_step.rng)
     gen.eval()
     return ckpt.elapsed()
 
@@ -504,5 +551,6 @@ def train_generator(
     preflight.check_run(out)  # cache and --out writable, with room, before training
     gen, info = obtain(generator, ds.load(), ds.train_fingerprint(), gen_sets, device=device)
     path = Path(out) / f"{generator}__{dataset}__{info['key']}.png"
-    save_samples(gen, path, n_samples)
+    if distributed.is_main():  # under torchrun the other ranks write nothing
+        save_samples(gen, path, n_samples)
     return info, path

@@ -32,11 +32,14 @@ register in modules named by the entry-point group ``invbench.metrics``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import math
-from collections.abc import Callable, Iterator
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -102,7 +105,7 @@ class Batch:
     latents: torch.Tensor | None = None
     true_latents: torch.Tensor | None = None
     space: str = ""
-    start: int = 0  # index of the first image in its track
+    start: int = 0  # index of the first image in its track (in the whole track, also sharded)
 
 
 @dataclass
@@ -190,6 +193,15 @@ class EvalContext:
     def feature_net(self) -> Any:
         return self._get("net", "no feature network was given for this evaluation")
 
+    def prepare_compute(self) -> None:
+        """Build now what ``compute`` reads lazily (the reference statistics, when a feature
+        network is in use). A sharded evaluation calls it on every process before rank 0 alone
+        computes: the reference comes from the artifact cache, whose look-up under torchrun is
+        a collective every rank must join."""
+        if self.made("net") is not None:
+            with contextlib.suppress(Unavailable):  # kept; raised again where a metric asks
+                self.reference()
+
     def reference(self) -> Any:
         return self._get("ref", "no reference set was given", self.feature_net())
 
@@ -207,9 +219,34 @@ class EvalContext:
         return self._memo[1]  # type: ignore[return-value]
 
 
+Fold = Callable[[Any, Any], Any]
+
+
+def first_set(a: Any, b: Any) -> Any:
+    """Fold of a state that is the same wherever it was seen (a latent space's name): the
+    first process's, or the next one's where the first saw nothing."""
+    return a or b
+
+
+def add_per_key(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Fold of a dict of states that add (lists of per-image values by name): key by key."""
+    return {k: a[k] + b[k] for k in a}
+
+
 class Metric:
     """A streaming metric: built per evaluation (may raise ``Unavailable``), fed batches of its
-    track by ``update``, read once by ``compute``. State that grows with N should be sums."""
+    track by ``update``, read once by ``compute``. State that grows with N should be sums.
+
+    A sharded evaluation (``torchrun``, see ``invbench.runner``) feeds each process its share
+    of every track, ``Batch.start`` being the global index; before ``compute`` on rank 0 the
+    processes' states are merged. ``states`` declares, beside the state (as torchmetrics'
+    ``add_state`` does), the attributes that hold it and how two processes' values fold, in
+    rank order, i.e. in track order: ``operator.add`` adds counts and float64 sums and
+    concatenates lists of per-image values or kept features. A metric whose ``update`` keeps
+    state must declare it; one that does not cannot run sharded (refused before the run).
+    """
+
+    states: ClassVar[dict[str, Fold]] = {}
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         self.spec, self.ctx = spec, ctx
@@ -219,6 +256,21 @@ class Metric:
 
     def compute(self) -> Result:
         raise NotImplementedError
+
+    @classmethod
+    def mergeable(cls) -> bool:
+        """Whether several processes' states of this metric can be merged."""
+        return bool(cls.states) or cls.update is Metric.update
+
+    def state(self) -> dict[str, Any]:
+        """This process's streaming state (picklable: it travels between processes)."""
+        return {name: getattr(self, name) for name in self.states}
+
+    def merge(self, states: Sequence[dict[str, Any]]) -> None:
+        """Become the metric of the whole track: ``states`` are every process's, in rank
+        order (this one's included)."""
+        for name, fold in self.states.items():
+            setattr(self, name, functools.reduce(fold, [s[name] for s in states]))
 
 
 Factory = Callable[[MetricSpec, EvalContext], Metric]
@@ -249,6 +301,7 @@ class PairedMetric(Metric):
 
     fn: PairedFn
     flavor: str | None = None
+    states: ClassVar[dict[str, Fold]] = {"parts": operator.add}  # per-image values, in order
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)

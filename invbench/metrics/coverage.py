@@ -5,12 +5,17 @@ near 0, a collapse as ``class_share_max`` near 1."""
 
 from __future__ import annotations
 
+import operator
+from typing import ClassVar
+
 import torch
 
-from invbench.metrics.base import Batch, EvalContext, Metric, MetricSpec, Result, register
+from invbench.metrics.base import Batch, EvalContext, Fold, Metric, MetricSpec, Result, register
 
 
 class ClassShares(Metric):
+    states: ClassVar[dict[str, Fold]] = {"counts": operator.add}  # predictions per class
+
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)
         self.net = ctx.classifier()  # the domain LeNet; Unavailable without class labels

@@ -19,12 +19,21 @@ torch-fidelity's KID, scipy and closed forms.
 
 from __future__ import annotations
 
-from typing import Any
+import operator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from invbench.metrics.base import Batch, EvalContext, Metric, MetricSpec, Result, register
+from invbench.metrics.base import (
+    Batch,
+    EvalContext,
+    Fold,
+    Metric,
+    MetricSpec,
+    Result,
+    register,
+)
 
 
 class RunningStats:
@@ -49,6 +58,16 @@ class RunningStats:
         self.sum += f.sum(0)
         self.outer += f.T @ f
         self.n += len(f)
+
+    def __add__(self, other: RunningStats) -> RunningStats:
+        """The statistics of both streams (a sharded evaluation's processes): sums add."""
+        both = RunningStats()
+        both.n = self.n + other.n
+        parts = [s for s in (self, other) if s.sum is not None]
+        if parts:
+            both.sum = sum((s.sum for s in parts), torch.zeros_like(parts[0].sum))
+            both.outer = sum((s.outer for s in parts), torch.zeros_like(parts[0].outer))
+        return both
 
     def mean(self) -> np.ndarray:
         assert self.sum is not None and self.n > 0
@@ -129,7 +148,10 @@ class FID(Metric):
     """FID of a track's images against the reference statistics, at the evaluation's one N for
     the track (``ctx.fid_n``; 0 = every image) and at ``eval.fid_small_n`` when that is smaller
     (reported as ``name@N=<n>``: FID is biased upwards at small N, compare equal N only).
-    Memory is O(D^2): float64 running sums, whatever N."""
+    Memory is O(D^2): float64 running sums, whatever N. The first N images are those of global
+    index < N (``Batch.start``), so a sharded track counts the same images."""
+
+    states: ClassVar[dict[str, Fold]] = {"all": operator.add, "small": operator.add}
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)
@@ -139,13 +161,13 @@ class FID(Metric):
         self.all, self.small = RunningStats(), RunningStats()
 
     def update(self, batch: Batch) -> None:
-        room = (self.n - self.all.n) if self.n else len(batch.images)
+        room = (self.n - batch.start) if self.n else len(batch.images)
         if room <= 0:
             return
         f = self.ctx.features(batch.images)[:room]
         self.all.update(f)
-        if self.small.n < self.small_n:
-            self.small.update(f[: self.small_n - self.small.n])
+        if batch.start < self.small_n:
+            self.small.update(f[: self.small_n - batch.start])
 
     def reference(self) -> Any:
         """The statistics compared against: the evaluation's reference set."""
@@ -169,6 +191,8 @@ class KID(Metric):
     """KID of a track's images (all of them) against the reference features, averaged over
     ``eval.kid_subsets`` subsets drawn from both sets (torch-fidelity's draw), with its spread
     over the subsets as ``<name>_sd``. Keeps the track's features (KID needs them)."""
+
+    states: ClassVar[dict[str, Fold]] = {"feats": operator.add}  # kept features, in order
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)

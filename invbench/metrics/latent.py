@@ -3,14 +3,33 @@ code is known, inverted again. Only where the method inverts into the space it s
 
 from __future__ import annotations
 
+import operator
+from typing import ClassVar
+
 import torch
 
-from invbench.metrics.base import Batch, EvalContext, Metric, MetricSpec, Result, register
+from invbench.metrics.base import (
+    Batch,
+    EvalContext,
+    Fold,
+    Metric,
+    MetricSpec,
+    Result,
+    first_set,
+    register,
+)
 
 
 class _Recovered(Metric):
     """Collects, per random sample, the squared error and the largest |z_i - z*_i| of its
     recovered code; refuses (unavailable) when the found codes live in another space."""
+
+    states: ClassVar[dict[str, Fold]] = {
+        "mse": operator.add,  # per-sample values, in order
+        "max": operator.add,
+        "space": first_set,
+        "mismatch": first_set,
+    }
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)

@@ -23,15 +23,19 @@ importing it costs every run seconds.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from invbench.metrics.base import (
     Batch,
     EvalContext,
+    Fold,
     Metric,
     MetricSpec,
     Result,
     Unavailable,
+    add_per_key,
     bootstrap_ci,
     register,
 )
@@ -40,6 +44,8 @@ from invbench.metrics.base import (
 class SemanticConsistency(Metric):
     """Top-1 accuracy of the domain classifier on reconstructions (``class_acc_rec``) and on the
     originals they reconstruct (``class_acc_orig``), against the originals' labels."""
+
+    states: ClassVar[dict[str, Fold]] = {"hits": add_per_key}  # per-image hits, in order
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)

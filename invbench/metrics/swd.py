@@ -17,7 +17,9 @@ ProGAN's single ``sliced_wasserstein`` call. For 32 x 32 digits the levels are 3
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.ndimage
@@ -26,6 +28,7 @@ import torch
 from invbench.metrics.base import (
     Batch,
     EvalContext,
+    Fold,
     Metric,
     MetricSpec,
     Result,
@@ -112,12 +115,13 @@ class SWDAccumulator:
         self.n = 0
         self.desc: list[list[np.ndarray]] = [[] for _ in self.resolutions]
 
-    def update(self, images: torch.Tensor) -> None:
-        """``images`` in [-1, 1], N x C x H x W."""
+    def update(self, images: torch.Tensor, start: int | None = None) -> None:
+        """``images`` in [-1, 1], N x C x H x W; ``start``: the index of the first in its set
+        (default: the images seen so far), which seeds its patch positions."""
         u8 = np.rint((images.detach().cpu().double().numpy() + 1) * 127.5).clip(0, 255)
         half = self.cfg.nhood_size // 2
         k = self.cfg.nhoods_per_image
-        idx0 = self.n
+        idx0 = self.n if start is None else start
         for lod, level in enumerate(laplacian_pyramid(u8, len(self.resolutions))):
             n, c, h, w = level.shape
             ids = np.arange(idx0, idx0 + n, dtype=np.uint64)
@@ -131,6 +135,16 @@ class SWDAccumulator:
             patches = level[img, ch, y + d[None, None, :, None], x + d[None, None, None, :]]
             self.desc[lod].append(patches.astype(np.float32))
         self.n += len(images)
+
+    def __add__(self, other: SWDAccumulator) -> SWDAccumulator:
+        """This set followed by ``other`` (the next process's share of it): descriptors are
+        concatenated per level, so the set's normalisation sees them all, in order."""
+        if (self.seed, self.role, self.resolutions) != (other.seed, other.role, other.resolutions):
+            raise ValueError("only shares of one SWD set (same seed, role, levels) add up")
+        both = SWDAccumulator(self.resolutions[0], self.seed, self.role, self.cfg)
+        both.n = self.n + other.n
+        both.desc = [a + b for a, b in zip(self.desc, other.desc, strict=True)]
+        return both
 
     def descriptors(self) -> list[np.ndarray]:
         """Per level: descriptors normalised per channel over the whole set, flattened."""
@@ -180,6 +194,8 @@ class SWD(Metric):
     """SWD between a track's targets (the originals) and its images, each set with its own
     patch positions; flavor ``progan/patches=independent/levels=32,16/N=297/ref=test``."""
 
+    states: ClassVar[dict[str, Fold]] = {"real": operator.add, "fake": operator.add}
+
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)
         try:
@@ -190,8 +206,8 @@ class SWD(Metric):
 
     def update(self, batch: Batch) -> None:
         assert batch.targets is not None
-        self.real.update(batch.targets)
-        self.fake.update(batch.images)
+        self.real.update(batch.targets, batch.start)
+        self.fake.update(batch.images, batch.start)
 
     def compute(self) -> Result:
         value, levels = swd(self.real, self.fake)

@@ -28,17 +28,20 @@ Hand-written: no library computes these; the chi^2 quantiles come from SciPy.
 from __future__ import annotations
 
 import math
-from typing import Literal
+import operator
+from typing import ClassVar, Literal
 
 import torch
 
 from invbench.metrics.base import (
     Batch,
     EvalContext,
+    Fold,
     Metric,
     MetricSpec,
     Result,
     Unavailable,
+    first_set,
     register,
 )
 
@@ -83,6 +86,12 @@ def latent_norm(latents: torch.Tensor) -> torch.Tensor:
 
 class TypicalShare(Metric):
     """Streams the per-latent typical-set indicator and norm of the inverted test latents."""
+
+    states: ClassVar[dict[str, Fold]] = {
+        "inside": operator.add,  # per-latent values, in order
+        "norm": operator.add,
+        "space": first_set,
+    }
 
     def __init__(self, spec: MetricSpec, ctx: EvalContext) -> None:
         super().__init__(spec, ctx)
