@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps check lint format leaderboard suites records plots report smoke-reference bench clean slurm mutation
+.PHONY: run test test-deps test-paper gpu-smoke check lint format leaderboard suites records plots report smoke-reference bench clean slurm mutation
 
 # The test environment: the package at the exact versions the tests ran with (constraints.txt;
 # the library itself declares ranges, so `pip install invbench` keeps an environment's own
@@ -54,6 +54,15 @@ test: $(STAMP) test-deps slurm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+## test-paper: one optimisation step of every paper-scale network at its real widths and the
+## paper-profile runs on a miniature FFHQ (minutes on a CPU; `make test` leaves them out)
+test-paper: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m paper
+
+## gpu-smoke: each paper-scale method a few steps on CUDA with bf16 networks, per-image times
+gpu-smoke: $(STAMP)
+	$(BIN)/python bench/gpu_smoke.py
 
 ## check: the regression gate CI runs after the tests — the smoke suite on the embedded default,
 ## single-threaded (bit-reproducible), in a fresh cache, against leaderboards/smoke.json

@@ -31,6 +31,7 @@ FOLDERS = ("images1024x1024", "thumbnails128x128")
 
 @DATASETS.register("ffhq")
 class FFHQ(FileDataset):
+    scale = "paper"  # LIA §7 / InvGAN §4 data: runs use the paper profile by default
     expected = (
         "Expected under the root one of: images1024x1024/00000/00000.png … "
         "images1024x1024/69000/69999.png (official 1024² layout); thumbnails128x128/00000/"
@@ -69,6 +70,7 @@ class FFHQ(FileDataset):
             what = "" if self.cfg.source == "auto" else f" for source={self.cfg.source}"
             raise DataError(f"dataset 'ffhq': nothing found in {root}{what}. {self.expected}")
         kind, path = cands[0]
+        self.source_folder = str(path)  # recorded (data_source): which of the layouts was read
         refs = [r for r in list_images(path) if NUMBERED.search(Path(r.name).name)]
         if not refs:
             raise DataError(

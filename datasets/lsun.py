@@ -30,6 +30,7 @@ ALIASES = {"church": ("church", "church_outdoor")}
 
 @DATASETS.register("lsun")
 class LSUN(FileDataset):
+    scale = "paper"  # LIA §7 / InvGAN §4 data: runs use the paper profile by default
     expected = (
         "Expected under the root one exported image folder per category (LSUN's "
         "`data.py export`): bedroom/ (or bedroom_train/, bedroom_train_lmdb/), cat/, car/, "

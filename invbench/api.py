@@ -71,10 +71,12 @@ def run(
     device: str = "cpu",
     out: str | Path | None = "results",
     save_images: bool = False,
+    profile: str | None = None,
 ) -> Record:
-    """``invbench run`` as a function: the record, written under ``out`` (None: not written)."""
+    """``invbench run`` as a function: the record, written under ``out`` (None: not written);
+    ``profile``: the scale profile (None: the dataset's)."""
     spec = RunSpec(
         method, dataset, generator, _sets(sets), seed, device,
-        None if out is None else Path(out), save_images,
+        None if out is None else Path(out), save_images, profile,
     )  # fmt: skip
     return _run(spec)

@@ -2,6 +2,7 @@
 
     invbench ls [methods|datasets|generators|metrics|suites|directions]
     invbench run --method M --dataset D [--generator G] [--set key=value ...] [--seed S]
+                 [--profile digits|paper]
                  [--device cpu|cuda|auto] [--out DIR] [--save-images] [--json] [--quiet]
     invbench eval-images --real DIR --fake DIR [--paired [--per-image FILE.csv]] [--json]
     invbench train-generator --generator G [--dataset D] [--set key=value ...] [--out DIR]
@@ -91,6 +92,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override a hyper-parameter (repeatable); prefix with method./dataset./generator./eval. if ambiguous",
     )
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--profile",
+        default=None,
+        help="scale profile: digits or paper (the papers' architectures and schedules); "
+        "default: the dataset's scale (ffhq, celeba, lsun: paper)",
+    )
     r.add_argument("--device", default="cpu", help=DEVICE_HELP)
     r.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     r.add_argument("--json", action="store_true", help="print exactly one JSON record on stdout")
@@ -312,6 +319,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         out=args.out,
         save_images=args.save_images,
+        profile=args.profile,
     )
     record = run(spec)
     if args.json:

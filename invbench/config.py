@@ -5,6 +5,13 @@ dataclass with defaults. ``configs/<kind>s/<name>.yaml`` may override those defa
 command line overrides both. Unknown keys and values of the wrong type are errors that name
 the key, the file it came from and the valid keys. The resolved configuration is hashed.
 
+Scale profiles: a component's YAML may carry ``profiles: {paper: {...}}``, the paper's
+configuration beside the digits-scale defaults (each value cited to the paper's section there).
+``resolve(..., profile="paper")`` layers that block between the file's own keys and the command
+line: defaults <- YAML <- YAML ``profiles[profile]`` <- ``--set``. A method's profile may pin the
+dataset's settings it needs (the paper's resolution) in a nested ``dataset:`` mapping
+(``profile_dataset_keys``); ``--set dataset.…`` still wins.
+
 Every numeric field declares its sane range beside its default, ``lr: float = bounded(2e-4,
 gt=0, le=10)``; ``build`` refuses a value outside it with the range in the message (exit 2),
 before anything is trained. A subclass that changes a default keeps its parent's range.
@@ -86,14 +93,21 @@ def bounded(
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
+    since: int | str | None = None,
 ) -> Any:
     """A dataclass field with ``default`` and its sane range (checked by ``build``).
 
     An upper end is given where memory or arithmetic needs one (batch sizes, sample counts,
     steps, learning rates and loss weights that would overflow), generous enough for the
-    papers' own settings.
+    papers' own settings. ``since``: a field added after results existed, left out of keys and
+    record hashes while it holds ``default`` (``invbench.artifacts.later``).
     """
-    return dataclasses.field(default=default, metadata={BOUNDS: Bounds(gt, ge, lt, le)})
+    meta = {BOUNDS: Bounds(gt, ge, lt, le)}
+    if since is None:
+        return dataclasses.field(default=default, metadata=meta)
+    from invbench.artifacts import later
+
+    return later(default, since, **meta)
 
 
 def field_bounds(cls: type, name: str) -> Bounds | None:
@@ -261,14 +275,71 @@ def build(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:
     return cfg
 
 
-def resolve(cls: type[C], kind: str, name: str, overrides: dict[str, str] | None = None) -> C:
-    """Dataclass defaults <- ``configs/<kind>s/<name>.yaml`` <- command-line overrides."""
-    layers: list[tuple[str, dict[str, Any]]] = []
+PROFILES = "profiles"
+DIGITS = "digits"  # the suite's own scale: every Config's defaults and its YAML's base keys
+
+
+def _profile_blocks(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    blocks = data.pop(PROFILES, None) or {}
+    if not isinstance(blocks, dict) or not all(isinstance(v, dict) for v in blocks.values()):
+        raise UsageError(
+            f"{path}: '{PROFILES}' must map a profile name to a mapping of key: value, e.g. "
+            "profiles: {paper: {z_dim: 512}}."
+        )
+    return blocks
+
+
+def profiles_of(kind: str, name: str) -> dict[str, dict[str, Any]]:
+    """The profiles a component declares (name -> its YAML block), {} when none."""
     path = config_file(kind, name)
-    if path is not None:
-        layers.append((str(path), load_yaml(path)))
+    return {} if path is None else _profile_blocks(path, load_yaml(path))
+
+
+def component_layers(
+    kind: str, name: str, profile: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The YAML layers of a component: its file's own keys, then ``profiles[profile]`` (without
+    a nested ``dataset:`` mapping, which belongs to the dataset). Absent file or profile: fewer
+    layers (the component keeps its digits-scale defaults)."""
+    path = config_file(kind, name)
+    if path is None:
+        return []
+    data = load_yaml(path)
+    blocks = _profile_blocks(path, data)
+    layers = [(str(path), data)]
+    if profile and profile != DIGITS and profile in blocks:
+        block = {k: v for k, v in blocks[profile].items() if k != "dataset"}
+        layers.append((f"{path} (profile {profile})", block))
+    return layers
+
+
+def profile_dataset_keys(kind: str, name: str, profile: str | None) -> dict[str, Any]:
+    """The dataset settings a component's profile pins (its nested ``dataset:`` mapping)."""
+    if not profile or profile == DIGITS:
+        return {}
+    keys = profiles_of(kind, name).get(profile, {}).get("dataset") or {}
+    if not isinstance(keys, dict):
+        raise UsageError(f"{kind} '{name}': profiles.{profile}.dataset must be a mapping.")
+    return dict(keys)
+
+
+def resolve(
+    cls: type[C],
+    kind: str,
+    name: str,
+    overrides: dict[str, str] | None = None,
+    profile: str | None = None,
+    source: str = "--set",
+    pinned: tuple[str, dict[str, Any]] | None = None,
+) -> C:
+    """Dataclass defaults <- ``configs/<kind>s/<name>.yaml`` <- its ``profiles[profile]`` <-
+    ``pinned`` (another component's profile keys for this one: (source, keys)) <- command-line
+    overrides (``source`` names them in messages)."""
+    layers = component_layers(kind, name, profile)
+    if pinned and pinned[1]:
+        layers.append(pinned)
     if overrides:
-        layers.append(("--set", overrides))
+        layers.append((source, overrides))
     return build(cls, *layers)
 
 

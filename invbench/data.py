@@ -132,6 +132,9 @@ class Dataset:
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    #: The scale profile a run on it uses unless ``--profile`` says otherwise
+    #: (``invbench.config``): "digits", or "paper" for the papers' own datasets (FFHQ, LSUN).
+    scale: ClassVar[str] = "digits"
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -144,6 +147,11 @@ class Dataset:
         from invbench.config import as_dict
 
         return {"dataset": self.name, **as_dict(self.cfg)}
+
+    def source(self) -> dict[str, Any]:
+        """Where the images come from and at what size (the record's ``data_source``); {} for
+        datasets made in memory."""
+        return {}
 
     def train_fingerprint(self) -> dict[str, Any]:
         """What identifies the train split: the cache key of generators and fitted methods.
@@ -534,6 +542,7 @@ class FileDataset(Dataset):
     """Base of image-file datasets: subclasses return their (train, test) image lists."""
 
     expected: ClassVar[str] = ""  # the on-disk layout, quoted in every "not found" message
+    source_folder: str = ""  # set by ``refs`` where it picks one of several layouts
 
     def root(self) -> Path:
         return data_root(self.name, self.cfg.root, self.expected)
@@ -558,6 +567,37 @@ class FileDataset(Dataset):
             workers=self.cfg.workers,
             max_in_memory_gb=self.cfg.max_in_memory_gb,
         ).validate(self.name)
+
+    def source(self) -> dict[str, Any]:
+        """The folder (or zip) the images were read from and the side of the squares they give
+        before resizing (the smallest of the first few); ``upscaled`` when the requested
+        resolution is above it, which is said in the log too: no silent upscaling."""
+        from PIL import Image
+
+        train, test = self._refs()
+        refs = (train + test)[:8]
+        folder = self.source_folder  # the layout a subclass chose (e.g. FFHQ's thumbnails)
+        if not folder:
+            dirs = {r.path if r.member else os.path.dirname(r.path) for r in train + test}
+            folder = os.path.commonpath(sorted(dirs)) if dirs else ""
+        crop, sides = int(getattr(self.cfg, "crop", 0)), []
+        for r in refs:
+            with Image.open(io.BytesIO(_read_bytes(r))) as img:  # the header only
+                w, h = img.size
+            side = min(crop, w, h) if crop else max(w, h) if self.cfg.fit == "pad" else min(w, h)
+            sides.append(side)
+        native = min(sides) if sides else 0
+        out = {"folder": folder, "native_resolution": native, "resolution": self.cfg.resolution}
+        out["upscaled"] = bool(native and native < self.cfg.resolution)
+        if out["upscaled"]:
+            from invbench.progress import log
+
+            log(
+                f"dataset '{self.name}': the images in {folder} are {native}x{native}; read at "
+                f"{self.cfg.resolution}x{self.cfg.resolution} they are upscaled (no detail is "
+                f"added). Use --set dataset.resolution={native} or a source of larger images."
+            )
+        return out
 
     def fingerprint(self) -> dict[str, Any]:
         from invbench.config import as_dict

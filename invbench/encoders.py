@@ -12,7 +12,16 @@ One architecture and one training loop serve every encoder-based method:
   target and the current reconstruction, w_{t+1} = w_t + E(x, G(w_t)), starting from the mean
   latent; training sums the losses of all iterations (gradients do not cross iterations).
 
-The encoder uses GroupNorm, never BatchNorm, so an image's code does not depend on its batch.
+Two architectures (``enc_arch``): ``dcgan``, strided convs and a linear head (the suite's CPU
+encoder; GroupNorm, never BatchNorm, so an image's code does not depend on its batch), and
+``psp``, the pSp-class encoder at paper scale (Richardson et al. 2021, §3; ``PSPEncoder``): an
+IR-SE-50 body on 256x256 inputs with a feature pyramid and one map-to-style block per style
+input for w+ (``GradualStyleEncoder``; ReStyle's ``BackboneEncoder`` on image ++ reconstruction
+when ``enc_iters > 0``, §4.2), or one code from the pooled body for w and z
+(``BackboneEncoderUsingLastLayerIntoW``); its body starts from ArcFace's IR-SE50 weights
+(``enc_init: ir-se50``, as pSp does) and its codes are offsets from the mean latent in w / w+
+(pSp's ``start_from_latent_avg``). It keeps BatchNorm as published; the encoder runs in eval
+mode outside training, so codes still do not depend on the batch.
 Training and inference run the encoder, the generator and the perceptual and discriminator
 networks through the inverter's ``invbench.execution.Execution``; losses stay float32.
 """
@@ -28,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import distributed
+from invbench.artifacts import later
 from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.errors import UsageError
 from invbench.execution import PRECISIONS, Execution, plain
@@ -51,7 +61,15 @@ class EncoderConfig(PerceptualConfig):
     """Encoder architecture and training (prefixed ``enc_`` so they mix with OptimConfig)."""
 
     enc_loss: Literal["latent", "recon"] = "latent"
-    # channels of the first conv; doubled at every stride-2 block
+    # psp: the pSp-class encoder at paper scale. Fields added with the paper profile (issue
+    # #19): ``later`` keeps them out of cache keys and record hashes at their defaults.
+    enc_arch: Literal["dcgan", "psp"] = later("dcgan", since="paper")
+    # psp: input side (pSp's transforms: 256)
+    enc_input: int = bounded(256, ge=32, le=MAX_WIDTH, since="paper")
+    # psp: the body from ArcFace IR-SE50 (model_ir_se50.pth, pSp's initialisation; the run
+    # stops before training when the file is missing) or PyTorch's default initialisation.
+    enc_init: Literal["ir-se50", "random"] = later("ir-se50", since="paper")
+    # dcgan: channels of the first conv; doubled at every stride-2 block
     enc_width: int = bounded(32, ge=1, le=MAX_WIDTH)
     enc_steps: int = bounded(1500, ge=0, le=MAX_STEPS)
     enc_batch: int = bounded(64, ge=1, le=MAX_BATCH)
@@ -81,7 +99,8 @@ class EncoderConfig(PerceptualConfig):
             raise ValueError("enc_iters > 0 (ReStyle) trains on reconstructions: enc_loss=recon")
         if self.enc_id_weight < 0 or (self.enc_id_weight and self.enc_loss != "recon"):
             raise ValueError("enc_id_weight must be >= 0 and needs enc_loss=recon")
-        if self.enc_id_weight:  # checked while the configuration resolves: before any training
+        # Checked while the configuration resolves: before any training.
+        if self.enc_id_weight or (self.enc_arch == "psp" and self.enc_init == "ir-se50"):
             from invbench.metrics.identity import require_identity_network
 
             require_identity_network()
@@ -122,13 +141,72 @@ class Encoder(nn.Module):
         return self.head(self.trunk(x)).view(len(x), *self.latent_shape)
 
 
-def build_encoder(gen: Generator, space: str, cfg: EncoderConfig) -> Encoder:
+class PSPEncoder(nn.Module):
+    """A pSp-class network behind the ``Encoder`` interface: inputs resized to ``input_size``
+    (bilinear with antialiasing, as PIL's resize in pSp's transforms), codes of
+    ``latent_shape``, offset by ``mean`` when given (pSp's ``start_from_latent_avg``)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        latent_shape: tuple[int, ...],
+        input_size: int,
+        mean: torch.Tensor | None,
+    ) -> None:
+        super().__init__()
+        from invbench.published_encoders import IR_SE50
+
+        self.net, self.latent_shape, self.input_size = net, tuple(latent_shape), input_size
+        body = getattr(net, "body", None)
+        self.widths = {
+            "ir-se-50": [w for w, _ in IR_SE50],
+            "styles": len(getattr(net, "styles", [])),
+        }
+        self.widths = self.widths if body is not None else {}
+        self.register_buffer("mean", mean.detach().clone() if mean is not None else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_size:
+            size = (self.input_size, self.input_size)
+            x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+        out = self.net(x).reshape(len(x), *self.latent_shape)
+        return out if self.mean is None else out + self.mean
+
+
+def psp_encoder(gen: Generator, space: str, cfg: EncoderConfig, init: bool = True) -> PSPEncoder:
+    """The pSp-class encoder for ``gen``'s ``space`` (see the module docstring); ``init``
+    loads pSp's IR-SE50 initialisation when the configuration asks for it."""
+    from invbench.published_encoders import build_fresh, load_ir_se50
+
+    shape = gen.latent_shape(space)
+    in_ch = gen.channels * (2 if cfg.enc_iters else 1)
+    if len(shape) == 2:  # one code per style input
+        etype = "BackboneEncoder" if cfg.enc_iters else "GradualStyleEncoder"
+        net = build_fresh(etype, in_ch, n_styles=shape[0], w_dim=shape[1])
+    else:  # one code
+        net = build_fresh("BackboneEncoderUsingLastLayerIntoW", in_ch, w_dim=shape[0])
+    if init and cfg.enc_init == "ir-se50":
+        from invbench.metrics.identity import require_identity_network
+        from invbench.metrics.weights import read_state_bytes
+
+        path = require_identity_network()
+        load_ir_se50(net, read_state_bytes(path.read_bytes(), str(path)))
+    # ReStyle's residual steps start from the mean themselves; z has no mean offset in pSp.
+    mean = gen.mean_latent(space).cpu() if space != "z" and not cfg.enc_iters else None
+    return PSPEncoder(net, shape, cfg.enc_input, mean)
+
+
+def build_encoder(gen: Generator, space: str, cfg: EncoderConfig, init: bool = True) -> nn.Module:
+    """The encoder of ``cfg.enc_arch`` for ``gen``'s latent ``space`` (initial weights; ``init``
+    False skips loading pretrained initial weights, for a state dict loaded next)."""
+    if cfg.enc_arch == "psp":
+        return psp_encoder(gen, space, cfg, init)
     in_ch = gen.channels * (2 if cfg.enc_iters else 1)
     return Encoder(in_ch, gen.resolution, gen.latent_shape(space), cfg.enc_width)
 
 
 def encode(
-    enc: Encoder,
+    enc: nn.Module,
     gen: Generator,
     x: torch.Tensor,
     space: str,
@@ -158,7 +236,7 @@ def _r1(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
 
 
 def train_encoder(
-    enc: Encoder,
+    enc: nn.Module,
     gen: Generator,
     space: str,
     cfg: EncoderConfig,
@@ -272,7 +350,7 @@ class EncoderInverter:
     execution: Execution
     precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # every network goes through execution
     seed: int
-    encoder: Encoder | None = None
+    encoder: nn.Module | None = None
     perceptual: Perceptual | None = None
     fit_stats: dict[str, float] | None = None
 
@@ -281,6 +359,19 @@ class EncoderInverter:
 
     def uses_perceptual(self) -> bool:
         return False
+
+    @classmethod
+    def preflight(cls, cfg: Any, has_labels: bool) -> None:
+        """The encoder's perceptual term (recon training), when an encoder is trained."""
+        from invbench.latent_opt import check_perceptual
+
+        trains_encoder = getattr(cfg, "init", "encoder") == "encoder"
+        if trains_encoder and cfg.enc_loss == "recon" and cfg.enc_perceptual_weight > 0:
+            check_perceptual(cfg.perceptual_net, has_labels)
+        super().preflight(cfg, has_labels)  # type: ignore[misc]
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder} if self.encoder is not None else {}
 
     @property
     def trains(self) -> bool:  # read by the runner: cache fit() through state_dict
@@ -350,7 +441,7 @@ class EncoderInverter:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if not self.uses_encoder():
             return
-        self.encoder = build_encoder(self.generator, self.space, self.cfg)
+        self.encoder = build_encoder(self.generator, self.space, self.cfg, init=False)
         sub = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
         self.encoder.load_state_dict(sub)
         self.encoder.to(self.device).eval().requires_grad_(False)

@@ -165,6 +165,18 @@ class Inverter:
         return artifacts.key_of(self.fit_payload(ctx))
 
     # -- helpers the runner uses ---------------------------------------------------------------
+    @classmethod
+    def preflight(cls, cfg: Any, has_labels: bool) -> None:
+        """Before anything trains: stop (``UsageError`` naming the file) when a network this
+        configuration needs (perceptual, feature, identity) is missing and has no honest
+        fallback here (``has_labels``: the dataset could train its own network). Mixins extend
+        it and call ``super()``."""
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """What this method trained (name -> module), for the parameter counts the run logs and
+        records (``provenance.parameters``)."""
+        return {}
+
     def warmup(self, images: torch.Tensor) -> None:
         """One small call before timing, so lazy initialisation is not billed per image."""
         self.invert(images[:2])

@@ -268,6 +268,26 @@ def make_perceptual(
     return DomainPerceptual(net, net.flavor).to(device)
 
 
+def check_perceptual(kind: str, has_labels: bool, key: str = "perceptual_net") -> None:
+    """Before any training: the network ``make_perceptual(kind)`` will build can be built here
+    (LPIPS / VGG found on disk, or labels to train the dataset's own), else ``UsageError``
+    naming the files."""
+    from invbench.metrics.weights import ALEXNET, VGG16, find_weights, missing_message
+
+    if kind == "lpips" and find_weights(ALEXNET) is None:
+        raise UsageError(f"{key}=lpips: {missing_message(ALEXNET)}")
+    if kind == "vgg" and find_weights(VGG16) is None:
+        raise UsageError(f"{key}=vgg: {missing_message(VGG16)}")
+    if kind in ("auto", "domain") and not has_labels:
+        if kind == "auto" and (find_weights(ALEXNET) or find_weights(VGG16)):
+            return
+        raise UsageError(
+            f"{key}={kind}: the dataset has no class labels to train its own feature network "
+            f"on, and no pretrained one is found: {missing_message(ALEXNET)} (or "
+            f"{VGG16.names[0]} for {key}=vgg). Or set the perceptual weight to 0."
+        )
+
+
 def dataset_fingerprint(ctx: FitContext) -> dict[str, Any]:
     """The runner's dataset fingerprint when it passes one, else one from the split's bytes."""
     fp = ctx.extra.get("dataset_fp")
@@ -418,6 +438,12 @@ class OptimisationInverter:
 
     def uses_encoder(self) -> bool:
         return self.cfg.init == "encoder"
+
+    @classmethod
+    def preflight(cls, cfg: Any, has_labels: bool) -> None:
+        if cfg.perceptual_weight > 0:
+            check_perceptual(cfg.perceptual_net, has_labels)
+        super().preflight(cfg, has_labels)  # type: ignore[misc]
 
     def fit(self, ctx: FitContext) -> None:
         if self.uses_perceptual() and self.perceptual is None:

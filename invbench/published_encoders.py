@@ -32,6 +32,7 @@ Encoders (``opts['encoder_type']``):
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,6 +401,82 @@ def code_shape(enc: nn.Module) -> tuple[int, ...]:
     if isinstance(enc, BackboneIntoWPlus):
         return (int(enc.linear.weight.shape[0]) // enc.w_dim, enc.w_dim)
     return (len(enc.styles), int(enc.styles[0].out_c))  # type: ignore[attr-defined, index]
+
+
+#: IR-SE-50's stages as the authors' ``get_blocks(50)``: (width, units); the first unit of each
+#: stage halves the resolution. Squeeze-excitation reduces by 16.
+IR_SE50 = ((64, 3), (128, 4), (256, 14), (512, 3))
+
+
+def paper_shapes(
+    encoder_type: str, in_channels: int = 3, n_styles: int = 18, w_dim: int = 512
+) -> dict[str, torch.Tensor]:
+    """The shapes (meta tensors) the builders above read, for an encoder of the published
+    configuration built afresh: IR-SE-50 on 256x256 inputs (pSp §3, e4e §3.3, ReStyle §4.2),
+    style blocks from the 16x16 map (c3; coarse, or every block of the backbone encoders),
+    the 32x32 (p2; middle) and 64x64 (p1; fine) maps, pyramid laterals from widths 256 and 128.
+    ``in_channels`` 6 is ReStyle's image ++ reconstruction."""
+    if encoder_type not in ENCODERS or encoder_type.startswith("ResNet"):
+        known = ", ".join(k for k in ENCODERS if not k.startswith("ResNet"))
+        raise UsageError(f"encoder type '{encoder_type}' is not one built afresh here ({known}).")
+
+    def t(*shape: int) -> torch.Tensor:
+        return torch.empty(shape, device="meta")
+
+    out = {"input_layer.0.weight": t(IR_SE50[0][0], in_channels, 3, 3)}
+    i, prev = 0, IR_SE50[0][0]
+    for depth, units in IR_SE50:
+        for _ in range(units):
+            out[f"body.{i}.res_layer.1.weight"] = t(depth, prev, 3, 3)
+            out[f"body.{i}.res_layer.5.fc1.weight"] = t(depth // 16, depth, 1, 1)
+            i, prev = i + 1, depth
+    if encoder_type.endswith("IntoWPlus"):  # BN, 7x7 pool, linear, then n_styles codes
+        out["output_layer_2.0.weight"] = t(prev)
+        out["output_layer_2.3.weight"] = t(w_dim, prev * 7 * 7)
+        out["linear.weight"] = t(w_dim * n_styles, w_dim)
+        return out
+    if encoder_type in ("BackboneEncoderUsingLastLayerIntoW", "SingleStyleCodeEncoder"):
+        out["linear.weight"] = t(w_dim, prev)  # global pool, one code
+        return out
+    pyramid = encoder_type in ("GradualStyleEncoder", "Encoder4Editing")
+    for s in range(n_styles):
+        side = 16 if not pyramid or s < COARSE else 32 if s < MIDDLE else 64
+        for j in range(int(math.log2(side))):
+            out[f"styles.{s}.convs.{2 * j}.weight"] = t(w_dim, prev if j == 0 else w_dim, 3, 3)
+    if pyramid:
+        out["latlayer1.weight"] = t(prev, IR_SE50[2][0], 1, 1)
+        out["latlayer2.weight"] = t(prev, IR_SE50[1][0], 1, 1)
+    return out
+
+
+def build_fresh(
+    encoder_type: str, in_channels: int = 3, n_styles: int = 18, w_dim: int = 512
+) -> nn.Module:
+    """A new, trainable encoder of the published architecture (PyTorch's default init; pSp
+    then loads the IR-SE-50 face-recognition weights into its body, ``load_ir_se50``)."""
+    return ENCODERS[encoder_type][1](paper_shapes(encoder_type, in_channels, n_styles, w_dim))
+
+
+def load_ir_se50(enc: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """pSp's initialisation (``psp.py``, ``load_weights``): the input layer and body from
+    ArcFace's IR-SE50 (``model_ir_se50.pth``); an input layer wider than 3 channels (ReStyle)
+    takes those weights on its first 3 channels and keeps the rest (ReStyle's ``psp.py``).
+    Returns the keys loaded."""
+    own = enc.state_dict()
+    take = {}
+    for k, v in state.items():
+        if not (k.startswith("input_layer.") or k.startswith("body.")) or k not in own:
+            continue
+        if k == "input_layer.0.weight" and own[k].shape[1] > v.shape[1]:
+            v = torch.cat([v, own[k][:, v.shape[1] :]], 1)
+        if own[k].shape != v.shape:
+            raise DataError(
+                f"model_ir_se50.pth: {k} has shape {tuple(v.shape)}, the encoder "
+                f"{tuple(own[k].shape)}; not the IR-SE50 pSp initialises from."
+            )
+        take[k] = v
+    enc.load_state_dict(take, strict=False)
+    return sorted(take)
 
 
 def build_encoder(ckpt: PublishedCheckpoint) -> nn.Module:

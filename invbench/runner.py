@@ -57,7 +57,15 @@ import invbench
 from invbench import artifacts, distributed, preflight
 from invbench import config as C
 from invbench.artifacts import later
-from invbench.config import bounded, build, config_file, load_yaml, parse_sets, stable_hash
+from invbench.config import (
+    DIGITS,
+    bounded,
+    parse_sets,
+    profile_dataset_keys,
+    profiles_of,
+    stable_hash,
+)
+from invbench.config import resolve as resolve_config
 from invbench.data import Splits
 from invbench.device import Stopwatch, describe, exact_fp32, run_batched, select
 from invbench.errors import UsageError
@@ -121,9 +129,8 @@ class EvalConfig:
     # Identity of a row (never averaged, never compared across): the numeric precision the
     # method's networks run in (fitting and inverting, through invbench.execution: this field is
     # the one knob, the execution layer reads it; the scored reconstructions are decoded and
-    # measured in float32), and the scale profile. Only the digits profile exists yet.
+    # measured in float32). (The scale profile is the run's: RunSpec.profile.)
     precision: Precision = later("fp32", since=2)
-    profile: Literal["digits"] = later("digits", since=2)
 
     def validate(self) -> None:
         if self.n_test < 0 or self.batch_size < 1 or self.bootstrap < 0 or self.grid_images < 0:
@@ -154,6 +161,8 @@ class RunSpec:
     device: str = "cpu"
     out: Path | None = Path("results")  # None: nothing is written (the Python API's choice)
     save_images: bool = False  # every reconstruction as a PNG beside the record
+    # The scale profile (invbench.config: "digits", "paper"); None: the dataset's declared scale.
+    profile: str | None = None
 
 
 @dataclass
@@ -167,19 +176,31 @@ class Resolved:
     generator_name: str | None
     generator_sets: dict[str, str]
     eval_cfg: EvalConfig
+    #: The profile asked for (``--profile``, else the dataset's scale) and the one the row
+    #: carries: ``digits`` when a component that trains has no block of the one asked for.
+    requested_profile: str = DIGITS
+    profile: str = DIGITS
+    profile_note: str = ""  # why the row is at digits scale on a paper-scale request
     # Speed knobs (compile, memory format): not part of the run's identity, so not in config().
     execution_cfg: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def config(self) -> dict[str, Any]:
         """The run's identity: every configuration (``later`` fields at their default left
-        out, see ``invbench.artifacts.identity``), the seed and the protocol version."""
+        out, see ``invbench.artifacts.identity``), the seed, the protocol version and, when not
+        ``digits``, the profile."""
         gen_cfg = None
         if self.generator_name is not None:
             cls = GENERATORS.get(self.generator_name)
             gen_cfg = artifacts.identity(
-                _resolve(cls.Config, "generator", self.generator_name, self.generator_sets)
+                _resolve(
+                    cls.Config,
+                    "generator",
+                    self.generator_name,
+                    self.generator_sets,
+                    self.requested_profile,
+                )  # fmt: skip
             )
-        return {
+        out = {
             "method": {"name": self.spec.method, **artifacts.identity(self.method_cfg)},
             "dataset": {"name": self.spec.dataset, **artifacts.identity(self.dataset_cfg)},
             "generator": None if gen_cfg is None else {"name": self.generator_name, **gen_cfg},
@@ -187,19 +208,62 @@ class Resolved:
             "seed": self.spec.seed,
             "suite_version": SUITE_VERSION,
         }
+        if self.profile != DIGITS:  # digits rows keep the identity they had before profiles
+            out["profile"] = self.profile
+        return out
 
     def hash(self) -> str:
         return stable_hash(self.config())
 
 
-def _resolve(cls: type, kind: str, name: str, sets: dict[str, str]) -> Any:
-    layers = []
-    path = config_file(kind, name)
-    if path is not None:
-        layers.append((str(path), load_yaml(path)))
-    if sets:
-        layers.append((f"--set ({kind} '{name}')", sets))
-    return build(cls, *layers)
+def _resolve(
+    cls: type,
+    kind: str,
+    name: str,
+    sets: dict[str, str],
+    profile: str | None = None,
+    pinned: tuple[str, dict[str, Any]] | None = None,
+) -> Any:
+    """One component through the one resolver (``invbench.config.resolve``)."""
+    return resolve_config(cls, kind, name, sets, profile, f"--set ({kind} '{name}')", pinned)
+
+
+PROFILES = (DIGITS, "paper")  # the scales the shipped configurations declare
+
+
+def _trains(method_cls: type[Inverter], cfg: Any, seed: int) -> bool:
+    """Whether a method trains something with this configuration (read before anything is
+    built: ``trains`` may depend on the configuration, e.g. an optimiser started by an
+    encoder)."""
+    try:
+        return bool(method_cls(cfg, None, "cpu", seed).trains)
+    except Exception:  # a method that cannot be built without its generator: assume it trains
+        return bool(getattr(method_cls, "trains", True))
+
+
+def _effective_profile(
+    requested: str, spec: RunSpec, method_cls: type[Inverter], method_cfg: Any, gen: str | None
+) -> tuple[str, str]:
+    """The row's profile and, when it falls back to digits, the reason (for the log and the
+    record): a component that trains (the method, or a zoo generator) without a block of the
+    profile asked for runs at its digits-scale defaults, so the model is a digits-scale one."""
+    if requested == DIGITS:
+        return DIGITS, ""
+    parts = []
+    method_lacks = requested not in profiles_of("method", spec.method)
+    if method_lacks and _trains(method_cls, method_cfg, spec.seed):
+        parts.append(f"method '{spec.method}'")
+    trained_gen = gen is not None and not getattr(GENERATORS.get(gen), "pretrained", False)
+    if trained_gen and requested not in profiles_of("generator", str(gen)):
+        parts.append(f"generator '{gen}'")
+    if not parts:
+        return requested, ""
+    return DIGITS, (
+        f"a digits-scale model on {spec.dataset}: {' and '.join(parts)} "
+        f"{'have' if len(parts) > 1 else 'has'} no '{requested}' profile and "
+        f"{'train' if len(parts) > 1 else 'trains'} at the digits-scale defaults; the row's "
+        "profile is 'digits'."
+    )
 
 
 def _fields(cls: type) -> set[str]:
@@ -248,6 +312,11 @@ def resolve(spec: RunSpec) -> Resolved:
             f"method '{spec.method}' trains its own generator; drop --generator {spec.generator}."
         )
     gen_cls = GENERATORS.get(gen_name) if gen_name else None
+    requested = spec.profile or str(getattr(dataset_cls, "scale", DIGITS))
+    if requested not in PROFILES:
+        raise UsageError(
+            f"--profile {requested}: unknown scale profile; use one of {', '.join(PROFILES)}."
+        )
     scoped = parse_sets(spec.sets)
     # An unprefixed key goes to the first component that declares it, in this order.
     owners: dict[str, type] = {"method": method_cls.Config, "eval": EvalConfig}
@@ -273,18 +342,29 @@ def resolve(spec: RunSpec) -> Resolved:
                 "same key twice; keep one."
             )
         routed[hits[0]][key] = value
-    method_cfg = _resolve(method_cls.Config, "method", spec.method, routed["method"])
+    method_cfg = _resolve(method_cls.Config, "method", spec.method, routed["method"], requested)
     space = getattr(method_cfg, "space", None)
     if gen_cls is not None and space is not None:
         gen_cls.check_space(space)  # before the generator trains, not after
+    # The dataset settings the method's profile pins (the paper's resolution), below --set.
+    pinned = (
+        f"method '{spec.method}' profile {requested}",
+        profile_dataset_keys("method", spec.method, requested),
+    )
+    profile, note = _effective_profile(requested, spec, method_cls, method_cfg, gen_name)
     return Resolved(
         spec=spec,
         method_cls=method_cls,
         method_cfg=method_cfg,
-        dataset_cfg=_resolve(dataset_cls.Config, "dataset", spec.dataset, routed["dataset"]),
+        dataset_cfg=_resolve(
+            dataset_cls.Config, "dataset", spec.dataset, routed["dataset"], requested, pinned
+        ),
         generator_name=gen_name,
         generator_sets=routed.get("generator", {}),
         eval_cfg=_resolve(EvalConfig, "eval", "default", routed["eval"]),
+        requested_profile=requested,
+        profile=profile,
+        profile_note=note,
         execution_cfg=_resolve(ExecutionConfig, "execution", "default", routed["execution"]),
     )
 
@@ -344,6 +424,8 @@ class Prepared:
     fit_cached: bool
     started: _dt.datetime
     t_start: float
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # network_summary
+    data_source: dict[str, Any] = field(default_factory=dict)  # Dataset.source
     # The cache key of the model the run inverts: the zoo generator, or what a method that owns
     # its generator trained. Rows whose records share it per seed are paired in claim verdicts
     # (invbench.suites): the model's own seed-to-seed spread cancels in their differences.
@@ -383,7 +465,7 @@ def fit_cached(inv: Inverter, ctx: FitContext) -> tuple[float, bool]:
 
 def prepare(spec: RunSpec) -> Prepared:
     """Stage 1: everything before scoring, with every check that can fail done first."""
-    from invbench.metrics.features import check_feature_weights
+    from invbench.metrics.features import check_feature_network, check_feature_weights
 
     started = _dt.datetime.now(_dt.UTC)
     t_start = time.perf_counter()
@@ -391,6 +473,10 @@ def prepare(spec: RunSpec) -> Prepared:
     _git_rev()  # the commit of the code this process runs, asked before the long work
     device = select(spec.device)
     res = resolve(spec)
+    if res.profile_note:
+        log(res.profile_note)
+    elif res.profile != DIGITS:
+        log(f"scale profile '{res.profile}' ({spec.dataset})")
     # The method's networks run under the run's precision (eval.precision) and speed knobs; a
     # precision the method or this device cannot run (tf32 on the CPU) is refused before any work.
     check_precision(spec.method, res.method_cls, res.eval_cfg.precision)
@@ -406,6 +492,13 @@ def prepare(spec: RunSpec) -> Prepared:
 
     dataset = DATASETS.get(spec.dataset)(res.dataset_cfg)
     splits: Splits = dataset.load()
+    data_source = dataset.source()  # logs an upscaled read
+    # Every network the configuration needs, before anything trains (issue #19).
+    has_labels = splits.train_labels is not None and bool(splits.num_classes)
+    if any(s.needs == "distribution" for s in selected_metrics(res.eval_cfg)):
+        ev = res.eval_cfg
+        check_feature_network(ev.feature_net, ev.weights_dir or None, has_labels, spec.dataset)
+    res.method_cls.preflight(res.method_cfg, has_labels)
     # Models (generator, fitted inverter, feature network) are keyed by the train split only, so
     # probe datasets that replace the test split reuse what was trained on their base dataset.
     data_fp = dataset.train_fingerprint()
@@ -415,18 +508,35 @@ def prepare(spec: RunSpec) -> Prepared:
         # A zoo generator is the model under study, shared by every execution policy: it trains
         # as the zoo trains it (fp32, eager), so no knob of a run changes the model it inverts.
         generator, gen_info = obtain(
-            res.generator_name, splits, data_fp, res.generator_sets, device=device
+            res.generator_name, splits, data_fp, res.generator_sets, device, res.requested_profile
         )
     inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
     inv.execution = execution
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
     fit_seconds, from_cache = fit_cached(inv, ctx)
+    nets = network_summary({**({"generator": generator} if generator else {}), **inv.networks()})
+    for name, d in nets.items():
+        widths = f" (widths {d['widths']})" if "widths" in d else ""
+        log(f"{spec.method}: {name} {d['parameters']:,} parameters{widths}")
     model_key = gen_key or (inv.fit_key(ctx) if inv.trains else None)
     return Prepared(
         spec, res, device, splits, data_fp, inv, gen_info, fit_seconds, from_cache, started,
-        t_start, model_key,
+        t_start, nets, data_source, model_key,
     )  # fmt: skip
+
+
+def network_summary(nets: dict[str, torch.nn.Module]) -> dict[str, dict[str, Any]]:
+    """Parameter count of each network, and its widths when it declares them (a ``widths``
+    attribute on the module or a submodule: feature maps per resolution, or per stage)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, net in nets.items():
+        entry: dict[str, Any] = {"parameters": sum(p.numel() for p in net.parameters())}
+        widths = next((m.widths for m in net.modules() if hasattr(m, "widths")), None)
+        if widths:
+            entry["widths"] = dict(widths) if isinstance(widths, dict) else list(widths)
+        out[name] = entry
+    return out
 
 
 def load_method(
@@ -797,6 +907,9 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,
         "fit_cached": prep.fit_cached,
+        **({"profile_note": res.profile_note} if res.profile_note else {}),
+        "networks": prep.networks,
+        **({"data_source": prep.data_source} if prep.data_source else {}),
         "execution": inv.execution.describe(),
         **scores.info,
         **inv.flavor(),  # also in metric_flavors (method.<key>)
@@ -815,7 +928,7 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
         split=ev.split,
         n_test=len(scores.test),
         precision=ev.precision,
-        profile=ev.profile,
+        profile=res.profile,
         metric_flavors=flavors,
         unavailable=dict(r.unavailable),
         ci={k: [round(a, 6), round(b, 6)] for k, (a, b) in r.ci.items()},

@@ -89,13 +89,36 @@ class InvGANNets(nn.Module):
 
     def __init__(self, cfg: Any, channels: int, resolution: int) -> None:
         super().__init__()
-        if cfg.backbone == "dcgan":
-            self.M: nn.Module = MappingMLP(cfg.z_dim, cfg.w_dim, cfg.mapping_layers)
-            self.G: nn.Module = DCGANDecoder(cfg.w_dim, channels, resolution, cfg.ngf)
+        body: nn.Module
+        if cfg.backbone == "stylegan2":
+            self.M, self.G, body = _stylegan2(cfg, channels, resolution)
         else:
-            self.M, self.G = _stylegan_lite(cfg, channels, resolution)
-        body = DCGANDiscriminator(channels, resolution, cfg.ndf, cfg.d_norm)
+            if cfg.backbone == "dcgan":
+                self.M = MappingMLP(cfg.z_dim, cfg.w_dim, cfg.mapping_layers)
+                self.G = DCGANDecoder(cfg.w_dim, channels, resolution, cfg.ngf)
+            else:
+                self.M, self.G = _stylegan_lite(cfg, channels, resolution)
+            body = DCGANDiscriminator(channels, resolution, cfg.ndf, cfg.d_norm)
         self.D = TwoHeadDiscriminator(body, body.feature_dim, cfg.w_dim)
+
+
+def _stylegan2(cfg: Any, channels: int, resolution: int) -> tuple[nn.Module, ...]:
+    """The paper scale (§4: "StyleGAN-based architecture on FFHQ"): StyleGAN2 config F's
+    8-layer mapping network, its synthesis network at the data's resolution (one w for every
+    layer, as the paper inverts into w) and its residual discriminator, whose penultimate
+    features carry both heads (invbench.generators.stylegan2_training)."""
+    from invbench.generators.stylegan2 import mapping_network
+    from invbench.generators.stylegan2_training import (
+        StyleGAN2Discriminator,
+        Synthesis,
+        config_f_channels,
+    )
+
+    if channels != 3:
+        raise UsageError("backbone=stylegan2 makes RGB images; use an RGB dataset.")
+    ch = config_f_channels(resolution, cfg.channel_max)
+    mapping = mapping_network(cfg.z_dim, cfg.w_dim, cfg.mapping_layers)
+    return mapping, Synthesis(resolution, cfg.w_dim, ch), StyleGAN2Discriminator(resolution, ch)
 
 
 def _stylegan_lite(cfg: Any, channels: int, resolution: int) -> tuple[nn.Module, nn.Module]:
@@ -222,7 +245,7 @@ class InvGAN(Inverter):
         """Defaults; the paper's values are in configs/methods/invgan.yaml."""
 
         variant: Variant = "full"
-        backbone: Literal["dcgan", "stylegan-lite"] = "dcgan"
+        backbone: Literal["dcgan", "stylegan-lite", "stylegan2"] = "dcgan"
         z_dim: int = bounded(32, ge=1, le=MAX_WIDTH)
         w_dim: int = bounded(32, ge=1, le=MAX_WIDTH)
         mapping_layers: int = bounded(2, ge=1, le=64)
@@ -237,6 +260,8 @@ class InvGAN(Inverter):
         latent_to_mapping: bool = True
         ngf: int = bounded(16, ge=1, le=MAX_WIDTH)
         ndf: int = bounded(16, ge=1, le=MAX_WIDTH)
+        # stylegan2: the widest feature map (config F: 512)
+        channel_max: int = bounded(512, ge=1, le=MAX_WIDTH, since="paper")
         # Normalisation in D: "layer" keeps a code independent of its batch-mates and identical
         # in training and inversion (BatchNorm's running stats would mix real and fake batches).
         d_norm: Literal["batch", "layer", "none"] = "layer"
@@ -308,6 +333,11 @@ class InvGAN(Inverter):
         if self.nets is None:
             raise UsageError("invgan has no trained model yet: call fit() or load_state_dict().")
         return self.nets
+
+    def networks(self) -> dict[str, nn.Module]:
+        if self.nets is None:
+            return {}
+        return {"mapping": self.nets.M, "generator": self.nets.G, "discriminator": self.nets.D}
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> None:
@@ -461,7 +491,7 @@ class InvGANStyle(InvGAN):
 
     @dataclass
     class Config(InvGAN.Config):
-        backbone: Literal["dcgan", "stylegan-lite"] = "stylegan-lite"
+        backbone: Literal["dcgan", "stylegan-lite", "stylegan2"] = "stylegan-lite"
         z_dim: int = 64
         w_dim: int = 64
         mapping_layers: int = 8  # StyleGAN's 8-layer mapping network (§4)

@@ -23,6 +23,15 @@ space (§7.2-7.3, eq. 5: pixel L2 plus the perceptual term of stage 2) from the 
 the mean code or a random code; every start is made in y and mapped by phi for z (§7.3: "the
 same initial values in the z-space and y-space") or repeated per layer for y+ (§7.2).
 
+Paper scale (``backbone: stylegan2``, the ``paper`` profile of configs/methods/lia.yaml): the
+decoder is StyleGAN2 config F's synthesis network (§7: "we instantiate the decoder of LIA with the
+generator of StyleGAN ... we replace the mapping network (MLP) with the invertible network")
+behind the 512-d, 8-layer NICE flow; stage 1 is StyleGAN2's training (``GANStep``: style mixing,
+lazy R1 and path length, the moving average of the decoder kept as the decoder), optionally
+started from a pretrained StyleGAN2's synthesis weights (``init_synthesis``, recorded in the
+flavor); the encoder is the released LIA's residual encoder (``LIAEncoder``); c is StyleGAN2's
+residual discriminator.
+
 ``lia-mlp`` is Table 3's VAE/GAN column (§7.1; §2.2, eq. 4): the same two stages with
 StyleGAN's MLP mapping z -> y, which is not invertible, so its encoder infers the entangled z;
 the encoder is variational, q(z|x) = N(mu(x), diag sigma^2(x)) sampled by reparameterisation,
@@ -31,6 +40,8 @@ with the KL term of eq. 3 (``kl_weight``); ``invert`` returns the mean mu(x).
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invbench import artifacts, distributed
+from invbench.artifacts import later
 from invbench.config import MAX_BATCH, MAX_LR, MAX_STEPS, MAX_WEIGHT, MAX_WIDTH, bounded
 from invbench.encoders import Encoder
 from invbench.errors import UsageError
@@ -98,6 +110,13 @@ class LIADecoder(Generator):
         self.num_ws = 1
         if cfg.backbone == "dcgan":
             self.net: nn.Module = DCGANDecoder(d, channels, resolution, cfg.ngf)
+        elif cfg.backbone == "stylegan2":
+            from invbench.generators.stylegan2_training import Synthesis, config_f_channels
+
+            if channels != 3:
+                raise UsageError("backbone=stylegan2 makes RGB images; use an RGB dataset.")
+            self.net = Synthesis(resolution, d, config_f_channels(resolution, cfg.channel_max))
+            self.num_ws = self.net.n_latent
         else:
             self.net = _stylegan_lite(d, channels, resolution)
             self.num_ws = int(self.net.num_ws)
@@ -150,7 +169,91 @@ class LIADecoder(Generator):
         return self.net(y[:, None, :].expand(-1, self.num_ws, -1))  # the same y at every layer
 
     def make_discriminator(self) -> nn.Module:
+        if self.backbone == "stylegan2":
+            from invbench.generators.stylegan2_training import (
+                StyleGAN2Discriminator,
+                config_f_channels,
+            )
+
+            ch = config_f_channels(self.resolution, self.cfg.channel_max)
+            return StyleGAN2Discriminator(self.resolution, ch)
         return DCGANDiscriminator(self.channels, self.resolution, self.cfg.ndf, self.cfg.d_norm)
+
+
+# -- the encoder f at paper scale ------------------------------------------------------------------
+class _CenterBN(nn.Module):
+    """Batch normalisation with a learned shift and no scale (TF ``batch_norm(scale=False)``,
+    decay 0.9, eps 1e-5), as the released encoder normalises; in eval mode it uses the running
+    statistics, so an image's code never depends on its batch."""
+
+    def __init__(self, channels: int, dims: int = 2) -> None:
+        super().__init__()
+        bn = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+        self.norm = bn(channels, eps=1e-5, momentum=0.1, affine=False)
+        self.shift = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) + self.shift.view(1, -1, *([1] * (x.ndim - 2)))
+
+
+def _conv(fin: int, fout: int, k: int, bias: bool = True) -> nn.Module:
+    from invbench.generators.stylegan2_training import EqualConv2d
+
+    return EqualConv2d(fin, fout, k, padding=k // 2, bias=bias)
+
+
+class _ResBlockBN(nn.Module):
+    """genforce/lia's ``residual_block_bn``: conv3x3 (to min(in, out)) -> BN -> lrelu, conv3x3
+    -> BN -> lrelu, plus a shortcut (conv1x1 -> BN -> lrelu where the width changes)."""
+
+    def __init__(self, fin: int, fout: int) -> None:
+        super().__init__()
+        hidden = min(fin, fout)
+        self.body = nn.Sequential(
+            _conv(fin, hidden, 3), _CenterBN(hidden), nn.LeakyReLU(0.2),
+            _conv(hidden, fout, 3), _CenterBN(fout), nn.LeakyReLU(0.2),
+        )  # fmt: skip
+        self.shortcut: nn.Module = nn.Identity()
+        if fin != fout:
+            self.shortcut = nn.Sequential(
+                _conv(fin, fout, 1, bias=False), _CenterBN(fout), nn.LeakyReLU(0.2)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class LIAEncoder(nn.Module):
+    """f: x -> y of the released LIA (genforce/lia ``networks_encoder.Encoder``; the paper puts
+    "no special constraint to the architecture of the encoder", §6): a 3x3 stem of ``width``
+    maps, then per halving of the resolution (2x2 average pooling) a residual block doubling the
+    width up to ``width_max``, down to 4x4, and a dense layer to the code, batch-normalised
+    without scale. Equalised learning rate in every conv, He-scale dense layer (gain 1)."""
+
+    def __init__(
+        self, channels: int, resolution: int, dim: int, width: int = 64, width_max: int = 512
+    ) -> None:
+        super().__init__()
+        n = int(math.log2(resolution // 4))
+        if n < 1 or 4 * 2**n != resolution:
+            raise UsageError(
+                f"LIA's encoder needs a power-of-two resolution >= 8, got {resolution}"
+            )
+        self.stem = nn.Sequential(
+            _conv(channels, width, 3, bias=False), _CenterBN(width), nn.LeakyReLU(0.2)
+        )
+        blocks: list[nn.Module] = []
+        for i in range(n):
+            fin, fout = min(width * 2**i, width_max), min(width * 2 ** (i + 1), width_max)
+            blocks += [nn.AvgPool2d(2), _ResBlockBN(fin, fout)]
+        self.blocks = nn.Sequential(*blocks)
+        c = min(width * 2**n, width_max) * 16
+        self.fc = nn.Linear(c, dim, bias=False)
+        nn.init.normal_(self.fc.weight, 0.0, 1.0 / math.sqrt(c))
+        self.bn = _CenterBN(dim, dims=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc(self.blocks(self.stem(x)).flatten(1)))
 
 
 def _stylegan_lite(dim: int, channels: int, resolution: int) -> nn.Module:
@@ -197,7 +300,7 @@ def resolve_perceptual(kind: str) -> str:
     """``auto`` -> ``vgg`` when the VGG-16 file is found offline, else ``domain``."""
     found = find_weights(VGG16) is not None if kind in ("auto", "vgg") else False
     if kind == "vgg" and not found:
-        raise UsageError(f"perceptual=vgg: {missing_message(VGG16)}")
+        raise UsageError(f"perceptual=vgg: {missing_message(VGG16)} Or set perceptual=none.")
     return ("vgg" if found else "domain") if kind == "auto" else kind
 
 
@@ -259,7 +362,7 @@ class LIA(Inverter):
         """Defaults; the paper's values with citations are in configs/methods/lia.yaml."""
 
         mapping: Literal["nice", "mlp"] = "nice"
-        backbone: Literal["dcgan", "stylegan-lite"] = "dcgan"
+        backbone: Literal["dcgan", "stylegan-lite", "stylegan2"] = "dcgan"
         z_dim: int = bounded(32, ge=2, le=MAX_WIDTH)  # d_z = d_y (phi is dimension-preserving)
         # §7: "the layer number of the invertible network is 8"
         flow_depth: int = bounded(8, ge=1, le=256)
@@ -280,6 +383,19 @@ class LIA(Inverter):
         adam_beta2: float = bounded(0.99, ge=0, lt=1)
         # R1 on real images in stage 1 (r1_gamma 10 x 0.5)
         gamma_r1_stage1: float = bounded(5.0, ge=0, le=MAX_WEIGHT)
+        # backbone=stylegan2: StyleGAN2's stage-1 recipe (App. B; StyleGAN2Recipe's values)
+        r1_every_stage1: int = bounded(16, ge=1, le=MAX_STEPS, since="paper")  # lazy R1 interval
+        # path-length regularisation (§3.2), every pl_every steps
+        pl_weight: float = bounded(2.0, ge=0, le=MAX_WEIGHT, since="paper")
+        pl_every: int = bounded(4, ge=1, le=MAX_STEPS, since="paper")
+        mixing_prob: float = bounded(0.9, ge=0, le=1, since="paper")  # style mixing (StyleGAN §3.1)
+        # the decoder kept is the moving average (half-life in thousands of images)
+        ema_kimg: float = bounded(10.0, gt=0, le=1e6, since="paper")
+        # stylegan2: the widest feature map of every network (config F: 512)
+        channel_max: int = bounded(512, ge=1, le=MAX_WIDTH, since="paper")
+        # A StyleGAN2 checkpoint whose synthesis weights start stage 1 ("" = from scratch);
+        # same resolution and widths; its name and SHA-256 go into the record's flavor.
+        init_synthesis: str = later("", since="paper")
         # stage 2: the encoder against the frozen decoder (§5.2)
         enc_steps: int = bounded(1500, ge=0, le=MAX_STEPS)
         enc_batch_size: int = bounded(64, ge=1, le=MAX_BATCH)
@@ -330,10 +446,14 @@ class LIA(Inverter):
                 raise ValueError(
                     "with mapping=mlp the encoder infers z (the MLP has no inverse); set space=z"
                 )
-            if self.space == "y+" and self.backbone != "stylegan-lite":
+            if self.space == "y+" and self.backbone == "dcgan":
                 raise ValueError(
-                    "space=y+ (one y per synthesis layer) needs backbone=stylegan-lite; the "
-                    "DCGAN decoder reads its code in one layer"
+                    "space=y+ (one y per synthesis layer) needs a style-based backbone "
+                    "(stylegan-lite or stylegan2); the DCGAN decoder reads its code in one layer"
+                )
+            if self.init_synthesis and self.backbone != "stylegan2":
+                raise ValueError(
+                    "init_synthesis loads StyleGAN2 weights: it needs backbone=stylegan2"
                 )
 
     def __init__(
@@ -351,6 +471,7 @@ class LIA(Inverter):
         self._eps: Perceptual | None = None
         self._eps_state: dict[str, torch.Tensor] = {}
         self._mean_y: torch.Tensor | None = None
+        self.decoder_init = ""  # init_synthesis as "<file> sha256=<digest>" (the flavor's)
 
     # -- modules ----------------------------------------------------------------------------------
     @property
@@ -370,16 +491,74 @@ class LIA(Inverter):
             torch.manual_seed(self.seed)
             gen = LIADecoder(self.cfg, channels, resolution)
             self.disc = gen.make_discriminator().to(self.device)
-            self.encoder = Encoder(channels, resolution, (out,), self.cfg.nef)
+            if self.cfg.backbone == "stylegan2":
+                cap = self.cfg.channel_max
+                self.encoder: nn.Module = LIAEncoder(channels, resolution, out, min(64, cap), cap)
+            else:
+                self.encoder = Encoder(channels, resolution, (out,), self.cfg.nef)
         self.generator = gen.to(self.device)
         self.encoder.to(self.device)
         self._channels, self._resolution = channels, resolution
 
-    def fit_identity(self, ctx: FitContext) -> dict[str, Any]:
-        """Which perceptual network stage 2 trains with depends on the weights found here."""
+    @classmethod
+    def preflight(cls, cfg: Any, has_labels: bool) -> None:
+        """Before stage 1 trains: eq. 13's network for stage 2 (VGG-16 conv4_3, or the offline
+        LeNet stand-in, which trains on the dataset's labels) and ``init_synthesis``'s file."""
+        if cfg.enc_steps and cfg.beta1_perceptual > 0 and cfg.perceptual != "none":
+            kind = resolve_perceptual(cfg.perceptual)  # perceptual=vgg without the file stops
+            if kind == "domain" and not has_labels:
+                raise UsageError(
+                    f"perceptual={cfg.perceptual}: the dataset has no class labels to train the "
+                    f"offline stand-in for eq. 13's VGG-16 on, and {missing_message(VGG16)} "
+                    "Or set perceptual=none (stage 2 without the perceptual term)."
+                )
+        if cfg.init_synthesis:
+            from invbench.weights import find_stylegan2
+
+            find_stylegan2(cfg.init_synthesis)
+        super().preflight(cfg, has_labels)
+
+    def networks(self) -> dict[str, nn.Module]:
+        if self.generator is None:
+            return {}
+        gen = self.generator  # an LIADecoder: phi^-1 (the flow or the MLP) and g
         return {
+            "mapping": gen.mapping,
+            "decoder": gen.net,
+            "encoder": self.encoder,
+            "discriminator": self.disc,
+        }
+
+    def fit_identity(self, ctx: FitContext) -> dict[str, Any]:
+        """Which perceptual network stage 2 trains with depends on the weights found here, and
+        a stage 1 started from ``init_synthesis`` on that file's content (name and SHA-256)."""
+        out: dict[str, Any] = {
             "perceptual": resolve_perceptual(self.cfg.perceptual) if self.cfg.enc_steps else "none"
         }
+        if self.cfg.init_synthesis:
+            out["decoder_init"] = self._decoder_init_name()
+        return out
+
+    def _decoder_init_name(self) -> str:
+        """``init_synthesis`` as the record's flavor names it: ``<file> sha256=<digest>``."""
+        if not self.decoder_init:
+            from invbench.artifacts import sha256_file
+            from invbench.weights import find_stylegan2
+
+            path = find_stylegan2(self.cfg.init_synthesis)
+            self.decoder_init = f"{path.name} sha256={sha256_file(path)}"
+        return self.decoder_init
+
+    def _init_synthesis_weights(self) -> dict[str, torch.Tensor]:
+        """The pretrained StyleGAN2's ``g_ema`` whose synthesis weights start stage 1."""
+        from invbench.generators.stylegan2 import read_checkpoint
+        from invbench.weights import find_stylegan2
+
+        path = find_stylegan2(self.cfg.init_synthesis)
+        g_ema = read_checkpoint(path).get("g_ema")
+        if g_ema is None:
+            raise UsageError(f"init_synthesis={path}: not a StyleGAN2 (a StyleGAN3 pickle?).")
+        return g_ema
 
     # -- fit: the two stages ------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> None:
@@ -428,6 +607,8 @@ class LIA(Inverter):
 
     def train_decoder(self, ctx: FitContext, key: str, state: dict[str, Any] | None = None) -> None:
         """Stage 1 (eqs. 15-16): min over phi, g and max over c of the GAN game, z ~ N(0, I)."""
+        if self.cfg.backbone == "stylegan2":
+            return self._train_decoder_stylegan2(ctx, key, state)
         cfg, gen, disc = distributed.per_rank(self.cfg, "batch_size"), self.generator, self.disc
         assert gen is not None
         betas = (cfg.adam_beta1, cfg.adam_beta2)
@@ -463,6 +644,62 @@ class LIA(Inverter):
             disc.requires_grad_(True)
             loop.report(step, loss_d=loss_d, loss_g=loss_g)
         # Stage 1 done: an interruption from here resumes stage 2 with fresh optimisers.
+        self._checkpointer(key, 2, rng).save(0)
+
+    def _train_decoder_stylegan2(
+        self, ctx: FitContext, key: str, state: dict[str, Any] | None
+    ) -> None:
+        """Stage 1 at paper scale: phi^-1 and g trained as StyleGAN2 is (App. B; ``GANStep``:
+        style mixing of y codes, lazy R1 and path length with lazy-scaled Adam), and the decoder
+        kept for stage 2 is the moving average of the trained one (StyleGAN2's G_ema). Per-pixel
+        noise comes from torch's generator, which the checkpoint carries (exact resumption)."""
+        from invbench.generators.stylegan2_training import (
+            GANStep,
+            PathLengthPenalty,
+            StyleGAN2Recipe,
+            ema_beta,
+            lazy_adam,
+            update_ema,
+        )
+
+        # Each rank's share of the batch (torchrun; the Checkpointer averages gradients across
+        # ranks); the recipe and the moving average keep the global batch (App. B).
+        cfg, gen, disc = distributed.per_rank(self.cfg, "batch_size"), self.generator, self.disc
+        assert gen is not None
+        if state is None and cfg.init_synthesis:
+            gen.net.load_synthesis(self._init_synthesis_weights())  # type: ignore[union-attr]
+        betas = (cfg.adam_beta1, cfg.adam_beta2)
+        opt_g = lazy_adam(gen.parameters(), cfg.lr_g, betas, cfg.pl_every if cfg.pl_weight else 0)
+        r1_every = cfg.r1_every_stage1 if cfg.gamma_r1_stage1 else 0
+        opt_d = lazy_adam(disc.parameters(), cfg.lr_d, betas, r1_every)
+        recipe = StyleGAN2Recipe(
+            r1_gamma=2 * cfg.gamma_r1_stage1,  # gamma_r1_stage1 is gamma / 2 (see Config)
+            r1_every=cfg.r1_every_stage1,
+            pl_weight=cfg.pl_weight,
+            pl_every=cfg.pl_every,
+            mixing_prob=cfg.mixing_prob,
+            ema_kimg=cfg.ema_kimg,
+            batch_size=self.cfg.batch_size,
+        )
+        pl = PathLengthPenalty().to(self.device)
+        ema = copy.deepcopy(gen).eval().requires_grad_(False)
+        rng = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)  # the per-pixel noise of training
+        nets = {"gen": gen, "disc": disc, "enc": self.encoder, "ema": ema, "pl": pl}
+        opts = {"opt_g": opt_g, "opt_d": opt_d}
+        ckpt = Checkpointer(key, nets, opts, rng, kind=ARTIFACT_KIND, extra=lambda: {"stage": 1})
+        start = ckpt.resume_from(state)
+        gen.train().requires_grad_(True)
+        disc.train().requires_grad_(True)
+        step_fn = GANStep(gen.y_from_z, gen.net, disc, opt_g, opt_d, recipe, cfg.z_dim, pl)
+        beta = ema_beta(self.cfg.batch_size, cfg.ema_kimg)
+        data = ctx.splits.train_images()  # streamed when it does not fit in memory
+        loop = self._loop(ckpt, 1, start, cfg.steps)
+        for step in loop:
+            losses = step_fn(self._batch(data, cfg.batch_size, rng), step, rng)
+            update_ema(ema, gen, beta)
+            loop.report(step, **losses)
+        gen.load_state_dict(ema.state_dict())
         self._checkpointer(key, 2, rng).save(0)
 
     def _encode_train(
@@ -564,6 +801,10 @@ class LIA(Inverter):
             list(self.perceptual_flavor.encode()), dtype=torch.uint8
         )
         out["meta.perceptual_weight"] = torch.tensor(self.perceptual_weight, dtype=torch.float64)
+        if self.decoder_init:
+            out["meta.decoder_init"] = torch.tensor(
+                list(self.decoder_init.encode()), dtype=torch.uint8
+            )
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -575,13 +816,18 @@ class LIA(Inverter):
         self.encoder.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("enc.")})
         self.perceptual_flavor = bytes(state["meta.perceptual"].tolist()).decode()
         self.perceptual_weight = float(state["meta.perceptual_weight"])
+        init = state.get("meta.decoder_init")
+        self.decoder_init = bytes(init.tolist()).decode() if init is not None else ""
         self._eps_state = {k[4:]: v for k, v in state.items() if k.startswith("eps.")}
         self._eps = None
         self.generator.to(self.device).eval().requires_grad_(False)
         self.encoder.to(self.device).eval().requires_grad_(False)
 
     def flavor(self) -> dict[str, str]:
-        return {"perceptual": self.perceptual_flavor}
+        out = {"perceptual": self.perceptual_flavor}
+        if self.decoder_init:  # stage 1 started from a pretrained StyleGAN2's synthesis weights
+            out["decoder_init"] = self.decoder_init
+        return out
 
     # -- inversion -------------------------------------------------------------------------------------
     def _code(self, images: torch.Tensor) -> torch.Tensor:
@@ -665,7 +911,7 @@ class LIAStyle(LIA):
 
     @dataclass
     class Config(LIA.Config):
-        backbone: Literal["dcgan", "stylegan-lite"] = "stylegan-lite"
+        backbone: Literal["dcgan", "stylegan-lite", "stylegan2"] = "stylegan-lite"
         d_norm: Literal["batch", "layer", "none"] = "none"
         batch_size: int = 32
         lr_g: float = 2e-3  # the zoo's stylegan-lite recipe (configs/generators/stylegan-lite.yaml)

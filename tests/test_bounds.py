@@ -17,6 +17,7 @@ from invbench.config import (
     config_file,
     field_bounds,
     load_yaml,
+    profiles_of,
     resolve,
 )
 from invbench.errors import UsageError
@@ -58,9 +59,14 @@ def test_every_numeric_field_has_a_range_its_default_and_yaml_satisfy(kind, name
     missing = [n for n in numeric if field_bounds(cls, n) is None]
     assert not missing, f"{kind} '{name}': no declared range for {missing}"
     check_bounds(cls())  # the defaults lie inside their own ranges
-    path = config_file(kind, name)
-    if path is not None:  # and so do the shipped YAML defaults
-        build(cls, (str(path), load_yaml(path)))
+    if config_file(kind, name) is not None:  # and so do the shipped YAML defaults and profiles
+        # (the paper profiles' encoders start from ArcFace's file, absent offline: ranges only)
+        offline = {"enc_init": "random", "enc_id_weight": "0"}
+        offline = {
+            k: v for k, v in offline.items() if k in {f.name for f in dataclasses.fields(cls)}
+        }
+        for profile in (None, *profiles_of(kind, name)):
+            resolve(cls, kind, name, offline if profile else None, profile=profile)
 
 
 def test_numeric_fields_are_recognised():
@@ -144,3 +150,16 @@ def test_resolve_applies_bounds_to_command_line_overrides():
     assert resolve(cls, "generator", "wgan-gp", {"lr_g": "0.001"}).lr_g == 0.001
     with pytest.raises(UsageError, match=r"'beta2' = 1.0 is out of range: must be >= 0 and < 1"):
         resolve(cls, "generator", "wgan-gp", {"beta2": "1"})
+
+
+def test_a_field_added_later_keeps_its_range_and_stays_out_of_identity_at_its_default():
+    from invbench import artifacts
+
+    @dataclass
+    class Cfg:
+        a: int = bounded(3, ge=1, le=10, since="paper")
+
+    assert field_bounds(Cfg, "a") == Bounds(ge=1, le=10)
+    assert artifacts.identity(Cfg()) == {} and artifacts.identity(Cfg(a=4)) == {"a": 4}
+    with pytest.raises(UsageError, match=r"'a'.*>= 1"):
+        build(Cfg, ("--set", {"a": "0"}))

@@ -259,6 +259,28 @@ class ToRGB(nn.Module):
         return out if skip is None else out + self.upsample(skip)
 
 
+def mapping_network(z_dim: int, w_dim: int, n_layers: int, lr_mul: float = 0.01) -> nn.Sequential:
+    """StyleGAN's mapping network (Karras et al. 2019, §2): z normalised to unit second moment,
+    then ``n_layers`` equalised-lr dense layers with leaky ReLU, learning-rate multiplier 0.01
+    (App. C). Indices as ``g_ema``'s ``style.N`` (0 is the normalisation)."""
+    dims = [z_dim] + [w_dim] * n_layers
+    return nn.Sequential(
+        PixelNorm(),
+        *[EqualLinear(a, b, lr_mul=lr_mul, act=True) for a, b in itertools.pairwise(dims)],
+    )
+
+
+def checked_channels(
+    size: int, channels: dict[int, int] | None = None
+) -> tuple[int, dict[int, int]]:
+    """log2(size) and the feature maps per resolution (rosinality's table unless given) of a
+    generator or discriminator at ``size``, a power of two >= 8."""
+    log_size = int(math.log2(size))
+    if size < 8 or 2**log_size != size:
+        raise ValueError(f"size must be a power of two >= 8, got {size}")
+    return log_size, channels or rosinality_channels(size)
+
+
 def rosinality_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
     """Channels per resolution of stylegan2-pytorch's Generator (config F: multiplier 2)."""
     table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
@@ -285,18 +307,11 @@ class StyleGAN2Net(nn.Module):
         conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
-        log_size = int(math.log2(size))
-        if size < 8 or 2**log_size != size:
-            raise ValueError(f"size must be a power of two >= 8, got {size}")
-        ch = channels or rosinality_channels(size)
+        log_size, ch = checked_channels(size, channels)
         self.size, self.style_dim, self.n_mlp, self.log_size = size, style_dim, n_mlp, log_size
         self.z_dim = z_dim or style_dim
         self.channels = {r: int(ch[r]) for r in (2**i for i in range(2, log_size + 1))}
-        dims = [self.z_dim] + [style_dim] * n_mlp
-        self.style = nn.Sequential(
-            PixelNorm(),
-            *[EqualLinear(a, b, lr_mul=lr_mlp, act=True) for a, b in itertools.pairwise(dims)],
-        )
+        self.style = mapping_network(self.z_dim, style_dim, n_mlp, lr_mlp)
         c4 = self.channels[4]
         self.input = ConstantInput(c4)
         self.conv1 = StyledConv(c4, c4, style_dim, conv_clamp=conv_clamp)
@@ -317,6 +332,11 @@ class StyleGAN2Net(nn.Module):
             self.to_rgbs.append(ToRGB(out_ch, style_dim, conv_clamp=conv_clamp))
             in_ch = out_ch
         self.n_latent = log_size * 2 - 2
+
+    @property
+    def widths(self) -> dict[int, int]:
+        """Feature maps per resolution (what a run logs and records beside the parameters)."""
+        return self.channels
 
     def noise_shapes(self) -> list[tuple[int, int, int, int]]:
         return [tuple(getattr(self.noises, f"noise_{i}").shape) for i in range(self.num_layers)]

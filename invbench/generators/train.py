@@ -74,15 +74,17 @@ def obtain(
     dataset_fp: dict[str, Any],
     overrides: dict[str, str] | None = None,
     device: str | torch.device = "cpu",
+    profile: str | None = None,
     on_step: StepHook | None = None,
 ) -> tuple[Generator, dict[str, Any]]:
-    """Return the trained generator (eval mode, frozen) and a description with its cache key.
+    """Return the trained generator (eval mode, frozen) and a description with its cache key;
+    ``profile`` is the scale profile its configuration resolves with (``invbench.config``).
 
     A zoo generator is the model under study, shared by every execution policy of the runs that
     invert it: it trains as the zoo trains it (fp32, eager, ``train_gan``'s default), so no
     knob of a run changes the model it inverts or its key."""
     cls = GENERATORS.get(name)
-    cfg = resolve(cls.Config, "generator", name, overrides)
+    cfg = resolve(cls.Config, "generator", name, overrides, profile)
     if cls.pretrained:  # e.g. stylegan2 loads its checkpoint: nothing to train
         return _load_pretrained(name, cls, cfg, splits, device)
     gen = build_generator(name, cfg, splits.channels, splits.resolution)

@@ -239,3 +239,21 @@ def check_feature_weights(kind: str, weights_dir: str | None = None) -> None:
     if kind == "inception" and found is None:
         raise DataError(missing_message(INCEPTION, weights_dir))
     find_weights(ALEXNET, weights_dir)  # LPIPS: absent is fine (reported unavailable), wrong is not
+
+
+def check_feature_network(
+    kind: str, weights_dir: str | None, has_labels: bool, dataset: str
+) -> None:
+    """Before any training, for a run whose metrics need a feature network (FID, KID): the one
+    ``feature_network(kind)`` will use exists, or can be trained here (the dataset's LeNet needs
+    class labels). FFHQ without Inception used to train its models for hours and only then fail;
+    now it stops at once, naming the file and the explicit way out."""
+    if kind == "inception" or has_labels:
+        return  # checked by check_feature_weights / trained from the labels
+    if kind == "auto" and find_weights(INCEPTION, weights_dir) is not None:
+        return
+    raise UsageError(
+        f"FID / KID need a feature network: dataset '{dataset}' has no class labels to train "
+        f"invbench's own on, and {missing_message(INCEPTION, weights_dir)} Or leave the "
+        "distribution metrics out with --set eval.tracks=false."
+    )

@@ -25,6 +25,7 @@ from invbench.errors import DataError
 from invbench.metrics.weights import (
     ALEXNET,
     LPIPS_ALEX_LINEAR,
+    LPIPS_VGG_LINEAR,
     VGG16,
     WeightFile,
     find_weights,
@@ -39,28 +40,32 @@ class Unavailable(Exception):
     """A metric cannot be computed here; the message names the missing file and where it goes."""
 
 
-def lpips_linear_path() -> Path | None:
-    """The v0.1 AlexNet calibration layers inside the installed ``lpips`` package."""
+def lpips_linear_path(net: str = "alex") -> Path | None:
+    """The v0.1 calibration layers of ``net`` (alex, vgg) inside the installed ``lpips``."""
     spec = importlib.util.find_spec("lpips")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / "alex.pth"
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / f"{net}.pth"
     return path if path.is_file() else None
 
 
-def build_lpips_model(backbone: Path, backbone_spec: WeightFile = ALEXNET) -> nn.Module:
-    """``lpips.LPIPS`` (AlexNet, v0.1) with its trunk and linear layers from verified files."""
+#: LPIPS trunk -> (its torchvision weight file, the lpips package's linear layers).
+LPIPS_NETS = {"alex": (ALEXNET, LPIPS_ALEX_LINEAR), "vgg": (VGG16, LPIPS_VGG_LINEAR)}
+
+
+def build_lpips_model(backbone: Path, backbone_spec: WeightFile | None = None, net: str = "alex"):
+    """``lpips.LPIPS`` (v0.1; AlexNet, or VGG-16 with ``net="vgg"``) with its trunk and linear
+    layers from verified files."""
     import lpips
 
-    lin_path = lpips_linear_path()
+    trunk_spec, lin_spec = LPIPS_NETS[net]
+    lin_path = lpips_linear_path(net)
     if lin_path is None:
-        raise DataError("the lpips package ships no weights/v0.1/alex.pth; reinstall lpips.")
+        raise DataError(f"the lpips package ships no weights/v0.1/{net}.pth; reinstall lpips.")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's 'pretrained' deprecation notice
-        model = lpips.LPIPS(
-            pretrained=False, net="alex", version="0.1", pnet_rand=True, verbose=False
-        )
-    state = load_state(backbone_spec, backbone)
+        model = lpips.LPIPS(pretrained=False, net=net, version="0.1", pnet_rand=True, verbose=False)
+    state = load_state(backbone_spec or trunk_spec, backbone)
     slices = {}  # slice1..slice5 hold torchvision's features[i] under the name "i"
     for name, module in model.net.named_children():
         for idx, _ in module.named_children():
@@ -72,12 +77,12 @@ def build_lpips_model(backbone: Path, backbone_spec: WeightFile = ALEXNET) -> nn
             trunk[f"{slices[idx]}.{leaf}"] = value
     missing = set(model.net.state_dict()) - set(trunk)
     if missing:
-        raise DataError(f"{backbone}: not an AlexNet state dict (missing {sorted(missing)})")
+        raise DataError(f"{backbone}: not a {net} state dict (missing {sorted(missing)})")
     model.net.load_state_dict(trunk)
-    lins = load_state(LPIPS_ALEX_LINEAR, lin_path)
+    lins = load_state(lin_spec, lin_path)
     own = {k for k in model.state_dict() if k.startswith("lin") and not k.startswith("lins.")}
     if set(lins) != own:  # lin0..lin4 (``lins.i`` are the same modules, listed twice)
-        raise DataError(f"{lin_path}: not the LPIPS v0.1 AlexNet linear layers.")
+        raise DataError(f"{lin_path}: not the LPIPS v0.1 {net} linear layers.")
     model.load_state_dict(lins, strict=False)
     return model.eval().requires_grad_(False)
 

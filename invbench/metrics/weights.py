@@ -83,6 +83,14 @@ LPIPS_ALEX_LINEAR = WeightFile(
     "https://pypi.org/project/lpips/",
     6_009,
 )
+#: The same for LPIPS with the VGG-16 trunk (the StyleGAN2 projector's distance).
+LPIPS_VGG_LINEAR = WeightFile(
+    ("vgg.pth",),
+    "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+    "LPIPS v0.1 linear calibration layers (VGG-16), shipped by the lpips package",
+    "https://pypi.org/project/lpips/",
+    7_289,
+)
 
 
 @dataclass(frozen=True)
