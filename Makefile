@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-paper gpu-smoke check lint format leaderboard suites plots smoke-reference bench clean slurm mutation
+.PHONY: run test test-deps test-paper gpu-smoke check lint format leaderboard suites records plots report smoke-reference bench clean slurm mutation
 
-# The test environment: the package, its dev tools and the scale-out extras the tests drive
-# (Ray, submitit); a user's `pip install invbench` stays without them.
-$(STAMP): pyproject.toml
+# The test environment: the package at the exact versions the tests ran with (constraints.txt;
+# the library itself declares ranges, so `pip install invbench` keeps an environment's own
+# torch), its dev tools and the scale-out extras the tests drive (Ray, submitit).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev,ray,slurm]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray,slurm]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,6 +20,24 @@ venv: $(STAMP)
 ## run: the embedded default benchmark (creswell on digits with a suite-trained dcgan) and its row
 run: $(STAMP)
 	$(BIN)/invbench run --method creswell --dataset digits --out results/default
+
+## test-deps: what the browser and LaTeX tests need beyond .venv: Debian's chromium (driven by
+## Playwright from .venv; Playwright's own browser download is never used) and pdflatex with
+## booktabs + threeparttable. Installed with apt-get only when missing and running as root;
+## otherwise a no-op that names what is missing (those tests then skip, saying why).
+TEST_DEBS := chromium texlive-latex-base texlive-latex-extra
+test-deps: $(STAMP)
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v pdflatex >/dev/null 2>&1 || missing="$$missing texlive-latex-base texlive-latex-extra"; \
+	command -v pdflatex >/dev/null 2>&1 && ! kpsewhich threeparttable.sty >/dev/null 2>&1 && missing="$$missing texlive-latex-extra"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "test-deps: apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "test-deps: missing$$missing (not root or no apt-get): the browser / LaTeX tests will skip, saying why"; \
+	fi
 
 ## slurm: Debian's slurm-wlm (slurmctld, slurmd, munge) for the real-Slurm executor test, installed
 ## when missing and this is a root shell with apt-get; otherwise that test skips, saying why
@@ -31,7 +50,7 @@ slurm:
 	else echo "make slurm: not root or no apt-get; the real-Slurm test will skip"; fi
 
 ## test: lint, format check and the test suite (what .ci/run calls)
-test: $(STAMP) slurm
+test: $(STAMP) test-deps slurm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
@@ -76,7 +95,21 @@ suites: $(STAMP)
 	  $(BIN)/invbench table --suite $$s --format md -o leaderboards/$$s.md; \
 	  $(BIN)/invbench table --suite $$s --format csv -o leaderboards/$$s.csv; \
 	  $(BIN)/invbench table --suite $$s --format latex -o leaderboards/$$s.tex; \
+	  $(MAKE) --no-print-directory records SUITE=$$s; \
 	done
+
+## records: copy suite SUITE's records (and their grids, strips, per-image CSVs; not latents)
+## from results/suites/SUITE to leaderboards/records/SUITE, what `make report` is built from
+records:
+	test -n "$(SUITE)" && test -d results/suites/$(SUITE)
+	rm -rf leaderboards/records/$(SUITE) && mkdir -p leaderboards/records/$(SUITE)
+	cd results/suites/$(SUITE) && cp -p *.json *.png *.per_image.csv ../../../leaderboards/records/$(SUITE)/ 2>/dev/null || true
+	ls leaderboards/records/$(SUITE)/*.json >/dev/null
+
+## report: the static HTML site of the committed results (leaderboards/records) in report/;
+## open report/index.html from disk
+report: $(STAMP)
+	$(BIN)/invbench report --results leaderboards/records --out report
 
 ## plots: the curves of the committed suites (after `make suites`)
 plots: $(STAMP)
@@ -91,14 +124,14 @@ smoke-reference: $(STAMP)
 	$(BIN)/invbench table --suite smoke --results "$$d/results" --format json -o leaderboards/smoke.json
 
 clean:
-	rm -rf results .pytest_cache .ruff_cache mutants
+	rm -rf results report .pytest_cache .ruff_cache mutants
 
 ## mutation: mutmut over suites.py, check.py, tables.py, artifacts.py and metrics/ with their fast
 ## tests ([tool.mutmut] in pyproject.toml); surviving mutants -> mutants/survivors.txt. Not in CI
 ## (tens of minutes). MUTANTS='invbench.suites*' limits it to one module; a rerun resumes.
 MUTANTS ?=
 mutation: $(STAMP)
-	$(BIN)/pip install -q -e '.[dev,mutation]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,mutation]'
 	OMP_NUM_THREADS=1 INVBENCH_HOME="$${INVBENCH_HOME:-$$PWD/mutants/home}" $(BIN)/mutmut run $(MUTANTS)
 	$(BIN)/mutmut results > mutants/survivors.txt
 	@echo "surviving mutants: $$(grep -c ': survived' mutants/survivors.txt) (mutants/survivors.txt;" \

@@ -9,6 +9,8 @@
     invbench edit --method M --directions D [--k K] [--steps A:B:N]
     invbench suite run|show NAME [--only PATTERN] [--executor local[:N]|ray|slurm]
     invbench table [--results DIR] [--suite NAME] [--format csv|md|latex|json] [--metrics m1,m2]
+                   [--columns compact|all]
+    invbench report [--results DIR] [--suite NAME ...] --out DIR
     invbench plot --suite NAME --x X --y METRIC [--pareto] -o FILE.png
     invbench check --against leaderboards/NAME.json [--results DIR]
     invbench weights [list|check|fetch] [NAME ...] [--json]
@@ -146,9 +148,29 @@ def _build_parser() -> argparse.ArgumentParser:
         help="json = the reference `invbench check` compares against",
     )
     t.add_argument("--metrics", default=None, help="comma-separated metric names to show")
+    t.add_argument(
+        "--columns",
+        default="compact",
+        choices=["compact", "all"],
+        help="md/latex: the paper's compact columns (default) or every metric (CSV keeps all)",
+    )
     t.add_argument("--title", default=None)
     t.add_argument("--note", action="append", default=[], help="a footnote line (repeatable)")
     t.add_argument("--output", "-o", type=Path, default=None, help="write to a file (atomically)")
+
+    rp = sub.add_parser(
+        "report",
+        help="a static HTML site of the results (opens from disk: no server, no network)",
+        description="One page per suite (sortable leaderboard, claims, Pareto and dimension "
+        "plots) and per run (labelled images, per-image scores). Example: invbench report "
+        "--results leaderboards/records --out report && open report/index.html",
+    )
+    rp.add_argument(
+        "--results", type=Path, default=Path("results"),
+        help="records: DIR/suites/NAME or DIR/NAME per suite, loose runs in DIR (default results)",
+    )  # fmt: skip
+    rp.add_argument("--suite", action="append", default=None, help="only this suite (repeatable)")
+    rp.add_argument("--out", type=Path, required=True, help="the site's folder (replaced)")
 
     pl = sub.add_parser(
         "plot",
@@ -334,10 +356,10 @@ def _render_table(args: argparse.Namespace) -> str:
     if args.suite:
         suite = suites.load(args.suite)
         results = _suite_results(suite.name, args.results)
-        return render_suite(suite, results, args.format, names, args.title)
+        return render_suite(suite, results, args.format, names, args.title, columns=args.columns)
     records = load_records(args.results or Path("results"))
     notes = [*args.note, provenance_note(records)]
-    return render(records, args.format, names, title=args.title, notes=notes)
+    return render(records, args.format, names, title=args.title, notes=notes, columns=args.columns)
 
 
 def _cmd_eval_images(args: argparse.Namespace) -> int:
@@ -363,6 +385,16 @@ def _cmd_eval_images(args: argparse.Namespace) -> int:
         print(f"per-image values: {args.per_image}")
     for msg in dict.fromkeys(result["unavailable"].values()):
         print(f"note: {msg}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from invbench import progress
+    from invbench.report import build
+
+    index = build(args.results, args.out, args.suite)
+    progress.log(f"report written: {index}")
+    print(index)
     return 0
 
 
@@ -513,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         "ls": _cmd_ls,
         "run": _cmd_run,
         "table": _cmd_table,
+        "report": _cmd_report,
         "plot": _cmd_plot,
         "eval-images": _cmd_eval_images,
         "suite": _cmd_suite,

@@ -144,19 +144,15 @@ def edit_grid(
     return torch.stack([_decode(model, d.edit(codes, k, s), batch) for s in steps])
 
 
-def save_strip(path: Path, originals: torch.Tensor, grid: torch.Tensor, steps: list[float]) -> None:
-    """Rows: images; columns: the original, then one edit per step (upscaled for viewing)."""
-    from torchvision.utils import make_grid, save_image
-
-    from invbench import artifacts
+def save_strip(
+    path: Path, originals: torch.Tensor, grid: torch.Tensor, steps: list[float], title: str = ""
+) -> None:
+    """Rows: images; columns: the original, then one edit per step, headed by its step value."""
+    from invbench.plots import save_image_table, step_label
 
     rows = torch.cat([originals[None], grid]).transpose(0, 1)  # [B, 1 + S, C, H, W]
-    flat = rows.reshape(-1, *rows.shape[2:]).clamp(-1, 1) * 0.5 + 0.5
-    if flat.shape[-1] < 64:
-        flat = F.interpolate(flat, scale_factor=64 // flat.shape[-1], mode="nearest")
-    png = make_grid(flat, nrow=1 + len(steps), padding=2, pad_value=1.0)
-    with artifacts.atomic_path(path) as tmp:
-        save_image(png, tmp, format="png")
+    cols = ["original", *(f"step {step_label(s)}" for s in steps)]
+    save_image_table(path, rows, col_labels=cols, title=title)
 
 
 def score(
@@ -364,7 +360,10 @@ def run_edit(
             grids = result.pop("_grids")
             stem = f"{method}__{name}__{dataset}__s{seed}"
             rows = min(ecfg.strip_rows, len(test))
-            save_strip(out / f"{stem}__k{k}.png", test[:rows], grids[k][:, :rows], result["steps"])
+            save_strip(
+                out / f"{stem}__k{k}.png", test[:rows], grids[k][:, :rows], result["steps"],
+                f"{method} ({model.space}) x {name}, direction k={k}, {dataset}, seed {seed}",
+            )  # fmt: skip
             record = {
                 "method": method,
                 "directions": name,

@@ -1,5 +1,7 @@
 """Plots where a curve says more than a table: a metric against a configuration value (error vs
-latent dimension, per method and split) and quality against cost as a Pareto chart.
+latent dimension, per method and split) and quality against cost as a Pareto chart; and the
+labelled image tables a run writes (reconstruction grid, interpolation and edit strips, the
+best and worst reconstructions), so a PNG says what each row and column is.
 
 Both work on result records like the tables do: records that differ only in their seeds are one
 point (mean, with the standard deviation over seeds as an error bar). ``x`` and ``series`` name
@@ -61,7 +63,7 @@ def points(
                 "y": float(np.mean(ys)),
                 "y_std": float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0,
                 "series": " / ".join(str(value(recs[0], s)) for s in series or []),
-                "label": (labels or {}).get(sid, recs[0].get("method", "")),
+                "label": (labels or {}).get(sid) or _method(recs[0]),
             }
         )
     if not out:
@@ -70,6 +72,10 @@ def points(
             "configuration path such as generator.z_dim; see a record's 'config'."
         )
     return out
+
+
+def _method(rec: Record | dict[str, Any]) -> str:
+    return rec.method if isinstance(rec, Record) else str(rec.get("method", ""))
 
 
 def pareto_front(pts: list[dict[str, Any]], x: str, y: str) -> list[int]:
@@ -152,3 +158,98 @@ def plot(
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(out)
+
+
+# -- labelled image tables -------------------------------------------------------------------------
+# Drawn with Pillow onto an exact pixel grid (matplotlib's imshow would resample the tiles), in
+# DejaVu Sans, the font matplotlib ships: no system font is needed, and text reads the same on
+# every machine.
+TILE_MIN = 64  # tiles smaller than this are upscaled (nearest) by an integer factor for viewing
+PAD = 2  # white pixels between tiles
+FONT_SIZE = 12
+
+
+def _font(size: int = FONT_SIZE) -> Any:
+    import matplotlib
+    from PIL import ImageFont
+
+    return ImageFont.truetype(
+        str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"), size
+    )
+
+
+def _text_size(draw: Any, text: str, font: Any) -> tuple[int, int]:
+    if not text:
+        return 0, 0
+    left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font, spacing=2)
+    return right - left, bottom - top
+
+
+def image_table(
+    tiles: Any,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    title: str = "",
+) -> Any:
+    """A PIL image of ``tiles`` ([rows, cols, C, H, W] in [-1, 1], C = 1 or 3) laid out as a
+    table: ``row_labels`` left of each row, ``col_labels`` (may hold newlines) above each
+    column, ``title`` on top. Tiles keep their pixels exactly (integer nearest upscaling)."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    t = torch.as_tensor(tiles).detach().float().cpu()
+    if t.dim() != 5 or t.shape[2] not in (1, 3):
+        raise ValueError(f"tiles must be [rows, cols, 1 or 3, H, W], got {tuple(t.shape)}")
+    n_rows, n_cols, _, h, w = t.shape
+    if row_labels is not None and len(row_labels) != n_rows:
+        raise ValueError(f"{len(row_labels)} row labels for {n_rows} rows")
+    if col_labels is not None and len(col_labels) != n_cols:
+        raise ValueError(f"{len(col_labels)} column labels for {n_cols} columns")
+    scale = max(1, TILE_MIN // max(h, w))
+    u8 = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).expand(-1, -1, 3, -1, -1)
+    u8 = u8.repeat_interleave(scale, dim=3).repeat_interleave(scale, dim=4)
+    th, tw = h * scale, w * scale
+
+    font, title_font = _font(), _font(FONT_SIZE + 1)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows_w = max([_text_size(probe, s, font)[0] for s in row_labels or []] or [0])
+    left = rows_w + 3 * PAD + 4 if rows_w else PAD
+    cols_h = max([_text_size(probe, s, font)[1] for s in col_labels or []] or [0])
+    title_w, title_h = _text_size(probe, title, title_font)
+    top = PAD + (title_h + 6 if title else 0) + (cols_h + 6 if cols_h else 0)
+    col_w = max([tw] + [_text_size(probe, s, font)[0] + 4 for s in col_labels or []])
+    width = max(left + n_cols * (col_w + PAD), title_w + 2 * PAD + 4)
+    height = top + n_rows * (th + PAD)
+
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((PAD + 2, PAD), title, fill="black", font=title_font)
+    for j in range(n_cols):
+        x = left + j * (col_w + PAD) + (col_w - tw) // 2
+        if col_labels:
+            lw, lh = _text_size(draw, col_labels[j], font)
+            cx = left + j * (col_w + PAD) + (col_w - lw) // 2
+            draw.multiline_text((cx, top - lh - 4), col_labels[j], fill="black", font=font,
+                                spacing=2, align="center")  # fmt: skip
+        for i in range(n_rows):
+            y = top + i * (th + PAD)
+            canvas.paste(Image.fromarray(u8[i, j].permute(1, 2, 0).numpy()), (x, y))
+    for i, label in enumerate(row_labels or []):
+        lw, lh = _text_size(draw, label, font)
+        y = top + i * (th + PAD) + (th - lh) // 2
+        draw.multiline_text((left - lw - 2 * PAD - 2, y), label, fill="black", font=font, spacing=2)
+    return canvas
+
+
+def save_image_table(path: Path, tiles: Any, **labels: Any) -> Path:
+    """``image_table`` written as a PNG, atomically."""
+    img = image_table(tiles, **labels)
+    with artifacts.atomic_path(Path(path)) as tmp:
+        img.save(tmp, format="png")
+    return Path(path)
+
+
+def step_label(step: float) -> str:
+    """An edit step as a column header: ``-3``, ``0``, ``+1.5``."""
+    return "0" if step == 0 else f"{step:+g}"

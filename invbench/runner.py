@@ -936,19 +936,62 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
     )
 
 
-def save_grid(path: Path, originals: torch.Tensor, recons: torch.Tensor) -> None:
-    """Originals (top row) above their reconstructions (bottom row), upscaled for viewing."""
-    from torchvision.utils import make_grid, save_image
+def save_grid(
+    path: Path, originals: torch.Tensor, recons: torch.Tensor, ids: Sequence[str], title: str
+) -> None:
+    """Originals (top row) above their reconstructions (bottom row), each column its image id."""
+    from invbench.plots import save_image_table
 
-    n = len(originals)
-    both = torch.cat([originals, recons]).clamp(-1, 1) * 0.5 + 0.5
-    if both.shape[-1] < 64:
-        both = torch.nn.functional.interpolate(
-            both, scale_factor=64 // both.shape[-1], mode="nearest"
-        )
-    grid = make_grid(both, nrow=n, padding=2, pad_value=1.0)
-    with artifacts.atomic_path(path) as tmp:
-        save_image(grid, tmp, format="png")
+    save_image_table(
+        path, torch.stack([originals, recons]), row_labels=["original", "reconstruction"],
+        col_labels=list(ids), title=title,
+    )  # fmt: skip
+
+
+# The interpolation strip: t along the line between two test codes (the midpoint, t = 0.5, is
+# what IntTsFID scores), for the first pairs of the same disjoint pairs.
+INTERP_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+INTERP_PAIRS = 4
+EXTREMES = 4  # best and worst reconstructions shown by the first per-image metric
+
+
+def save_interpolation(path: Path, prep: Prepared, scores: Scores, batch: int, title: str) -> bool:
+    """Rows: disjoint test pairs (a, b); columns: a, decode((1 - t) z_a + t z_b) per step, b.
+    False (nothing written) when there are fewer than two test images."""
+    from invbench.plots import save_image_table
+
+    pairs = min(INTERP_PAIRS, len(scores.latents) // 2)
+    if pairs < 1:
+        return False
+    a, b = disjoint_pairs(len(scores.latents), pairs, prep.spec.seed)
+    za, zb = scores.latents.tensor[a], scores.latents.tensor[b]
+    with exact_fp32():
+        steps = [
+            decode_all(prep.inverter, Latents((1 - t) * za + t * zb, scores.latents.space), batch)
+            for t in INTERP_STEPS
+        ]
+    tiles = torch.stack([scores.test[a].cpu(), *(x.cpu() for x in steps), scores.test[b].cpu()], 1)
+    cols = ["image a", *(f"t = {t:g}" for t in INTERP_STEPS), "image b"]
+    save_image_table(path, tiles, col_labels=cols, title=title,
+                     row_labels=[f"pair {i + 1}" for i in range(pairs)])  # fmt: skip
+    return True
+
+
+def save_extremes(path: Path, scores: Scores, ids: Sequence[str], metric: str, title: str) -> None:
+    """The ``EXTREMES`` worst and best reconstructions by ``metric`` (its direction from the
+    registry), originals above reconstructions, each column its rank, id and value."""
+    from invbench.plots import save_image_table
+
+    v = scores.result.per_image[metric].detach().cpu().double()
+    k = min(EXTREMES, len(v) // 2) or 1
+    order = torch.argsort(v, descending=not METRICS.get(metric).higher_better)  # best first
+    picks = [("worst", i) for i in order.flip(0)[:k]] + [("best", i) for i in order[:k]]
+    idx = torch.stack([i for _, i in picks])
+    tiles = torch.stack([scores.test[idx].cpu(), scores.recon[idx].cpu()])
+    fmt = METRICS.get(metric).format
+    cols = [f"{kind}\n{ids[int(i)]}\n{metric} {fmt(float(v[i]))}" for kind, i in picks]
+    save_image_table(path, tiles, row_labels=["original", "reconstruction"], col_labels=cols,
+                     title=title)  # fmt: skip
 
 
 def per_image_csv(ids: Sequence[str], per_image: dict[str, torch.Tensor]) -> str:
@@ -994,10 +1037,19 @@ def write_outputs(prep: Prepared, scores: Scores, record: Record) -> Record:
         meta = {"space": scores.latents.space, "split": record.split, "ids": f"{ids[0]}..{ids[-1]}"}
         save_file({"latents": scores.latents.tensor.contiguous()}, str(tmp), metadata=meta)
     files["latents"] = f"{name}.latents.safetensors"
+    title = (f"{record.method} on {record.dataset} ({record.generator}), space {record.space}, "
+             f"seed {record.seed}")  # fmt: skip
     k = min(prep.eval_cfg.grid_images, len(scores.test))
-    if k:
-        save_grid(out / f"{name}.png", scores.test[:k], scores.recon[:k])
+    if k:  # eval.grid_images = 0: no PNG at all (grid, interpolation strip, best / worst)
+        save_grid(out / f"{name}.png", scores.test[:k], scores.recon[:k], ids[:k], title)
         files["grid"] = f"{name}.png"
+        batch = int(scores.info.get("invert_batch_size") or prep.eval_cfg.batch_size)
+        if save_interpolation(out / f"{name}.interp.png", prep, scores, batch, title):
+            files["interp"] = f"{name}.interp.png"
+        ranked = [s.name for s in METRICS.specs() if s.name in scores.result.per_image]
+        if ranked and len(scores.test) >= 2:
+            save_extremes(out / f"{name}.extremes.png", scores, ids, ranked[0], title)
+            files["extremes"] = f"{name}.extremes.png"
     if prep.spec.save_images:
         save_images(out / f"{name}.images", ids, scores.recon)
         files["images"] = f"{name}.images"

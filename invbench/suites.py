@@ -13,6 +13,12 @@
       - {text: "encoder init beats random init (LIA §7.3)", better: "encoder init",
          worse: "random init", metric: mse}
 
+A run entry may list the numbers papers report for its row (``PaperReport``), which tables and
+the report show beside the measured ones with their source and the settings that differ::
+
+      paper: [{paper: "Zhu et al., LIA", table: "4", section: "7.2",
+               differs: ["dataset: FFHQ (here digits at 28 px)"], values: {mse: 0.019}}]
+
 The file is checked against the dataclasses below (``SuiteFile``, ``SuiteRun``, ``Claim``,
 ``Bound``) when it is loaded: unknown keys, missing keys and values of the wrong type (a number
 where a name or a list belongs, ``seeds: [true]``, ``table: {metrics: mse}``) stop with the key
@@ -84,6 +90,35 @@ class Bound:
 
 
 @dataclass
+class PaperReport:
+    """Numbers a paper reports for a suite row: who (``paper``), where (``table``, ``page`` or
+    ``section``), the paper's settings that are not ours (``differs``: resolution, dataset,
+    feature network ...) and ``values`` (metric: number, in our metric names)."""
+
+    paper: str
+    values: dict[str, float]
+    table: str | None = None
+    page: int | None = None
+    section: str | None = None
+    differs: list[str] = field(default_factory=list)
+
+    def cite(self) -> str:
+        where = [f"Table {self.table}"] if self.table else []
+        where += [f"Section {self.section}"] if self.section else []
+        where += [f"p. {self.page}"] if self.page else []
+        return ", ".join([self.paper, *where])
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    """One paper number as a table shows it (``invbench.tables.PaperNumbers``)."""
+
+    value: float
+    cite: str
+    differs: tuple[str, ...] = ()
+
+
+@dataclass
 class SuiteRun:
     method: str
     label: str = ""  # the table row's name; default: the method
@@ -91,6 +126,7 @@ class SuiteRun:
     generator: str | None = None
     sets: list[str] = field(default_factory=list)
     valid_if: dict[str, Bound] = field(default_factory=dict)  # added to the suite's valid_if
+    paper: list[PaperReport] = field(default_factory=list)  # what papers report for this row
 
 
 @dataclass
@@ -137,6 +173,16 @@ class Suite:
     notes: list[str]
     resources: dict[str, Any] = field(default_factory=dict)  # per cell (invbench.executors)
     valid_if: dict[str, Bound] = field(default_factory=dict)
+
+    def paper_numbers(self) -> dict[str, dict[str, PaperValue]]:
+        """Row label -> metric -> the paper's number (the first source naming it)."""
+        out: dict[str, dict[str, PaperValue]] = {}
+        for run in self.runs:
+            for rep in run.paper:
+                for metric, v in rep.values.items():
+                    pv = PaperValue(v, rep.cite(), tuple(rep.differs))
+                    out.setdefault(run.label, {}).setdefault(metric, pv)
+        return out
 
     def validity(self, label: str) -> dict[str, Bound]:
         """The bounds a row must satisfy: the suite's ``valid_if`` and its run's own."""
@@ -265,6 +311,11 @@ def load(name_or_path: str) -> Suite:
         if not all("=" in s for s in run.sets):
             raise UsageError(f"{path}: runs[{i}].sets must be a list of 'key=value' strings.")
         _check_bounds(path, f"runs[{i}].valid_if", run.valid_if)
+        for j, rep in enumerate(run.paper):
+            for metric in rep.values:
+                _check_metric(path, f"runs[{i}].paper[{j}].values", metric)
+            if rep.table is None and rep.section is None:
+                raise UsageError(f"{path}: runs[{i}].paper[{j}] needs a table or a section.")
     labels = [r.label for r in data.runs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"{path}: run labels must be unique, got {labels}.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ from invbench.record import Record, load_records, setting_of
 KEYS = ["method", "dataset", "generator", "space", "precision", "profile"]
 ROW_ID = [*KEYS, "setting"]
 
-__all__ = ["KEYS", "frame", "load_records", "reference", "render", "render_suite", "seed_frame"]
+__all__ = [
+    "KEYS", "frame", "latex_escape", "load_records", "reference", "render", "render_suite",
+    "seed_frame",
+]  # fmt: skip
 
 
 def setting_id(rec: Record | dict[str, Any]) -> str:
@@ -121,24 +125,44 @@ def flavors(records: list[Record]) -> dict[str, str]:
     return {k: " | ".join(sorted(v)) for k, v in out.items()}
 
 
-def _fmt(metric: str, v: Any) -> str:
+# A table without a suite shows these columns by default (``columns="all"``: every metric the
+# records hold); a suite's ``table.metrics`` are its paper's columns. One headline metric per
+# family, as a paper's table has them; the CSV always keeps every metric.
+COMPACT = ("mse", "psnr", "ssim", "lpips", "fid_test_rec", "fid_rand", "sec_per_image")
+COLUMNS = ("compact", "all")
+
+
+def fmt_value(metric: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     spec = METRICS.find(metric)
     return spec.format(v) if spec else f"{v:.4g}"
 
 
-def _cell(df: pd.DataFrame, i: int, metric: str) -> tuple[str, bool]:
-    v = df.at[i, metric]
+def _isnan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def cell_text(df: pd.DataFrame, i: int, metric: str) -> str:
+    """Mean ± standard deviation over seeds (± omitted for a single seed)."""
+    text = fmt_value(metric, df.at[i, metric])
     s = df.at[i, f"{metric}_std"]
-    text = _fmt(metric, v)
-    if df.at[i, "seeds"] > 1 and not (isinstance(s, float) and math.isnan(s)):
-        text += f" ± {_fmt(metric, s)}"
+    if df.at[i, "seeds"] > 1 and not _isnan(s) and not _isnan(df.at[i, metric]):
+        text += f" ± {fmt_value(metric, s)}"
+    return text
+
+
+def best_row(df: pd.DataFrame, metric: str) -> int | None:
+    """The row holding the best mean of ``metric`` (its registered direction), or None when no
+    single row does: fewer than two values, or a tie as printed (two rows showing 411.55 are
+    tied, whatever digits the table does not show)."""
     col = df[metric].dropna()
-    if len(col) < 2 or isinstance(v, float) and math.isnan(v):
-        return text, False
-    best = col.max() if higher_better(metric) else col.min()
-    return text, math.isclose(float(v), float(best), rel_tol=1e-12)
+    if len(col) < 2:
+        return None
+    shown = {i: fmt_value(metric, v) for i, v in col.items()}
+    best = col.idxmax() if higher_better(metric) else col.idxmin()
+    ties = [i for i, text in shown.items() if text == shown[best]]
+    return int(best) if len(ties) == 1 else None
 
 
 def arrow(metric: str, latex: bool = False) -> str:
@@ -153,6 +177,26 @@ def arrow(metric: str, latex: bool = False) -> str:
 def _group_of(metric: str) -> str:
     spec = METRICS.find(metric)
     return spec.group if spec else "Other"
+
+
+def grouped(order: list[str]) -> list[tuple[str, list[str]]]:
+    """Columns gathered by group (groups in order of first appearance, columns in their order
+    within a group), so each group header spans its columns once."""
+    groups: dict[str, list[str]] = {}
+    for m in order:
+        groups.setdefault(_group_of(m), []).append(m)
+    return list(groups.items())
+
+
+def shown_columns(order: list[str], explicit: bool, columns: str = "compact") -> list[str]:
+    """The metric columns a Markdown or LaTeX table shows: an explicit list (a suite's paper
+    columns, ``--metrics``) as given, else the ``COMPACT`` ones the records have (all of them
+    when they have none); ``columns="all"``: every metric, grouped."""
+    if columns not in COLUMNS:
+        raise UsageError(f"unknown --columns '{columns}'. Use {' or '.join(COLUMNS)}.")
+    if columns == "compact" and not explicit:
+        order = [m for m in order if m in COMPACT] or order
+    return [m for _, ms in grouped(order) for m in ms]
 
 
 def footnotes(records: list[Record], order: list[str]) -> list[str]:
@@ -184,6 +228,90 @@ def provenance_note(records: list[Record]) -> str:
     return "Ran on: " + "; ".join(parts)
 
 
+class PaperNumbers:
+    """The values papers report beside a table's rows (a suite's ``paper:`` entries): per row
+    label and metric an object with ``value``, ``cite`` (paper, table, page) and ``differs``
+    (the settings that are not the paper's). Each distinct source + differences is one note,
+    marked a, b, c ... where its numbers appear."""
+
+    def __init__(self, by_label: dict[str, dict[str, Any]] | None = None) -> None:
+        self.by_label = {k: v for k, v in (by_label or {}).items() if v}
+        self.marks: dict[str, str] = {}
+        for row in self.by_label.values():
+            for pv in row.values():
+                self.marks.setdefault(
+                    self.note_of(pv), "abcdefghijklmnopqrstuvwxyz"[len(self.marks) % 26]
+                )
+
+    @staticmethod
+    def note_of(pv: Any) -> str:
+        text = f"paper: {pv.cite}"
+        if pv.differs:
+            text += "; settings that differ: " + "; ".join(pv.differs)
+        return text
+
+    def row(self, label: str, metrics: list[str]) -> tuple[str, dict[str, Any]] | None:
+        """(mark, metric -> number) of ``label``'s paper values among ``metrics``; None if none."""
+        got = {m: pv for m, pv in self.by_label.get(label, {}).items() if m in metrics}
+        if not got:
+            return None
+        marks = sorted({self.marks[self.note_of(pv)] for pv in got.values()})
+        return ",".join(marks), {m: pv.value for m, pv in got.items()}
+
+    def notes(self) -> list[tuple[str, str]]:
+        return [(mark, note) for note, mark in self.marks.items()]
+
+
+@dataclass
+class Table:
+    """What a Markdown or LaTeX table shows, decided once for both renderers."""
+
+    df: pd.DataFrame
+    columns: list[str]  # metric columns, grouped
+    label_cols: list[str]
+    notes: list[str]  # visible notes under the table, in order
+    paper: PaperNumbers
+    title: str | None
+    command: str | None
+
+
+def layout(
+    records: list[Record],
+    metrics: list[str] | None,
+    labels: dict[str, str] | None,
+    notes: list[str] | None,
+    title: str | None,
+    command: str | None,
+    columns: str,
+    paper: PaperNumbers,
+) -> Table:
+    df, order = frame(records, metrics, labels)
+    cols = shown_columns(order, metrics is not None, columns)
+    label_cols = ["label"] if labels else [k for k in KEYS if df[k].nunique() > 1 or k == "method"]
+    seeds = sorted({int(n) for n in df["seeds"]})
+    lead = []
+    if len(seeds) == 1:  # one seed count: said once below the table, not in a column
+        lead.append(
+            f"Mean ± standard deviation over {seeds[0]} seeds"
+            if seeds[0] > 1 else "A single seed per row (no spread)"
+        )  # fmt: skip
+    else:
+        label_cols.append("seeds")
+        lead.append("Mean ± standard deviation over the row's seeds")
+    lead[0] += "; ↑ / ↓: higher / lower is better; bold: the best value where it is unique."
+    for key in ("precision", "profile"):  # part of a row's identity: a column when they vary
+        vals = sorted({str(v) for v in df[key]})
+        if len(vals) == 1 and key not in label_cols:
+            lead.append(f"{key.capitalize()}: {vals[0]}.")
+        elif key not in label_cols:
+            label_cols.append(key)
+    hidden = [m for m in order if m not in cols]
+    if hidden:
+        lead.append(f"{len(hidden)} more metrics in the CSV (or with --columns all).")
+    all_notes = lead + footnotes(records, cols) + list(notes or [])
+    return Table(df, cols, label_cols, all_notes, paper, title, command)
+
+
 def render(
     records: list[Record],
     fmt: str = "md",
@@ -192,34 +320,61 @@ def render(
     notes: list[str] | None = None,
     labels: dict[str, str] | None = None,
     command: str | None = None,
+    *,
+    columns: str = "compact",
+    label: str | None = None,
+    paper: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """The table of ``records`` in ``fmt`` (csv, md, latex, or json: the gate's reference)."""
+    r"""The table of ``records`` in ``fmt`` (csv, md, latex, or json: the gate's reference).
+
+    Markdown and LaTeX show the compact columns (``columns="all"``: every metric); CSV and JSON
+    keep every metric (``metrics``, when given, for JSON). ``paper``: per row label and metric
+    the value a paper reports (``PaperNumbers``), shown in a row under the measured one.
+    ``label``: the LaTeX ``\label`` (default ``tab:invbench``)."""
     if fmt not in ("csv", "md", "latex", "json"):
         raise UsageError(f"unknown table format '{fmt}'. Use csv, md, latex or json.")
-    df, order = frame(records, metrics, labels)
-    label_cols = ["label"] if labels else [k for k in KEYS if df[k].nunique() > 1 or k == "method"]
-    label_cols.append("seeds")
-    all_notes = footnotes(records, order) + list(notes or [])
+    if columns not in COLUMNS:
+        raise UsageError(f"unknown --columns '{columns}'. Use {' or '.join(COLUMNS)}.")
+    numbers = PaperNumbers(paper)
     if fmt == "csv":
+        df, order = frame(records, None, labels)
         cols = ["label", *ROW_ID, "seeds"] + [c for m in order for c in (m, f"{m}_std")]
-        return df[cols].to_csv(index=False, float_format="%.6g")
+        out = df[cols].copy()
+        for m in order:  # the paper's value beside the measured one, where a suite gives it
+            vals = [numbers.by_label.get(lab, {}).get(m) for lab in out["label"]]
+            if any(v is not None for v in vals):
+                out.insert(out.columns.get_loc(f"{m}_std") + 1, f"{m}_paper",
+                           [None if v is None else v.value for v in vals])  # fmt: skip
+        return out.to_csv(index=False, float_format="%.6g")
     if fmt == "json":
+        df, order = frame(records, metrics, labels)
         return json.dumps(reference(df, order, records), indent=1) + "\n"
-    if fmt == "latex":
-        return _latex(df, order, label_cols, all_notes, title, command)
-    head = label_cols + [f"{m} {arrow(m)}".rstrip() for m in order]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    for i in df.index:
-        cells = [str(df.at[i, k]) for k in label_cols]
-        for m in order:
-            text, best = _cell(df, i, m)
-            cells.append(f"**{text}**" if best else text)
+    t = layout(records, metrics, labels, notes, title, command, columns, numbers)
+    return _latex(t, label or "tab:invbench") if fmt == "latex" else _markdown(t)
+
+
+def _markdown(t: Table) -> str:
+    head = t.label_cols + [f"{m} {arrow(m)}".rstrip() for m in t.columns]
+    align = [":--"] * len(t.label_cols) + ["--:"] * len(t.columns)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    best = {m: best_row(t.df, m) for m in t.columns}
+    for i in t.df.index:
+        cells = [str(t.df.at[i, k]) for k in t.label_cols]
+        for m in t.columns:
+            text = cell_text(t.df, i, m)
+            cells.append(f"**{text}**" if best[m] == i else text)
         lines.append("| " + " | ".join(cells) + " |")
-    out = ([f"### {title}", ""] if title else []) + lines
-    if all_notes:
-        out += [""] + [f"- {n}" for n in all_notes]
-    if command:
-        out += ["", f"Regenerate: `{command}`"]
+        reported = t.paper.row(str(t.df.at[i, "label"]), t.columns)
+        if reported:
+            mark, vals = reported
+            cells = [f"↳ paper ({mark})"] + [""] * (len(t.label_cols) - 1)
+            cells += [f"*{fmt_value(m, vals[m])}*" if m in vals else "" for m in t.columns]
+            lines.append("| " + " | ".join(cells) + " |")
+    out = ([f"### {t.title}", ""] if t.title else []) + lines + [""]
+    out += [f"- ({mark}) {note}" for mark, note in t.paper.notes()]
+    out += [f"- {n}" for n in t.notes]
+    if t.command:
+        out += ["", f"Regenerate: `{t.command}`"]
     return "\n".join(out) + "\n"
 
 
@@ -229,6 +384,24 @@ def table(records: list[Record], fmt: str = "md", **options: Any) -> str:
     return render(records, fmt, notes=notes, **options)
 
 
+def suite_parts(
+    suite: Any, results: Path, strict: bool = False
+) -> tuple[list[Record], dict[str, str], list[str]]:
+    """A suite's records, their row labels and the notes its table prints under itself (the
+    suite's notes, claim verdicts, provenance): what its table and its report page show."""
+    from invbench import suites
+
+    labels = suites.labels_by_setting(suite, results)
+    records = [r for r in load_records(results, strict) if r.setting in labels]
+    notes = list(suite.notes) + suites.report(suite, results)  # FAILED rows, claim verdicts
+    notes.append(provenance_note(records))
+    return records, labels, notes
+
+
+def suite_command(suite: Any, fmt: str) -> str:
+    return f"invbench suite run {suite.name} && invbench table --suite {suite.name} --format {fmt}"
+
+
 def render_suite(
     suite: Any,
     results: Path,
@@ -236,18 +409,21 @@ def render_suite(
     metrics: list[str] | None = None,
     title: str | None = None,
     strict: bool = False,
+    columns: str = "compact",
 ) -> str:
-    """A suite's table: its rows labelled, its claims checked, its command named; with
-    ``fmt='json'`` the gate's reference, which names the suite so ``check`` can rerun it."""
+    """A suite's table: its rows labelled, its claims checked, its command named, the papers'
+    numbers beside its own; with ``fmt='json'`` the gate's reference, which names the suite so
+    ``check`` can rerun it. ``columns="all"`` shows every metric, not the suite's columns."""
     from invbench import suites
 
-    labels = suites.labels_by_setting(suite, results)
-    records = [r for r in load_records(results, strict) if r.setting in labels]
-    notes = list(suite.notes) + suites.report(suite, results)  # FAILED rows, claim verdicts
-    notes.append(provenance_note(records))
-    cmd = f"invbench suite run {suite.name} && invbench table --suite {suite.name} --format {fmt}"
+    records, labels, notes = suite_parts(suite, results, strict)
+    cmd = suite_command(suite, fmt)
     title = title or f"{suite.name}: {suite.description}"
-    out = render(records, fmt, metrics or suite.metrics, title, notes, labels, cmd)
+    shown = metrics or (None if columns == "all" and fmt != "json" else suite.metrics)
+    out = render(
+        records, fmt, shown, title, notes, labels, cmd, columns=columns,
+        label=f"tab:{suite.name}", paper=getattr(suite, "paper_numbers", dict)(),
+    )  # fmt: skip
     if fmt == "json":
         ref = json.loads(out)
         builtin = suite.path.resolve().parent == suites.suite_dir().resolve()
@@ -257,59 +433,74 @@ def render_suite(
     return out
 
 
-def _esc(s: Any) -> str:
-    return (
-        str(s)
-        .replace("\\", r"\textbackslash{}")
-        .replace("_", r"\_")
-        .replace("%", r"\%")
-        .replace("&", r"\&")
-        .replace("#", r"\#")
-    )
+# -- LaTeX -----------------------------------------------------------------------------------------
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    # what pdflatex's utf8 input does not know (every character our suites and flavors use)
+    "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "→": r"$\rightarrow$",
+    "↳": r"$\hookrightarrow$", "≤": r"$\leq$", "≥": r"$\geq$", "×": r"$\times$",
+    "≈": r"$\approx$", "–": "--", "—": "---", "−": "--", "…": r"\ldots{}", "§": r"\S{}",
+    "φ": r"$\varphi$", "ϕ": r"$\phi$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "µ": r"$\mu$",
+    "μ": r"$\mu$", "’": "'", "‘": "`", "“": "``", "”": "''", "\u00a0": "~",
+}  # fmt: skip
 
 
-def _latex(
-    df: pd.DataFrame,
-    order: list[str],
-    label_cols: list[str],
-    notes: list[str],
-    title: str | None,
-    command: str | None,
-) -> str:
-    n_lab = len(label_cols)
-    lines = []
-    if title:
-        lines.append(f"% {title}")
-    if command:
-        lines.append(f"% Regenerate: {command}")
-    lines += [r"\begin{tabular}{" + "l" * n_lab + "r" * len(order) + "}", r"\toprule"]
-    # grouped header: one \multicolumn per run of metrics in the same group
-    spans: list[tuple[str, int, int]] = []
-    for j, m in enumerate(order):
-        g = _group_of(m)
-        if spans and spans[-1][0] == g:
-            spans[-1] = (g, spans[-1][1], j)
-        else:
-            spans.append((g, j, j))
-    if len(spans) > 1 or (spans and spans[0][0] != "Other"):
-        top = [""] * n_lab
-        rules = []
-        for g, a, b in spans:
-            top.append(rf"\multicolumn{{{b - a + 1}}}{{c}}{{{g}}}")
-            rules.append(rf"\cmidrule(lr){{{n_lab + a + 1}-{n_lab + b + 1}}}")
-        lines.append(" & ".join(top) + r" \\")
-        lines.append(" ".join(rules))
-    head = [_esc(k) for k in label_cols] + [f"{_esc(m)} {arrow(m, True)}".rstrip() for m in order]
+def latex_escape(text: Any) -> str:
+    """``text`` as LaTeX source that pdflatex compiles: special characters escaped, the
+    non-ASCII ones our tables use spelled as LaTeX commands."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _latex(t: Table, label: str) -> str:
+    r"""A ``table`` float that pastes into a paper: caption, label, booktabs rules, one header
+    per metric group, the best value bold where unique, and every note visible under the
+    table (threeparttable's ``tablenotes``). Needs ``\usepackage{booktabs,threeparttable}``."""
+    n_lab = len(t.label_cols)
+    groups = grouped(t.columns)
+    lines = [
+        "% Needs \\usepackage{booktabs,threeparttable}.",
+        r"\begin{table}[tbp]",
+        r"\centering",
+        r"\small",
+        r"\setlength{\tabcolsep}{4pt}",
+    ]
+    if t.title:
+        lines.append(rf"\caption{{{latex_escape(t.title)}}}")
+    lines += [rf"\label{{{label}}}", r"\begin{threeparttable}"]
+    lines += [r"\begin{tabular}{@{}" + "l" * n_lab + "r" * len(t.columns) + "@{}}", r"\toprule"]
+    if len(groups) > 1 or groups[0][0] != "Other":
+        top, rules, j = [""] * n_lab, [], n_lab + 1
+        for g, ms in groups:
+            top.append(rf"\multicolumn{{{len(ms)}}}{{c}}{{{latex_escape(g)}}}")
+            rules.append(rf"\cmidrule(lr){{{j}-{j + len(ms) - 1}}}")
+            j += len(ms)
+        lines += [" & ".join(top) + r" \\", " ".join(rules)]
+    head = [latex_escape(k) for k in t.label_cols]
+    head += [f"{latex_escape(m)} {arrow(m, True)}".rstrip() for m in t.columns]
     lines += [" & ".join(head) + r" \\", r"\midrule"]
-    for i in df.index:
-        cells = [_esc(df.at[i, k]) for k in label_cols]
-        for m in order:
-            text, best = _cell(df, i, m)
-            text = text.replace("±", r"$\pm$").replace("–", "--")
-            cells.append(rf"\textbf{{{text}}}" if best else text)
+    best = {m: best_row(t.df, m) for m in t.columns}
+    for i in t.df.index:
+        cells = [latex_escape(t.df.at[i, k]) for k in t.label_cols]
+        for m in t.columns:
+            # the spread in a smaller size, as papers print it: the columns stay narrow
+            mean, _, std = cell_text(t.df, i, m).partition(" ± ")
+            text = latex_escape(mean) + (rf"{{\scriptsize$\pm${latex_escape(std)}}}" if std else "")
+            cells.append(rf"\textbf{{{text}}}" if best[m] == i else text)
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += ["% " + n for n in notes]
+        reported = t.paper.row(str(t.df.at[i, "label"]), t.columns)
+        if reported:
+            mark, vals = reported
+            cells = [rf"\quad\textit{{paper}}\tnote{{{mark}}}"] + [""] * (n_lab - 1)
+            cells += [rf"\textit{{{latex_escape(fmt_value(m, vals[m]))}}}" if m in vals else ""
+                      for m in t.columns]  # fmt: skip
+            lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\begin{tablenotes}\footnotesize"]
+    lines += [rf"\item[{mark}] {latex_escape(note)}" for mark, note in t.paper.notes()]
+    lines += [rf"\item[] {latex_escape(n)}" for n in t.notes]
+    if t.command:
+        lines.append(rf"\item[] Regenerate: \texttt{{{latex_escape(t.command)}}}")
+    lines += [r"\end{tablenotes}", r"\end{threeparttable}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 

@@ -96,8 +96,9 @@ def test_a_metric_registered_in_a_test_reaches_ls_record_table_and_gate(
         )  # the record's value is the mean of the per-image values it wrote
         lo, hi = rec.ci["max_abs_err"]
         assert lo <= rec.metrics["max_abs_err"] <= hi
-    assert "max_abs_err ↓" in invbench.table(records)
-    assert main(["table", "--results", str(results), "--format", "latex"]) == 0
+    assert "max_abs_err ↓" in invbench.table(records, columns="all")  # not a compact column
+    latex = ["table", "--results", str(results), "--format", "latex", "--columns", "all"]
+    assert main(latex) == 0
     assert r"max\_abs\_err $\downarrow$" in capsys.readouterr().out
     ref = tmp_path / "ref.json"
     assert main(["table", "--results", str(results), "--format", "json", "-o", str(ref)]) == 0

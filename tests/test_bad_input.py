@@ -240,7 +240,7 @@ GOOD_RUN = "{label: a, method: creswell}"
         (f"description: [a]\nruns: [{GOOD_RUN}]", "'description' must be a string, got a list ['a']"),
         ("runs: [{method: {a: 1}}]", "'runs[0].method' must be a string, got a dict {'a': 1}."),
         ("runs:", "'runs' must be a list of mappings with keys method, label, dataset, generator, "
-         "sets, valid_if, got nothing (null)."),
+         "sets, valid_if, paper, got nothing (null)."),
         (f"runs: [{GOOD_RUN}]\nvalid_if: 5", "'valid_if' must be a mapping of name: a mapping "
          "with keys at_least, at_most, got the integer 5."),
         (f"runs: [{GOOD_RUN}]\nclaims: [{{row: a, metric: mse, at_most: x}}]", "'claims[0]."
@@ -252,9 +252,9 @@ GOOD_RUN = "{label: a, method: creswell}"
         (f"runs: [{GOOD_RUN}]\nvalid_if: {{class_share_max: {{}}}}", "needs at_least and/or"),
         (f"runs: [{GOOD_RUN}]\ncolour: red", "the file has unknown key 'colour'"),
         ("runs: [{metod: creswell}]", "runs[0] has unknown key 'metod'. Did you mean 'method'? "
-         "Valid keys: method, label, dataset, generator, sets, valid_if."),
+         "Valid keys: method, label, dataset, generator, sets, valid_if, paper."),
         ("seeds: [0]", "'runs' is required (a list of mappings with keys method, label, dataset, "
-         "generator, sets, valid_if)."),
+         "generator, sets, valid_if, paper)."),
     ],
 )  # fmt: skip
 def test_suite_files_of_the_wrong_type(body, message, tmp_path, capsys):
