@@ -103,9 +103,10 @@ suites: $(STAMP)
 ## from results/suites/SUITE to leaderboards/records/SUITE, what `make report` is built from
 records:
 	test -n "$(SUITE)" && test -d results/suites/$(SUITE)
-	rm -rf leaderboards/records/$(SUITE) && mkdir -p leaderboards/records/$(SUITE)
-	cd results/suites/$(SUITE) && cp -p *.json *.png *.per_image.csv ../../../leaderboards/records/$(SUITE)/ 2>/dev/null || true
-	ls leaderboards/records/$(SUITE)/*.json >/dev/null
+	rm -rf leaderboards/records/.$(SUITE).new && mkdir -p leaderboards/records/.$(SUITE).new
+	cd results/suites/$(SUITE) && cp -p *.json *.png *.per_image.csv ../../../leaderboards/records/.$(SUITE).new/ 2>/dev/null || true
+	ls leaderboards/records/.$(SUITE).new/*.json >/dev/null  # a failed copy keeps the committed records
+	rm -rf leaderboards/records/$(SUITE) && mv leaderboards/records/.$(SUITE).new leaderboards/records/$(SUITE)
 
 ## report: the static HTML site of the committed results (leaderboards/records) in report/;
 ## open report/index.html from disk

@@ -271,8 +271,8 @@ class Execution:
                     torch._dynamo.maybe_mark_dynamic(a, 0)
             try:
                 return compiled(*args, **kwargs)
-            except UsageError:
-                raise
+            except (UsageError, torch.OutOfMemoryError):
+                raise  # out of memory is the batch's size, not the compiler: the caller halves it
             except Exception as e:  # compilation is an optimisation, never a reason to fail
                 eager = True
                 self._fall_back(label, _reason(e))

@@ -270,11 +270,8 @@ def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-MAX_SEED = 2**32  # numpy's RandomState and the bootstrap take seeds in [0, 2**32)
-
-
 def check_seed(seed: int) -> None:
-    if not 0 <= seed < MAX_SEED:
+    if not 0 <= seed <= C.MAX_SEED:
         raise UsageError(f"seed {seed} is out of range: use an integer in [0, 2**32).")
 
 
