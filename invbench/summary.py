@@ -51,8 +51,9 @@ def summarise(path: Path) -> TableSummary:
 
 
 def tables(folder: Path) -> list[TableSummary]:
-    """Every Markdown table directly in ``folder`` and one level below (``editing/``), by name."""
-    paths = sorted(folder.glob("*.md")) + sorted(folder.glob("*/*.md"))
+    """Every Markdown table directly in ``folder`` and the editing table (``editing/``), by name;
+    ``superseded/`` (tables of earlier suite definitions) is not a result and is left out."""
+    paths = sorted(folder.glob("*.md")) + sorted(folder.glob("editing/*.md"))
     return [summarise(p) for p in paths]
 
 

@@ -141,5 +141,10 @@ def test_each_table_names_an_existing_suite_whose_rows_it_shows(path):
     tex = path.with_suffix(".tex").read_text()
     assert _regenerate(tex) == command.replace("--format md", "--format latex")
     claims_md = [ln[2:] for ln in text.splitlines() if ln.startswith("- Claim — ")]
+    # ... and the suite's claims as they are stated now, in order: a table judged against claims
+    # that were since rewritten (another direction, another bound) is not this suite's result.
+    assert len(claims_md) == len(suite.claims), f"{path.name}: made for another suite definition"
+    for line, claim in zip(claims_md, suite.claims, strict=True):
+        assert line.startswith(f"Claim — {claim.text}: "), (path.name, line, claim.text)
     claims_tex = [ln[2:] for ln in tex.splitlines() if ln.startswith("% Claim — ")]
     assert claims_md == claims_tex

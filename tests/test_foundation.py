@@ -181,8 +181,11 @@ def test_cli_run_json_prints_exactly_one_record(tmp_path):
     assert rec["ci"]["mse"][0] <= rec["metrics"]["mse"] <= rec["ci"]["mse"][1]
     assert rec["config"]["method"]["steps"] == 30
     files = sorted(f.name for f in out.iterdir())
-    ends = (".json", ".latents.safetensors", ".per_image.csv", ".png")
-    assert len(files) == 4 and all(f.endswith(e) for f, e in zip(files, ends, strict=True))
+    # the record, its latents, per-image scores, the labelled grid, interpolation strip and
+    # best / worst images (invbench.runner.write_outputs)
+    ends = (".extremes.png", ".interp.png", ".json", ".latents.safetensors", ".per_image.csv")
+    ends += (".png",)
+    assert len(files) == 6 and all(f.endswith(e) for f, e in zip(files, ends, strict=True))
     # the table command renders what run wrote
     t = run_cli(["table", "--results", str(out), "--format", "latex"], tmp_path / "home")
     assert t.returncode == 0 and r"\toprule" in t.stdout and "creswell" in t.stdout
