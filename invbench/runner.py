@@ -504,14 +504,17 @@ def prepare(spec: RunSpec) -> Prepared:
     if res.generator_name is not None:
         # A zoo generator is the model under study, shared by every execution policy: it trains
         # as the zoo trains it (fp32, eager), so no knob of a run changes the model it inverts.
-        generator, gen_info = obtain(
-            res.generator_name, splits, data_fp, res.generator_sets, device, res.requested_profile
-        )
+        with exact_fp32():  # on CUDA too: no TF32 convolutions (PyTorch's cuDNN default)
+            generator, gen_info = obtain(
+                res.generator_name, splits, data_fp, res.generator_sets, device,
+                res.requested_profile,
+            )  # fmt: skip
     inv = res.method_cls(res.method_cfg, generator, device=device, seed=spec.seed)
     inv.execution = execution
     gen_key = gen_info["key"] if gen_info else None
     ctx = FitContext(splits, spec.dataset, device, spec.seed, {"dataset_fp": data_fp}, gen_key)
-    fit_seconds, from_cache = fit_cached(inv, ctx)
+    with execution.matmul_mode():  # a method trains in the run's precision (TF32 only if asked)
+        fit_seconds, from_cache = fit_cached(inv, ctx)
     nets = network_summary({**({"generator": generator} if generator else {}), **inv.networks()})
     for name, d in nets.items():
         widths = f" (widths {d['widths']})" if "widths" in d else ""
