@@ -142,7 +142,10 @@ def test_two_process_run_equals_one_process_run_and_rank_0_alone_writes(tmp_path
                    *SETS, "--out", str(two), "--json"], env, logs)  # fmt: skip
     assert p.returncode == 0, p.stderr[-4000:]
     assert "-WROTE" not in p.stderr
-    assert sorted(f.suffix for f in two.iterdir()) == [".csv", ".json", ".png", ".safetensors"]
+    # the record, per-image CSV, latents, grid, interpolation strip and best / worst images
+    assert sorted(f.suffix for f in two.iterdir()) == [
+        ".csv", ".json", ".png", ".png", ".png", ".safetensors"
+    ]  # fmt: skip
     rec2 = _record(two)
     assert rec2["provenance"]["world_size"] == 2
     assert json.loads(_rank_stdout(logs, 0)) == rec2  # rank 0 prints the record,
@@ -172,9 +175,12 @@ def test_two_process_run_equals_one_process_run_and_rank_0_alone_writes(tmp_path
     assert rec1["provenance"]["world_size"] == 1
     _assert_same_numbers(rec2, rec1)
     # Per image: the scores, the latents and the grid of originals / reconstructions.
+    # (the grid, interpolation strip and best / worst images: the PNGs, by name)
     for suffix in (".per_image.csv", ".png"):
-        (a,), (b,) = one.glob(f"*{suffix}"), two.glob(f"*{suffix}")
-        assert a.read_bytes() == b.read_bytes(), suffix
+        a, b = sorted(one.glob(f"*{suffix}")), sorted(two.glob(f"*{suffix}"))
+        assert [f.name for f in a] == [f.name for f in b] and a, suffix
+        for fa, fb in zip(a, b, strict=True):
+            assert fa.read_bytes() == fb.read_bytes(), fa.name
     rows = list(csv.DictReader(next(one.glob("*.per_image.csv")).open()))
     assert len(rows) == TINY["eval.n_test"]
     from safetensors.torch import load_file

@@ -38,7 +38,7 @@ def row(label: str, metric: str, values: list, gens=None, **extra) -> Row:
 
 def suite_of(*labels: str, valid_if=None) -> suites.Suite:
     runs = [suites.SuiteRun(method="creswell", label=lab) for lab in labels]
-    return suites.Suite("t", None, "", [0, 1, 2], runs, None, [], [], valid_if or {})
+    return suites.Suite("t", None, "", [0, 1, 2], runs, None, [], [], valid_if=valid_if or {})
 
 
 def judge(claim: Claim, *rows: Row, valid_if=None) -> suites.Verdict:
