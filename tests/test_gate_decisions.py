@@ -109,3 +109,14 @@ def test_a_missing_metric_fails_the_gate():
     )
     assert {f.metric: f.status for f in found} == {"mse": "ok", "ssim": "MISSING"}
     assert check.report(found)[0] is False
+
+
+def test_numbers_of_one_flavor_are_compared_and_rows_are_named():
+    """A shared flavor is compared (only a differing one is not); a row without a label is named
+    by its method."""
+    ref, fresh = {"rows": [ref_row({"fid_rand": 1.0})]}, {"rows": [ref_row({"fid_rand": 9.0})]}
+    for side in (ref, fresh):
+        side["rows"][0]["metrics"]["fid_rand"]["flavor"] = "lenet-digits/N=148/ref=train"
+        del side["rows"][0]["label"]
+    (f,) = check.compare(ref, fresh)
+    assert (f.row, f.metric, f.status) == ("creswell", "fid_rand", "REGRESSION")
