@@ -8,7 +8,10 @@ metric's registered direction.
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +123,127 @@ def test_numbers_of_one_flavor_are_compared_and_rows_are_named():
         del side["rows"][0]["label"]
     (f,) = check.compare(ref, fresh)
     assert (f.row, f.metric, f.status) == ("creswell", "fid_rand", "REGRESSION")
+
+
+# -- the reference, in process (validate_reference / load_reference / gate) ----------------------
+def good_reference() -> dict:
+    row = ref_row({"mse": 0.5, "ssim": 0.5})
+    row |= {"precision": "fp32", "profile": "digits"}
+    return {"format": "invbench-reference/1", "suite": "smoke", "rows": [row]}
+
+
+def _set(ref: dict, path: str, value) -> dict:
+    """``path`` like 'rows.0.metrics.mse.mean'; a value of ``_DEL`` deletes the key."""
+    *head, last = path.split(".")
+    node = ref
+    for k in head:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    if value is _DEL:
+        del node[last]
+    else:
+        node[int(last) if isinstance(node, list) else last] = value
+    return ref
+
+
+_DEL = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        ("rows", {"a": 1}, "rows must be a list"),
+        ("rows.0", ["mse"], "rows[0] must be a mapping"),
+        ("rows.0.method", _DEL, "rows[0].method is missing or not a string"),
+        ("rows.0.space", 3, "rows[0].space is missing or not a string"),
+        ("rows.0.precision", 16, "rows[0].precision is missing or not a string"),
+        ("rows.0.method_flavor", "vgg", "rows[0].method_flavor must be a mapping"),
+        ("rows.0.metrics", [0.5], "rows[0].metrics must be a mapping"),
+        ("rows.0.metrics.mse", 0.5, "rows[0].metrics.mse must be a mapping"),
+        ("rows.0.metrics.mse.mean", _DEL, "rows[0].metrics.mse.mean is missing"),
+        ("rows.0.metrics.mse.mean", "0.5", "rows[0].metrics.mse.mean is '0.5', not a number"),
+        ("rows.0.metrics.mse.mean", True, "rows[0].metrics.mse.mean is True, not a number"),
+        ("rows.0.metrics.mse.mean", math.nan, "rows[0].metrics.mse.mean is nan, not finite"),
+        ("rows.0.metrics.ssim.mean", -math.inf, "rows[0].metrics.ssim.mean is -inf, not finite"),
+        ("rows.0.metrics.mse.std", -0.1, "rows[0].metrics.mse.std is -0.1, not a finite"),
+        ("rows.0.metrics.mse.std", math.inf, "rows[0].metrics.mse.std is inf, not a finite"),
+        ("rows.0.metrics.mse.std", "0", "rows[0].metrics.mse.std is '0', not a finite"),
+        ("rows.0.metrics.mse.flavor", 3, "rows[0].metrics.mse.flavor is 3, not a string"),
+    ],
+)
+def test_a_malformed_or_non_finite_reference_is_refused_naming_its_key(path, value, named):
+    ref = _set(good_reference(), path, value)
+    with pytest.raises(check.UsageError) as e:
+        check.validate_reference(ref, "ref.json")
+    assert named in str(e.value) and "reference ref.json" in str(e.value)
+    assert "A gate cannot pass on it" in str(e.value)
+
+
+def test_a_well_formed_reference_is_accepted_as_it_is():
+    ref = good_reference()
+    assert check.validate_reference(ref, "ref.json") is ref
+    # references written before precision / profile existed default to fp32 / digits; a null
+    # std (one seed) and a null flavor are well formed
+    for k in ("precision", "profile"):
+        del ref["rows"][0][k]
+    ref["rows"][0]["metrics"]["mse"] |= {"std": None, "flavor": None}
+    ref["rows"][0]["metrics"]["ssim"]["std"] = 0
+    assert check.validate_reference(ref, "ref.json") is ref
+
+
+@pytest.mark.parametrize("doc", [[], "x", {"rows": []}, {"format": "invbench-reference/2"}])
+def test_something_that_is_not_a_reference_is_named_as_such(doc):
+    with pytest.raises(check.UsageError, match="'r.json' is not an invbench reference"):
+        check.validate_reference(doc, "r.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (None, "not found"),
+        (b"\xff\xfe{}", "cannot be read as UTF-8"),
+        (b'{"rows": [', "is not valid JSON"),
+        (b'{"format": "invbench-reference/1", "rows": [], "x": NaN}', "holds NaN"),
+        (b'{"format": "invbench-reference/1", "rows": [], "x": Infinity}', "holds Infinity"),
+        (b'{"format": "invbench-reference/1", "rows": [], "x": -Infinity}', "holds -Infinity"),
+    ],
+)
+def test_load_reference_refuses_unreadable_files_naming_them(tmp_path, text, named):
+    path = tmp_path / "ref.json"
+    if text is not None:
+        path.write_bytes(text)
+    with pytest.raises(check.UsageError) as e:
+        check.load_reference(path)
+    assert named in str(e.value) and str(path) in str(e.value)
+
+
+def test_load_reference_reads_a_valid_file(tmp_path):
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(good_reference()), encoding="utf-8")
+    assert check.load_reference(path) == good_reference()
+
+
+LEADERBOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
+
+
+def test_the_gate_in_process_passes_on_its_own_records_and_fails_on_a_worse_twin(tmp_path):
+    """The committed smoke reference was rendered from the committed smoke records: gated against
+    them every metric is Δ 0 (an invariance). Shifting the reference by more than the tolerance in
+    each metric's better direction makes the same records a regression, in both directions of
+    'better'."""
+    ref_path = LEADERBOARDS / "smoke.json"
+    records = LEADERBOARDS / "records" / "smoke"
+    passed, text = check.gate(ref_path, records)
+    assert passed, text
+    assert "0 failed" in text and "REGRESSION" not in text
+
+    ref = json.loads(ref_path.read_text(encoding="utf-8"))
+    row = ref["rows"][0]
+    for m, sign in (("mse", -1), ("psnr", +1)):  # mse lower is better, psnr higher is better
+        e = row["metrics"][m]
+        e["mean"] += sign * 2 * check.tolerance(e["mean"], e["std"])
+    shifted = tmp_path / "shifted.json"
+    shifted.write_text(json.dumps(ref), encoding="utf-8")
+    passed, text = check.gate(shifted, records)
+    assert not passed
+    bad = set(re.findall(r" (\w+)\s+[↑↓] REGRESSION ", text))
+    assert bad == {"mse", "psnr"}, text
