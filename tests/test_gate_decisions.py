@@ -247,3 +247,41 @@ def test_the_gate_in_process_passes_on_its_own_records_and_fails_on_a_worse_twin
     assert not passed
     bad = set(re.findall(r" (\w+)\s+[↑↓] REGRESSION ", text))
     assert bad == {"mse", "psnr"}, text
+
+
+def test_the_gate_reads_the_suites_default_results_folder_and_a_suiteless_reference(
+    tmp_path, monkeypatch
+):
+    """Without --results the gate reads results/suites/<the reference's suite> under the current
+    folder; a reference that names no suite is compared with the records of --results directly
+    (Δ 0 again), and without --results it is refused naming the fix."""
+    ref = json.loads((LEADERBOARDS / "smoke.json").read_text(encoding="utf-8"))
+    records = tmp_path / "results" / "suites" / "smoke"
+    records.mkdir(parents=True)
+    for f in (LEADERBOARDS / "records" / "smoke").glob("*.json"):
+        (records / f.name).write_bytes(f.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    passed, text = check.gate(LEADERBOARDS / "smoke.json")
+    assert passed and "0 failed" in text, text
+
+    del ref["suite"]
+    suiteless = tmp_path / "suiteless.json"
+    suiteless.write_text(json.dumps(ref), encoding="utf-8")
+    passed, text = check.gate(suiteless, records)
+    assert passed and "0 failed" in text, text
+    with pytest.raises(check.UsageError, match="names no suite; pass --results DIR"):
+        check.gate(suiteless)
+    (records.parent / "empty").mkdir()
+    with pytest.raises(check.UsageError, match="no result records found"):
+        check.gate(suiteless, records.parent / "empty")
+
+
+def test_a_non_finite_constant_is_refused_with_the_way_to_regenerate(tmp_path):
+    path = tmp_path / "ref.json"
+    path.write_bytes(b'{"format": "invbench-reference/1", "rows": [], "x": NaN}')
+    with pytest.raises(check.UsageError) as e:
+        check.load_reference(path)
+    assert str(e.value) == (
+        f"reference {path}: holds NaN, not a finite number; a gate cannot pass on it. "
+        "Regenerate it with `invbench table --suite NAME --format json -o FILE`."
+    )
