@@ -285,3 +285,67 @@ def test_a_non_finite_constant_is_refused_with_the_way_to_regenerate(tmp_path):
         f"reference {path}: holds NaN, not a finite number; a gate cannot pass on it. "
         "Regenerate it with `invbench table --suite NAME --format json -o FILE`."
     )
+
+
+def test_every_reference_row_is_compared_after_a_missing_or_uncomparable_one():
+    """A MISSING or 'not compared' row does not end the comparison: a regression in a later row
+    still fails the gate."""
+    ref = {
+        "rows": [
+            ref_row({"mse": 1.0}, label="gone", setting="s9"),
+            ref_row({"mse": 1.0}, label="other flavor", method_flavor={"perceptual": "vgg"}),
+            ref_row({"mse": 1.0}, label="worse", space="w"),
+        ]
+    }
+    fresh = {
+        "rows": [
+            ref_row({"mse": 1.0}, label="other flavor", method_flavor={"perceptual": "lenet"}),
+            ref_row({"mse": 2.0}, label="worse", space="w"),
+        ]
+    }
+    found = [(f.row, f.metric, f.status) for f in check.compare(ref, fresh)]
+    assert found == [
+        ("gone", "*", "MISSING"),
+        ("other flavor", "*", "not compared"),
+        ("worse", "mse", "REGRESSION"),
+    ]
+    (missing, flavor, _) = check.compare(ref, fresh)
+    assert "no fresh result with" in missing.detail and "setting=s9" in missing.detail
+    assert "precision=fp32" in missing.detail  # the default of a row written before precision
+    assert flavor.detail == "method flavor {'perceptual': 'lenet'} != {'perceptual': 'vgg'}"
+
+
+def test_rows_with_one_method_flavor_are_compared():
+    same = {"perceptual": "vgg16-conv4_3"}
+    found = check.compare(
+        {"rows": [ref_row({"mse": 1.0}, method_flavor=same)]},
+        {"rows": [ref_row({"mse": 1.5}, method_flavor=dict(same))]},
+    )
+    assert [(f.metric, f.status) for f in found] == [("mse", "REGRESSION")]
+
+
+def test_a_reference_written_before_precision_and_profile_matches_fp32_digits_rows():
+    old = ref_row({"mse": 1.0})  # no precision / profile keys: fp32 and digits
+    fresh = ref_row({"mse": 1.0}, precision="fp32", profile="digits")
+    found = check.compare({"rows": [old]}, {"rows": [fresh]})
+    assert [(f.metric, f.status) for f in found] == [("mse", "ok")]
+    bf16 = ref_row({"mse": 1.0}, precision="bf16", profile="digits")
+    assert [f.status for f in check.compare({"rows": [old]}, {"rows": [bf16]})] == ["MISSING"]
+
+
+def test_one_comparison_within_tolerance_passes_and_each_line_carries_its_mark():
+    ok, text = check.report([check.Finding("a", "mse", "ok", "1 -> 1")])
+    assert ok and text.splitlines()[-1] == "1 within tolerance, 0 failed, 0 not compared"
+    findings = [
+        check.Finding("a", "mse", "ok", "d"),
+        check.Finding("a", "ssim", "improved", "d"),
+        check.Finding("a", "sec_per_image", "not compared", "d"),
+        check.Finding("a", "psnr", "REGRESSION", "d"),
+        check.Finding("b", "*", "MISSING", "d"),
+    ]
+    ok, text = check.report(findings)
+    marks = [ln[0] for ln in text.splitlines()[:5]]
+    assert not ok and marks == [" ", "+", "~", "!", "!"]
+    assert " mse              ↓ ok" in text and " ssim             ↑ improved" in text
+    assert "b                            *                MISSING" in text
+    assert text.splitlines()[-1] == "2 within tolerance, 2 failed, 1 not compared"
