@@ -349,3 +349,43 @@ def test_one_comparison_within_tolerance_passes_and_each_line_carries_its_mark()
     assert " mse              ↓ ok" in text and " ssim             ↑ improved" in text
     assert "b                            *                MISSING" in text
     assert text.splitlines()[-1] == "2 within tolerance, 2 failed, 1 not compared"
+
+
+def test_a_reference_holds_each_rows_seed_mean_std_count_and_flavors(tmp_path):
+    """The reference the gate compares against, rendered from committed records, against numpy:
+    per row (one setting) the mean and the sample standard deviation (ddof 1) over its seeds, the
+    seed count, each metric's flavor and the method's flavors; one seed gives std None (the
+    single-seed tolerance)."""
+    import numpy as np
+
+    from invbench import suites
+    from invbench.record import load_records
+    from invbench.tables import render_suite
+
+    src = LEADERBOARDS / "records" / "invgan-table1"
+    suite = suites.load("invgan-table1")
+    ref = json.loads(render_suite(suite, src, "json"))
+    by_setting: dict[str, list] = {}
+    for rec in load_records(src):
+        by_setting.setdefault(rec.setting, []).append(rec)
+    assert sorted(r["setting"] for r in ref["rows"]) == sorted(by_setting)
+    for row in ref["rows"]:
+        recs = by_setting[row["setting"]]
+        assert row["seeds"] == len(recs) == 3
+        assert row["method_flavor"] == {
+            k: v for k, v in recs[0].metric_flavors.items() if k.startswith("method.")
+        }
+        assert {"fid_rand", "mae", "sec_per_image"} <= set(row["metrics"])  # the table's columns
+        for m, entry in row["metrics"].items():
+            vals = np.array([r.metrics[m] for r in recs], dtype=float)
+            assert entry["mean"] == pytest.approx(vals.mean(), rel=1e-9), m
+            assert entry["std"] == pytest.approx(vals.std(ddof=1), rel=1e-9, abs=1e-15), m
+            assert entry["flavor"] == recs[0].metric_flavors.get(m), m
+
+    one = tmp_path / "one"
+    one.mkdir()
+    for f in src.glob("*__s0__*.json"):
+        (one / f.name).write_bytes(f.read_bytes())
+    single = json.loads(render_suite(suite, one, "json"))
+    assert [r["seeds"] for r in single["rows"]] == [1, 1]
+    assert all(e["std"] is None for r in single["rows"] for e in r["metrics"].values())
