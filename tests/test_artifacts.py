@@ -171,3 +171,28 @@ def test_the_committed_leaderboards_row_keeps_its_setting_after_a_later_field(mo
         from invbench.record import setting_of
 
         assert setting_of(again) in lb.read_text()
+
+
+def test_a_training_checkpoint_round_trips_and_a_bad_one_is_dropped(tmp_path, monkeypatch, capsys):
+    """The resumable state of an interrupted training: what was saved under (kind, key) comes back
+    equal, tensors included; another key or kind finds nothing; an unreadable file is reported,
+    removed and treated as absent (training restarts); drop removes it."""
+    monkeypatch.setenv("INVBENCH_HOME", str(tmp_path))
+    state = {"step": 700, "weights": torch.arange(6.0).reshape(2, 3), "rng": torch.get_rng_state()}
+    assert artifacts.load_checkpoint("dcgan", "k1") is None
+    artifacts.save_checkpoint("dcgan", "k1", state)
+    path = tmp_path / "checkpoints" / "dcgan" / "k1.pt"
+    assert artifacts.checkpoint_path("dcgan", "k1") == path and path.is_file()
+    back = artifacts.load_checkpoint("dcgan", "k1")
+    assert back is not None and back["step"] == 700
+    assert torch.equal(back["weights"], state["weights"]) and torch.equal(back["rng"], state["rng"])
+    assert artifacts.load_checkpoint("dcgan", "k2") is None
+    assert artifacts.load_checkpoint("wgan", "k1") is None
+
+    path.write_bytes(b"not a checkpoint")
+    assert artifacts.load_checkpoint("dcgan", "k1") is None
+    assert "ignoring unreadable checkpoint" in capsys.readouterr().err and not path.exists()
+
+    artifacts.save_checkpoint("dcgan", "k1", state)
+    artifacts.drop_checkpoint("dcgan", "k1")
+    assert not path.exists() and artifacts.load_checkpoint("dcgan", "k1") is None

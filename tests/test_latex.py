@@ -153,3 +153,34 @@ def test_an_unknown_columns_choice_names_the_choices() -> None:
 
     with pytest.raises(UsageError, match="compact or all"):
         render(records(), "md", columns="some")
+
+
+def test_latex_cells_are_the_records_mean_and_std_and_the_paper_row_the_suites_values() -> None:
+    """Each measured cell is mean{\\scriptsize$\\pm$std} of the row's seeds (numpy over the
+    committed records), and the row below it is the paper's values as the suite YAML declares
+    them, in italics, with its note letters."""
+    import numpy as np
+    import yaml
+
+    from invbench import suites
+    from invbench.record import load_records
+    from invbench.tables import render_suite
+
+    src = ROOT / "leaderboards" / "records" / "invgan-table1"
+    tex = render_suite(suites.load("invgan-table1"), src, "latex")
+    lines = tex.splitlines()
+    row = next(i for i, ln in enumerate(lines) if ln.startswith("InvGAN (DCGAN) &"))
+    cells = [c.strip().removesuffix("\\\\").strip() for c in lines[row].split("&")]
+    vals = np.array(
+        [r.metrics["fid_rand"] for r in load_records(src) if r.method == "invgan"], dtype=float
+    )
+    assert len(vals) == 3
+    expect = f"{vals.mean():.2f}{{\\scriptsize$\\pm${vals.std(ddof=1):.2f}}}"
+    assert cells[1] in (expect, f"\\textbf{{{expect}}}")
+
+    spec = yaml.safe_load((ROOT / "configs" / "suites" / "invgan-table1.yaml").read_text())
+    reported = spec["runs"][0]["paper"][0]["values"]
+    paper = [c.strip().removesuffix("\\\\").strip() for c in lines[row + 1].split("&")]
+    assert paper[0] == "\\quad\\textit{paper}\\tnote{a,b}"
+    assert paper[1] == f"\\textit{{{reported['fid_rand']:.2f}}}"
+    assert paper[2] == f"\\textit{{{reported['fid_rand@N=100']:.2f}}}"
