@@ -389,3 +389,61 @@ def test_a_reference_holds_each_rows_seed_mean_std_count_and_flavors(tmp_path):
     single = json.loads(render_suite(suite, one, "json"))
     assert [r["seeds"] for r in single["rows"]] == [1, 1]
     assert all(e["std"] is None for r in single["rows"] for e in r["metrics"].values())
+
+
+def test_a_metric_the_registry_does_not_know_is_not_compared_and_named():
+    (f,) = check.compare({"rows": [ref_row({"nope": 1.0})]}, {"rows": [ref_row({"nope": 9.0})]})
+    assert (f.row, f.metric, f.status) == ("a", "nope", "not compared")
+    assert f.detail.endswith("; no registered metric of that name")
+
+
+def test_an_improvement_exactly_at_the_tolerance_is_ok_and_beyond_it_improved():
+    ref = {"rows": [ref_row({"mse": 1.0, "ssim": 1.0})]}
+    for m in ("mse", "ssim"):
+        ref["rows"][0]["metrics"][m]["std"] = 0.25  # tol 0.75, binary-exact
+    edge = {"rows": [ref_row({"mse": 0.25, "ssim": 1.75})]}
+    assert {f.metric: f.status for f in check.compare(ref, edge)} == {"mse": "ok", "ssim": "ok"}
+    past = {"rows": [ref_row({"mse": 0.125, "ssim": 1.875})]}
+    assert {f.metric: f.status for f in check.compare(ref, past)} == {
+        "mse": "improved",
+        "ssim": "improved",
+    }
+
+
+def test_a_row_without_precision_still_has_its_later_keys_checked():
+    ref = good_reference()
+    del ref["rows"][0]["precision"]
+    ref["rows"][0]["setting"] = 3
+    with pytest.raises(check.UsageError, match=r"rows\[0\]\.setting is missing or not a string"):
+        check.validate_reference(ref, "ref.json")
+
+
+def test_load_reference_names_the_file_of_a_malformed_reference(tmp_path):
+    path = tmp_path / "ref.json"
+    ref = good_reference()
+    ref["rows"][0]["metrics"]["mse"]["mean"] = "x"
+    path.write_text(json.dumps(ref), encoding="utf-8")
+    with pytest.raises(check.UsageError, match=f"reference {re.escape(str(path))}: rows"):
+        check.load_reference(path)
+
+
+def test_the_gate_stops_on_an_invalid_record_naming_it(tmp_path):
+    """An invalid record among the gate's inputs stops it (exit 2) naming the file; it is never
+    skipped as `table` does."""
+    from invbench.record import InvalidRecord
+
+    records = tmp_path / "smoke"
+    records.mkdir()
+    for f in (LEADERBOARDS / "records" / "smoke").glob("*.json"):
+        (records / f.name).write_bytes(f.read_bytes())
+    victim = sorted(records.glob("*.json"))[0]
+    victim.write_text(victim.read_text(encoding="utf-8")[:200], encoding="utf-8")  # truncated
+    for ref in (LEADERBOARDS / "smoke.json", None):
+        if ref is None:
+            doc = json.loads((LEADERBOARDS / "smoke.json").read_text(encoding="utf-8"))
+            del doc["suite"]
+            ref = tmp_path / "suiteless.json"
+            ref.write_text(json.dumps(doc), encoding="utf-8")
+        with pytest.raises(InvalidRecord) as e:  # a DataError: the CLI exits 2
+            check.gate(ref, records)
+        assert victim.name in str(e.value)
