@@ -130,7 +130,9 @@ clean:
 
 ## mutation: mutmut over suites.py, check.py, tables.py, artifacts.py and metrics/ with their fast
 ## tests ([tool.mutmut] in pyproject.toml); surviving mutants -> mutants/survivors.txt. Not in CI
-## (tens of minutes). MUTANTS='invbench.suites*' limits it to one module; a rerun resumes.
+## (hours). MUTANTS='invbench.suites*' limits it to one module. A rerun resumes and KEEPS every
+## earlier result (mutmut reruns only mutants it is given by name): `make clean` first for counts
+## that reflect the current tests.
 MUTANTS ?=
 mutation: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,mutation]'
