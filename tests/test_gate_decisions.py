@@ -34,15 +34,17 @@ def test_tolerance_is_the_documented_rule(mean, std, tol):
     assert check.tolerance(mean, std) == pytest.approx(tol, rel=1e-12, abs=0)
 
 
-def ref_row(metrics: dict, **ident) -> dict:
+def ref_row(metrics: dict, std: float = 0.0, **ident) -> dict:
     row = {"label": "a", "method": "creswell", "dataset": "digits", "generator": "dcgan"}
     row |= {"space": "z", "setting": "s1", "method_flavor": {}, **ident}
-    row["metrics"] = {m: {"mean": v, "std": 0.0, "flavor": None} for m, v in metrics.items()}
+    row["metrics"] = {m: {"mean": v, "std": std, "flavor": None} for m, v in metrics.items()}
     return row
 
 
-def statuses(ref_metrics: dict, fresh_metrics: dict, **fresh_ident) -> dict[str, str]:
-    ref = {"rows": [ref_row(ref_metrics)]}
+def statuses(
+    ref_metrics: dict, fresh_metrics: dict, ref_std: float = 0.0, **fresh_ident
+) -> dict[str, str]:
+    ref = {"rows": [ref_row(ref_metrics, ref_std)]}
     fresh = {"rows": [ref_row(fresh_metrics, **fresh_ident)]}
     return {f.metric: f.status for f in check.compare(ref, fresh)}
 
@@ -63,13 +65,9 @@ def test_inside_the_tolerance_is_ok_and_its_edge_is_not_a_regression():
     assert statuses({"mse": 1.0}, {"mse": 1.021}) == {"mse": "REGRESSION"}
     assert statuses({"ssim": 1.0}, {"ssim": 0.981}) == {"ssim": "ok"}
     # At the edge (binary-exact numbers: std 0.25, tol 0.75): worse > tol fails, == passes.
-    ref = {"rows": [ref_row({"mse": 1.0, "ssim": 1.0})]}
-    for m in ("mse", "ssim"):
-        ref["rows"][0]["metrics"][m]["std"] = 0.25
-    edge = {"rows": [ref_row({"mse": 1.75, "ssim": 0.25})]}
-    assert {f.metric: f.status for f in check.compare(ref, edge)} == {"mse": "ok", "ssim": "ok"}
-    past = {"rows": [ref_row({"mse": 1.875, "ssim": 0.125})]}
-    assert {f.metric: f.status for f in check.compare(ref, past)} == {
+    ref = {"mse": 1.0, "ssim": 1.0}
+    assert statuses(ref, {"mse": 1.75, "ssim": 0.25}, 0.25) == {"mse": "ok", "ssim": "ok"}
+    assert statuses(ref, {"mse": 1.875, "ssim": 0.125}, 0.25) == {
         "mse": "REGRESSION",
         "ssim": "REGRESSION",
     }
@@ -398,13 +396,9 @@ def test_a_metric_the_registry_does_not_know_is_not_compared_and_named():
 
 
 def test_an_improvement_exactly_at_the_tolerance_is_ok_and_beyond_it_improved():
-    ref = {"rows": [ref_row({"mse": 1.0, "ssim": 1.0})]}
-    for m in ("mse", "ssim"):
-        ref["rows"][0]["metrics"][m]["std"] = 0.25  # tol 0.75, binary-exact
-    edge = {"rows": [ref_row({"mse": 0.25, "ssim": 1.75})]}
-    assert {f.metric: f.status for f in check.compare(ref, edge)} == {"mse": "ok", "ssim": "ok"}
-    past = {"rows": [ref_row({"mse": 0.125, "ssim": 1.875})]}
-    assert {f.metric: f.status for f in check.compare(ref, past)} == {
+    ref = {"mse": 1.0, "ssim": 1.0}  # std 0.25: tol 0.75, binary-exact
+    assert statuses(ref, {"mse": 0.25, "ssim": 1.75}, 0.25) == {"mse": "ok", "ssim": "ok"}
+    assert statuses(ref, {"mse": 0.125, "ssim": 1.875}, 0.25) == {
         "mse": "improved",
         "ssim": "improved",
     }
