@@ -179,7 +179,53 @@ def test_edit_cli_writes_strip_scores_and_claim(tmp_path, digits, tiny_dcgan, ca
     for r in records:
         assert (out / r["strip"]).is_file()
         assert r["metrics"]["pixel_change"] > 0 and r["metrics"]["fid_edit"] is not None
-    assert "Claim — the SeFa top direction" in (out / "editing.md").read_text()
+    text = (out / "editing.md").read_text()
+    assert "the SeFa top direction changes images more" in text
+    assert "(creswell, digits): INCONCLUSIVE" in text and "a single seed" in text  # one seed
     with pytest.raises(SystemExit) as bad:  # refused while parsing, before any work
         main(["edit", "--method", "creswell", "--directions", "sefa", "--steps", "x"])
     assert bad.value.code == 2
+
+
+def _edit_record(method: str, name: str, seed: int, changes: list[float]) -> dict:
+    return {
+        "method": method, "dataset": "digits", "directions": name, "config": {"seed": seed},
+        "per_direction": [{"pixel_change": c} for c in changes],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tops", "verdict"),
+    [
+        ([0.30, 0.32, 0.31], "HELD"),  # gaps 0.20, 0.22, 0.21: far beyond 2 s.e.
+        ([0.05, 0.04, 0.06], "DID NOT HOLD"),  # SeFa below the random mean on every seed
+        ([0.30, 0.02, 0.16], "INCONCLUSIVE"),  # gaps 0.2, -0.08, 0.06: within 2 s.e.
+    ],
+)
+def test_edit_claim_verdict_is_the_suites_rule_over_seeds(tops, verdict):
+    """The SeFa-vs-random line is judged like a suite's claim: the per-seed gap (SeFa k=0 minus
+    the mean of that seed's random directions), HELD / DID NOT HOLD beyond two standard errors
+    of the mean gap over seeds (computed here with numpy), else INCONCLUSIVE."""
+    from invbench.editing import claims
+
+    recs = []
+    for seed, top in enumerate(tops):
+        recs.append(_edit_record("creswell", "sefa", seed, [top, 0.0]))
+        recs.append(_edit_record("creswell", "random", seed, [0.08, 0.12]))  # mean 0.10
+    gaps = np.array(tops) - 0.10
+    se = gaps.std(ddof=1) / np.sqrt(len(gaps))
+    expect = "HELD" if gaps.mean() > 2 * se else "DID NOT HOLD" if gaps.mean() < -2 * se else None
+    assert (expect or "INCONCLUSIVE") == verdict  # the cases are what their comments say
+    [line] = claims(recs)
+    assert f"(creswell, digits): {verdict} (" in line
+    assert f"{2 * se:.3g}" in line and "paired over seeds 0, 1, 2" in line
+
+
+def test_edit_claim_single_seed_is_inconclusive_and_unpaired_seeds_are_skipped():
+    from invbench.editing import claims
+
+    recs = [_edit_record("lia", "sefa", 0, [0.9]), _edit_record("lia", "random", 0, [0.1, 0.1])]
+    recs.append(_edit_record("lia", "sefa", 1, [0.9]))  # seed 1 has no random record: not paired
+    [line] = claims(recs)
+    assert "(lia, digits): INCONCLUSIVE" in line and "a single seed: no noise estimate" in line
+    assert claims([_edit_record("lia", "random", 0, [0.1])]) == []  # nothing to compare
