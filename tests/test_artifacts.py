@@ -196,3 +196,60 @@ def test_a_training_checkpoint_round_trips_and_a_bad_one_is_dropped(tmp_path, mo
     artifacts.save_checkpoint("dcgan", "k1", state)
     artifacts.drop_checkpoint("dcgan", "k1")
     assert not path.exists() and artifacts.load_checkpoint("dcgan", "k1") is None
+
+
+def test_distinct_payloads_get_distinct_entries_and_a_hit_keeps_its_key(tmp_path, monkeypatch):
+    """The key is the payload's (order-free, value-sensitive): two settings never share an entry,
+    and a hit comes back under the key it was stored with, with its own tensors and meta."""
+    monkeypatch.setenv("INVBENCH_HOME", str(tmp_path))
+
+    def made(v: float):
+        return lambda key: ({"w": torch.full((2,), v)}, {"v": v})
+
+    def never(key: str):
+        raise AssertionError("rebuilt a cached entry")
+
+    assert artifacts.key_of({"lr": 0.1, "b": 2}) == artifacts.key_of({"b": 2, "lr": 0.1})
+    a = artifacts.cached("unit", {"lr": 0.1}, made(1.0))
+    b = artifacts.cached("unit", {"lr": 0.2}, made(2.0))
+    assert a.built and b.built and a.key != b.key
+    for first, v in ((a, 1.0), (b, 2.0)):
+        hit = artifacts.cached("unit", {"lr": 0.1 if v == 1.0 else 0.2}, never)
+        assert not hit.built and hit.key == first.key and hit.meta == {"v": v}
+        assert torch.equal(hit.tensors["w"], torch.full((2,), v))
+
+
+def test_an_entry_built_while_this_process_waited_is_loaded_not_rebuilt(tmp_path, monkeypatch):
+    """The look before the lock misses (another process is still building); the look under the
+    lock finds the finished entry: it is loaded under its key, and nothing is built again. (The
+    two-process test above shows the same through a real race, out of the mutation run's reach.)"""
+    monkeypatch.setenv("INVBENCH_HOME", str(tmp_path))
+    first = artifacts.cached("unit", {"k": 1}, lambda key: ({"w": torch.arange(3.0)}, {"by": 0}))
+    real, looks = artifacts.load_artifact, []
+
+    def racing(kind: str, key: str):
+        looks.append((kind, key))
+        return None if len(looks) == 1 else real(kind, key)
+
+    def never(key: str):
+        raise AssertionError("rebuilt an entry another process had built")
+
+    monkeypatch.setattr(artifacts, "load_artifact", racing)
+    art = artifacts.cached("unit", {"k": 1}, never)
+    assert looks == [("unit", first.key)] * 2
+    assert not art.built and art.key == first.key and art.meta == {"by": 0}
+    assert torch.equal(art.tensors["w"], torch.arange(3.0))
+
+
+def test_a_finished_build_drops_its_training_checkpoint(tmp_path, monkeypatch):
+    """A build that checkpointed (an interrupted training's resumable state) leaves no checkpoint
+    once its entry is stored: a later build of that key starts from the entry, not a stale state."""
+    monkeypatch.setenv("INVBENCH_HOME", str(tmp_path))
+
+    def build(key: str):
+        artifacts.save_checkpoint("unit", key, {"step": 5})
+        assert artifacts.checkpoint_path("unit", key).is_file()
+        return {"w": torch.ones(1)}, {}
+
+    art = artifacts.cached("unit", {"k": 2}, build)
+    assert art.built and not artifacts.checkpoint_path("unit", art.key).exists()

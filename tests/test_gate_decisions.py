@@ -441,3 +441,20 @@ def test_the_gate_stops_on_an_invalid_record_naming_it(tmp_path):
         with pytest.raises(InvalidRecord) as e:  # a DataError: the CLI exits 2
             check.gate(ref, records)
         assert victim.name in str(e.value)
+
+
+def test_a_row_without_one_metric_keeps_the_metrics_after_it_in_the_reference():
+    """creswell-models' train rows have no fid_rand (no tracks on train images): in a reference
+    of [fid_rand, mse] those rows still carry mse, equal to numpy's mean over their records."""
+    import numpy as np
+
+    from invbench.record import load_records
+    from invbench.tables import render
+
+    recs = load_records(LEADERBOARDS / "records" / "creswell-models")
+    ref = json.loads(render(recs, "json", metrics=["fid_rand", "mse"]))
+    lacking = [r for r in ref["rows"] if "fid_rand" not in r["metrics"]]
+    assert len(lacking) == 3 and len(ref["rows"]) == 6
+    for row in ref["rows"]:
+        vals = np.array([r.metrics["mse"] for r in recs if r.setting == row["setting"]])
+        assert row["metrics"]["mse"]["mean"] == pytest.approx(vals.mean(), rel=1e-9)

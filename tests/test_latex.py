@@ -184,3 +184,57 @@ def test_latex_cells_are_the_records_mean_and_std_and_the_paper_row_the_suites_v
     assert paper[0] == "\\quad\\textit{paper}\\tnote{a,b}"
     assert paper[1] == f"\\textit{{{reported['fid_rand']:.2f}}}"
     assert paper[2] == f"\\textit{{{reported['fid_rand@N=100']:.2f}}}"
+
+
+def test_markdown_cells_are_the_records_mean_and_std_and_the_paper_row_the_suites_values(
+    tmp_path: Path,
+) -> None:
+    """The markdown twin of the LaTeX test above: a cell is mean ± sample std (ddof 1) of the
+    records, also with two seeds; a single seed shows the mean alone; the paper row under a row
+    is the suite's values in italics with its note letters; a metric a row lacks is '–'."""
+    import numpy as np
+    import yaml
+
+    from invbench import suites
+    from invbench.record import load_records
+    from invbench.tables import render_suite
+
+    def cells(md: str, label: str, below: int = 0) -> list[str]:
+        lines = md.splitlines()
+        row = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {label} |")) + below
+        return [
+            c.strip().removeprefix("**").removesuffix("**") for c in lines[row].split("|")[1:-1]
+        ]
+
+    suite = suites.load("invgan-table1")
+    src = ROOT / "leaderboards" / "records" / "invgan-table1"
+    spec = yaml.safe_load((ROOT / "configs" / "suites" / "invgan-table1.yaml").read_text())
+    reported = spec["runs"][0]["paper"][0]["values"]
+    for seeds in ((0, 1, 2), (0, 1), (0,)):
+        folder = tmp_path / "".join(map(str, seeds))
+        folder.mkdir()
+        for s in seeds:
+            for f in src.glob(f"*__s{s}__*.json"):
+                (folder / f.name).write_bytes(f.read_bytes())
+        md = render_suite(suite, folder, "md")
+        vals = np.array(
+            [r.metrics["fid_rand"] for r in load_records(folder) if r.method == "invgan"]
+        )
+        assert len(vals) == len(seeds)
+        row = cells(md, "InvGAN (DCGAN)")
+        if len(seeds) > 1:
+            assert row[1] == f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
+        else:
+            assert row[1] == f"{vals[0]:.2f}"
+        paper = cells(md, "InvGAN (DCGAN)", below=1)
+        assert paper[0] == "↳ paper (a,b)"
+        assert paper[1:3] == [
+            f"*{reported['fid_rand']:.2f}*",
+            f"*{reported['fid_rand@N=100']:.2f}*",
+        ]
+
+    md = render_suite(
+        suites.load("creswell-models"), ROOT / "leaderboards" / "records" / "creswell-models", "md"
+    )
+    train = cells(md, "GAN train")
+    assert train[4] == "–" and train[1] != "–"  # no fid_rand on train rows; mse there
