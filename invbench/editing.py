@@ -376,6 +376,7 @@ def run_edit(
                 "directions_info": d.info,
                 "inverter_flavor": prep.inverter.flavor(),
                 "inverter_diagnostics": prep.inverter.diagnostics(),  # closed-form's residual
+                "provenance": provenance(prep),
                 "config": {
                     "directions": {"name": name, **as_dict(dcfg)},
                     "edit": as_dict(ecfg),
@@ -391,6 +392,24 @@ def run_edit(
     if len(everything) > 1:
         artifacts.atomic_write_text(out / "editing.md", table(everything))
     return records
+
+
+def provenance(prep: Any) -> dict[str, Any]:
+    """Where an editing score was measured, as a run's record says it (``runner.make_record``):
+    the commit, torch, device, threads, and the keys of the models it edited."""
+    import invbench
+    from invbench.device import describe
+    from invbench.runner import _git_rev
+
+    return {
+        "invbench": invbench.__version__,
+        "git": _git_rev(),
+        "torch": torch.__version__,
+        **describe(prep.device),
+        "threads": torch.get_num_threads(),
+        "generator_key": (prep.generator_info or {}).get("key"),
+        "model_key": prep.model_key,
+    }
 
 
 def load_records(folder: Path) -> list[dict[str, Any]]:
@@ -454,8 +473,19 @@ def table(records: list[dict[str, Any]]) -> str:
         f"Steps {records[0]['steps']}; {records[0]['n_test']} test images; metrics averaged over "
         "the top directions (edit.top) and the non-zero steps. Flavors: " + "; ".join(flavors),
     ]
-    notes += claims(records)
+    notes += [f"- {c}" for c in claims(records)]
+    notes.append(f"- {_ran_on(records)}")
     return "\n".join(lines + notes) + "\n"
+
+
+def _ran_on(records: list[dict[str, Any]]) -> str:
+    """The suites' "Ran on" line (``tables.provenance_note``) over the editing records; a record
+    written before editing records carried their provenance shows as 'None'."""
+    from types import SimpleNamespace
+
+    from invbench.tables import provenance_note
+
+    return provenance_note([SimpleNamespace(provenance=r.get("provenance", {})) for r in records])
 
 
 def claims(records: list[dict[str, Any]]) -> list[str]:

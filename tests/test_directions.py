@@ -182,6 +182,12 @@ def test_edit_cli_writes_strip_scores_and_claim(tmp_path, digits, tiny_dcgan, ca
     text = (out / "editing.md").read_text()
     assert "the SeFa top direction changes images more" in text
     assert "(creswell, digits): INCONCLUSIVE" in text and "a single seed" in text  # one seed
+    from invbench.runner import _git_rev
+    from invbench.summary import summarise
+
+    assert all(r["provenance"]["git"] == _git_rev() for r in records)
+    summary = summarise(out / "editing.md")  # the README's block counts the editing table too
+    assert summary.verdicts == {"INCONCLUSIVE": 1} and summary.commits == [_git_rev()]
     with pytest.raises(SystemExit) as bad:  # refused while parsing, before any work
         main(["edit", "--method", "creswell", "--directions", "sefa", "--steps", "x"])
     assert bad.value.code == 2
