@@ -276,3 +276,40 @@ def test_fid_equals_torchmetrics_with_the_same_feature_network() -> None:
         tm.update(y[:n] if n else y, real=False)
         ours = _scores(y, x, 16, ["fid_test_rec"], fid_n=n)["fid_test_rec"]
         assert ours == pytest.approx(float(tm.compute()), rel=1e-6), n
+
+
+def test_bootstrap_interval_is_the_normal_interval_of_the_mean_for_a_large_sample() -> None:
+    """The percentile bootstrap of the mean of n = 2,000 standard normal values: both ends sit
+    near the closed form mean ∓ 1.96 sigma / sqrt(n) (the CLT; sigma from the sample), one on
+    each side of the mean, the upper one above the lower one."""
+    from invbench.metrics.base import bootstrap_ci
+
+    v = np.random.default_rng(3).standard_normal(2000)
+    lo, hi = bootstrap_ci(v, n_boot=4000, level=0.95, seed=1)
+    half = 1.959964 * v.std(ddof=1) / np.sqrt(len(v))
+    assert lo < v.mean() < hi
+    assert lo == pytest.approx(v.mean() - half, abs=0.15 * half)
+    assert hi == pytest.approx(v.mean() + half, abs=0.15 * half)
+
+
+def test_latent_recovery_metrics_against_numpy() -> None:
+    """latent_mse is the mean squared error of recovered codes; recovery@eps the share of samples
+    whose every coordinate is within eps, over batches (numpy on the same codes)."""
+    g = torch.Generator().manual_seed(4)
+    true = torch.randn(40, 8, generator=g)
+    est = true + 0.08 * torch.randn(40, 8, generator=g)
+    cfg = EvalConfig(recovery_eps=(0.1, 0.2))
+    ctx = EvalContext(cfg, torch.device("cpu"), 2, resolution=32)
+    made = [METRICS.factory(n)(METRICS.get(n), ctx) for n in ("latent_mse", "recovery")]
+    for i in range(0, 40, 16):
+        for m in made:
+            m.update(Batch(torch.zeros(1), None, est[i : i + 16], true[i : i + 16], "z", start=i))
+    out: dict[str, float] = {}
+    for m in made:
+        out.update(m.compute().values)
+    e, t = est.double().numpy(), true.double().numpy()
+    assert out["latent_mse"] == pytest.approx(((e - t) ** 2).mean(), rel=1e-12)
+    worst = np.abs(e - t).max(1)
+    for eps in (0.1, 0.2):
+        assert out[f"recovery@{eps:g}"] == pytest.approx((worst < eps).mean(), abs=1e-12)
+    assert 0 < out["recovery@0.1"] < out["recovery@0.2"]  # the two bars tell samples apart
