@@ -279,17 +279,18 @@ def test_fid_equals_torchmetrics_with_the_same_feature_network() -> None:
 
 
 def test_bootstrap_interval_is_the_normal_interval_of_the_mean_for_a_large_sample() -> None:
-    """The percentile bootstrap of the mean of n = 2,000 standard normal values: both ends sit
-    near the closed form mean ∓ 1.96 sigma / sqrt(n) (the CLT; sigma from the sample), one on
-    each side of the mean, the upper one above the lower one."""
+    """The percentile bootstrap of the mean of n = 500 standard normal values: both ends sit
+    within 5% of the closed form mean ∓ 1.96 sigma / sqrt(n) (the CLT; sigma from the sample).
+    With 20,000 resamples the quantiles' own noise is ~1% (seen: 2.4% at most over six samples),
+    so a wrong tail (the 98.3% quantile, 2.13 sigma, is 8.7% off) fails."""
     from invbench.metrics.base import bootstrap_ci
 
-    v = np.random.default_rng(3).standard_normal(2000)
-    lo, hi = bootstrap_ci(v, n_boot=4000, level=0.95, seed=1)
+    v = np.random.default_rng(3).standard_normal(500)
+    lo, hi = bootstrap_ci(v, n_boot=20000, level=0.95, seed=1)
     half = 1.959964 * v.std(ddof=1) / np.sqrt(len(v))
     assert lo < v.mean() < hi
-    assert lo == pytest.approx(v.mean() - half, abs=0.15 * half)
-    assert hi == pytest.approx(v.mean() + half, abs=0.15 * half)
+    assert lo == pytest.approx(v.mean() - half, abs=0.05 * half)
+    assert hi == pytest.approx(v.mean() + half, abs=0.05 * half)
 
 
 def test_latent_recovery_metrics_against_numpy() -> None:
