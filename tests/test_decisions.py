@@ -157,3 +157,19 @@ def test_each_table_names_an_existing_suite_whose_rows_it_shows(path):
     ]
     verdict = re.compile(r": (HELD|DID NOT HOLD|INCONCLUSIVE|INVALID|NOT MEASURED) \(")
     assert [verdict.search(c)[1] for c in claims_tex] == [verdict.search(c)[1] for c in claims_md]
+
+
+RENDERED = [p for p in TABLES if (BOARDS / "records" / p.stem).is_dir()]
+
+
+@pytest.mark.parametrize("path", RENDERED, ids=[p.stem for p in RENDERED])
+def test_each_suite_table_is_what_its_committed_records_render_to(path):
+    """A committed table is the rendering of the records committed beside it (md, csv, LaTeX,
+    byte for byte): no hand edit, and no table left behind when its records or the renderer
+    changed (`invbench table --suite NAME --results leaderboards/records/NAME` regenerates it)."""
+    from invbench.tables import render_suite
+
+    suite = suites.load(path.stem)
+    for fmt, suffix in (("md", ".md"), ("csv", ".csv"), ("latex", ".tex")):
+        text = render_suite(suite, BOARDS / "records" / path.stem, fmt)
+        assert text == path.with_suffix(suffix).read_text(), f"{path.stem}{suffix} is stale"

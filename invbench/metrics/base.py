@@ -37,6 +37,7 @@ import difflib
 import functools
 import math
 import operator
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -85,9 +86,14 @@ class MetricSpec:
         return "↑" if self.higher_better else "↓"
 
     def format(self, value: float | None) -> str:
+        """``fmt``; a non-zero value that ``fmt`` would print with fewer than two significant
+        digits (3.3e-5 s as "0.0000", 7.7e-5 as "0.0001", 0.0074 as "0.007") gets two."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "–"
-        return self.fmt.format(value)
+        text = self.fmt.format(value)
+        if value != 0 and math.isfinite(value) and len(re.sub(r"^[^1-9]*", "", text)) < 2:
+            return f"{value:#.2g}"
+        return text
 
 
 def base_name(name: str) -> str:
