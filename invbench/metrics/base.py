@@ -86,12 +86,16 @@ class MetricSpec:
         return "↑" if self.higher_better else "↓"
 
     def format(self, value: float | None) -> str:
-        """``fmt``; a non-zero value that ``fmt`` would print with fewer than two significant
-        digits (3.3e-5 s as "0.0000", 7.7e-5 as "0.0001", 0.0074 as "0.007") gets two."""
+        """``fmt``. Where ``fmt`` is fixed-point to 3 or more decimals (errors, shares, seconds
+        per image: small values carry the information), a non-zero value it would print with
+        fewer than two significant digits gets two: 3.3e-5 s is "3.3e-05", not "0.0000", and
+        a spread of 0.0074 "0.0074", not "0.007". Coarser formats (FID and PSNR to 0.01,
+        training seconds to 0.1) hide what lies below them on purpose."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "–"
         text = self.fmt.format(value)
-        if value != 0 and math.isfinite(value) and len(re.sub(r"^[^1-9]*", "", text)) < 2:
+        fine = re.fullmatch(r"\{:\.([3-9])f\}", self.fmt) is not None
+        if fine and value != 0 and math.isfinite(value) and len(re.sub(r"^[^1-9]*", "", text)) < 2:
             return f"{value:#.2g}"
         return text
 
