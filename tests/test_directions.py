@@ -118,7 +118,7 @@ IFG = {"samples": 3000, "ratio": 0.05}  # 150 extremes per side, 30% of them hel
 
 @pytest.fixture(scope="module")
 def ifg(zmodel):
-    d = _plugin("interfacegan", attributes="height,center_y", **IFG)
+    d = _plugin("interfacegan", attributes="height,stroke_mass", **IFG)
     d.directions(zmodel)
     return d
 
@@ -129,20 +129,28 @@ def test_interfacegan_boundary_validates(ifg):
 
 
 def test_conditional_editing_reduces_leakage(zmodel, ifg):
-    # Taller digits sit differently in the frame: editing height moves the centre of mass too;
-    # conditioning on center_y (n1 - (n1^T n2) n2) must move it less.
-    cond = _plugin("interfacegan", attributes="height", condition="center_y", **IFG)
+    """InterFaceGAN's conditional manipulation (n1 - (n1^T n2) n2) changes the conditioned
+    attribute less than the plain edit. Taller digits carry more ink: the height and
+    stroke_mass normals are far from orthogonal (cosine about -0.47 on this model), so the
+    plain height edit moves the mass and the conditional one must move it measurably less —
+    paired over 400 samples, beyond 4 standard errors (seen: 21). (center_y, the attribute
+    conditioned on before, has a normal nearly orthogonal to height's, cosine 0.06: nothing
+    to remove, and which edit leaked less flipped with the thread count.)"""
+    cond = _plugin("interfacegan", attributes="height", condition="stroke_mass", **IFG)
     cond.directions(zmodel)
-    n2 = ifg.normals["center_y"].float()
+    n1, n2 = ifg.normals["height"].float(), ifg.normals["stroke_mass"].float()
     assert abs(float(cond.basis[0] @ n2)) < 1e-5  # orthogonal to the conditioned normal
+    assert abs(float(n1 @ n2)) > 0.2  # correlated attributes: there is a leak to remove
     z = zmodel.sample(400, torch.Generator().manual_seed(2))
-    base = zmodel.attributes(zmodel.decode(z))["center_y"]
+    base = zmodel.attributes(zmodel.decode(z))["stroke_mass"]
 
-    def leak(d, k: int) -> float:
-        edited = zmodel.attributes(zmodel.decode(d.edit(z, k, 1.5)))["center_y"]
-        return float((edited - base).abs().mean())
+    def leak(d) -> torch.Tensor:
+        edited = zmodel.attributes(zmodel.decode(d.edit(z, 0, 1.5)))["stroke_mass"]
+        return (edited - base).abs()
 
-    assert leak(cond, 0) < leak(ifg, 0), (leak(cond, 0), leak(ifg, 0))
+    gap = leak(ifg) - leak(cond)  # per sample, the plain edit's leak minus the conditional's
+    se = gap.std() / len(gap) ** 0.5
+    assert gap.mean() > 4 * se, (float(gap.mean()), float(se))
 
 
 @pytest.mark.parametrize("solve", ["lstsq", "lp"])
