@@ -55,16 +55,25 @@ def table(suite: Path, results: Path, home: Path) -> str:
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
-    """The suite, its serial table (the reference) and the cache every executor shares."""
+    """The suite, its serial table (the reference) and the cache every executor shares: this
+    module's own, so its generator is trained here, single-threaded. (The session's cache may
+    hold the same generator trained in process by another test at two threads, which on some
+    CPUs is not bit-identical to one thread; seen on an AVX-512 machine.) In-process runs read
+    INVBENCH_HOME, so it points at this cache while the module runs."""
     root = tmp_path_factory.mktemp("grid")
     suite = root / "grid.yaml"
     suite.write_text(SUITE)
-    home = Path(os.environ["INVBENCH_HOME"])  # the session's cache: in-process runs use it too
-    p = cli(["suite", "run", str(suite), "--results", str(root / "serial"), "--quiet"], home)
-    assert p.returncode == 0, p.stderr
-    ref = table(suite, root / "serial", home)
-    assert ref.count("\n") >= 3 and "l2" in ref and "bce" in ref
-    return root, suite, home, ref
+    home = root / "home"
+    old = os.environ["INVBENCH_HOME"]
+    os.environ["INVBENCH_HOME"] = str(home)
+    try:
+        p = cli(["suite", "run", str(suite), "--results", str(root / "serial"), "--quiet"], home)
+        assert p.returncode == 0, p.stderr
+        ref = table(suite, root / "serial", home)
+        assert ref.count("\n") >= 3 and "l2" in ref and "bce" in ref
+        yield root, suite, home, ref
+    finally:
+        os.environ["INVBENCH_HOME"] = old
 
 
 def in_process(suite: Path, results: Path, executor: str, **res) -> tuple[int, int]:
