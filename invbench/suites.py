@@ -33,7 +33,9 @@ killed suite resumes where it stopped; records are written atomically, so no cel
 
 Verdicts (the design card's contract). A claim compares two rows (``better`` than ``worse`` on
 ``metric``; ``factor`` relaxes it to "no worse than factor x") or bounds one ``row``'s metric
-(``at_least`` / ``at_most``). From the per-seed values it is
+(``at_least`` / ``at_most``); ``worse_metric`` names the worse row's metric where a paper
+compares two quantities of one direction (ICLR 2020 Fig. 4: GAN samples' FID against AE
+reconstructions' FID). From the per-seed values it is
 
 - HELD: the claim's ordering (or bound) holds and the gap exceeds two standard errors;
 - DID NOT HOLD: the opposite, beyond the same two standard errors;
@@ -140,6 +142,9 @@ class Claim:
     at_least: float | None = None
     at_most: float | None = None
     paired: bool | None = None  # None: paired when the rows share each seed's model_key
+    # The worse row's metric when a paper compares two quantities (ICLR 2020 Fig. 4: the FID of
+    # GAN samples against the FID of AE reconstructions); None: ``metric`` on both rows.
+    worse_metric: str | None = None
 
 
 @dataclass
@@ -366,10 +371,11 @@ def _check_claim(path: Path, where: str, c: Claim, labels: list[str]) -> None:
     at_most), e.g. InvGAN's fid_rand within 1.5x of a plain GAN's, every class >= 4%."""
     _check_metric(path, where, c.metric)
     pair = c.better is not None or c.worse is not None or c.factor != 1.0 or c.paired is not None
+    pair = pair or c.worse_metric is not None
     bound = c.row is not None or c.at_least is not None or c.at_most is not None
     if pair and bound:
         raise UsageError(
-            f"{path}: {where} is either a pair (better, worse, factor, paired) or a bound "
+            f"{path}: {where} is either a pair (better, worse, factor, paired, worse_metric) or a bound "
             "(row, at_least, at_most), not both."
         )
     if bound:
@@ -384,8 +390,16 @@ def _check_claim(path: Path, where: str, c: Claim, labels: list[str]) -> None:
             raise UsageError(
                 f"{path}: {where} needs better, worse and metric (or row with at_least / at_most)."
             )
-        if c.better == c.worse:
+        if c.better == c.worse and c.worse_metric in (None, c.metric):
             raise UsageError(f"{path}: {where} compares '{c.better}' with itself.")
+        if c.worse_metric is not None:
+            _check_metric(path, f"{where}.worse_metric", c.worse_metric)
+            if higher_better(c.worse_metric) != higher_better(c.metric):
+                raise UsageError(
+                    f"{path}: {where}: metric '{c.metric}' and worse_metric '{c.worse_metric}' "
+                    "point in opposite directions (one higher-is-better, one lower-is-better); "
+                    "compare two metrics of the same direction."
+                )
     for side, label in sides.items():
         if label not in labels:
             raise UsageError(
@@ -573,10 +587,16 @@ def _noise(verdict: str, gap: float, se: float | None, how: str) -> str:
 def _pair(c: Claim, a: Row, b: Row) -> Verdict:
     """``a`` (better) vs ``b`` (worse). Lower is better: gap = factor * b - a; higher is
     better: gap = a - b / factor (factor 1: a plain ordering)."""
-    va, vb = a.values(c.metric), b.values(c.metric)
+    mb_name = c.worse_metric or c.metric
+    va, vb = a.values(c.metric), b.values(mb_name)
     if not va or not vb:
-        missing = " and ".join(repr(r.label) for r, v in ((a, va), (b, vb)) if not v)
-        return Verdict(c, NOT_MEASURED, f"{c.metric} missing for {missing}")
+        missing = " and ".join(
+            f"{m} of {r.label!r}" if mb_name != c.metric else repr(r.label)
+            for r, v, m in ((a, va, c.metric), (b, vb, mb_name))
+            if not v
+        )
+        what = "" if mb_name != c.metric else f"{c.metric} "
+        return Verdict(c, NOT_MEASURED, f"{what}missing for {missing}")
     up = higher_better(c.metric)
     f = c.factor
 
@@ -585,7 +605,13 @@ def _pair(c: Claim, a: Row, b: Row) -> Verdict:
 
     ma, mb = statistics.fmean(va.values()), statistics.fmean(vb.values())
     bound = f", bound {f:g}x" if f != 1.0 else ""
-    nums = f"{c.metric} {'↑' if up else '↓'}: {a.label} {ma:.4g} vs {b.label} {mb:.4g}{bound}"
+    arrow = "↑" if up else "↓"
+    if mb_name == c.metric:
+        nums = f"{c.metric} {arrow}: {a.label} {ma:.4g} vs {b.label} {mb:.4g}{bound}"
+    else:
+        nums = (
+            f"{c.metric} of {a.label} {ma:.4g} vs {mb_name} of {b.label} {mb:.4g} ({arrow}){bound}"
+        )
     common = sorted(va.keys() & vb.keys())
     shared = bool(common) and all(
         a.model(s) is not None and a.model(s) == b.model(s) for s in common

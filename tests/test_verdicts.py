@@ -312,6 +312,26 @@ def test_a_recorded_model_key_pairs_rows_and_differing_seeds_do_not():
     assert v.verdict == INCONCLUSIVE and v.detail.endswith("; paired, but the rows' seeds differ")
 
 
+def test_a_claim_may_set_two_quantities_against_each_other():
+    # ICLR 2020 Fig. 4: the FID of GAN samples (fid_rand of the GAN row) against the FID of AE
+    # reconstructions (fid_test_rec of the AE row). The AE row's own fid_rand (samples of a
+    # Gaussian fitted to its codes) must not decide it: here it would say the opposite.
+    gan = row("gan", "fid_rand", [30.0, 35.0, 40.0], fid_test_rec=[20.0, 21.0, 22.0])
+    ae = row("ae", "fid_rand", [70.0, 75.0, 80.0], fid_test_rec=[10.0, 11.0, 12.0])
+    same = judge(Claim("fid_rand", better="gan", worse="ae"), gan, ae)
+    assert same.verdict == HELD  # samples vs samples
+    cross = judge(Claim("fid_rand", better="gan", worse="ae", worse_metric="fid_test_rec"), gan, ae)
+    # gap 11 - 35 = -24; 2 s.e. = 2 sqrt(25/3 + 1/3) = 5.9 (unpaired: the rows' models differ)
+    assert 2 * math.sqrt(25 / 3 + 1 / 3) < 24
+    assert cross.verdict == NOT_HELD
+    assert cross.detail.startswith("fid_rand of gan 35 vs fid_test_rec of ae 11 (↓)")
+    missing = judge(Claim("fid_rand", better="gan", worse="ae", worse_metric="lpips"), gan, ae)
+    assert missing.verdict == NOT_MEASURED and missing.detail == "missing for lpips of 'ae'"
+    # one row, two of its metrics (a row against itself is allowed when the metrics differ)
+    own = judge(Claim("fid_rand", better="gan", worse="gan", worse_metric="fid_test_rec"), gan)
+    assert own.verdict == NOT_HELD
+
+
 def test_cells_carry_the_results_folder_and_device(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("seeds: [0, 1]\nruns: [{label: a, method: creswell}]\n")
@@ -333,6 +353,9 @@ def test_claim_shapes_and_unknown_suites(tmp_path):
         ("{better: a, worse: c, metric: mse}", "claims[0]: worse='c' is not a run label"),
         ("{row: c, metric: mse, at_most: 1}", "claims[0]: row='c' is not a run label"),
         ("{better: a, worse: a, metric: mse}", "claims[0] compares 'a' with itself"),
+        ("{row: a, metric: mse, at_most: 1, worse_metric: lpips}", "not both"),
+        ("{better: a, worse: b, metric: mse, worse_metric: msse}", "worse_metric: unknown metric"),
+        ("{better: a, worse: b, metric: mse, worse_metric: psnr}", "opposite directions"),
     ]:
         path.write_text(head + f"  - {claim}\n")
         with pytest.raises(UsageError, match=re.escape(message)):
