@@ -267,3 +267,26 @@ def test_cached_under_torchrun_rank_0_builds_once_and_shares_its_result_or_its_e
     assert _rank_stdout(logs, 0) == "True False 1 True {'by': 0} ValueError\n"
     assert _rank_stdout(logs, 1) == "True False 0 True {'by': 0} ValueError\n"
     assert len(list((home / "probe").glob("*.safetensors"))) == 1
+
+
+LEAVE_SCRIPT = """
+import atexit
+import torch.distributed as dist
+from invbench import distributed
+distributed.init()
+distributed.barrier()
+atexit._run_exitfuncs()  # what the interpreter runs at exit, here where its effect can be seen
+print(dist.is_initialized())
+"""
+
+
+def test_a_process_that_never_calls_shutdown_leaves_the_group_at_exit(tmp_path):
+    """A script (or a Python API caller) under torchrun that never calls ``shutdown()``: its
+    exit handlers leave the process group, so gloo's threads are joined before interpreter
+    teardown (left running, they aborted rank 1 with SIGABRT in about 1 run of 15)."""
+    (tmp_path / "leave.py").write_text(LEAVE_SCRIPT)
+    logs = tmp_path / "logs"
+    env = _env(tmp_path, tmp_path / "home", [tmp_path / "home"])
+    p = _torchrun([str(tmp_path / "leave.py")], env, logs, timeout=300)
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert _rank_stdout(logs, 0) == _rank_stdout(logs, 1) == "False\n"
