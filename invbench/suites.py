@@ -370,8 +370,9 @@ def _check_claim(path: Path, where: str, c: Claim, labels: list[str]) -> None:
     """A claim is either a pair (better, worse, factor, paired) or a bound (row, at_least,
     at_most), e.g. InvGAN's fid_rand within 1.5x of a plain GAN's, every class >= 4%."""
     _check_metric(path, where, c.metric)
-    pair = c.better is not None or c.worse is not None or c.factor != 1.0 or c.paired is not None
-    pair = pair or c.worse_metric is not None
+    pair = (
+        any(v is not None for v in (c.better, c.worse, c.paired, c.worse_metric)) or c.factor != 1
+    )
     bound = c.row is not None or c.at_least is not None or c.at_most is not None
     if pair and bound:
         raise UsageError(
