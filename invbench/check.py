@@ -219,4 +219,9 @@ def gate(against: Path, results: Path | None = None) -> tuple[bool, str]:
         records = load_records(results, strict=True)
         df, order = frame(records)
         fresh = reference(df, order, records)
-    return report(compare(ref, fresh))
+    passed, text = report(compare(ref, fresh))
+    # Where each side ran: single-threaded numbers move between CPUs (instruction set, vendor,
+    # libraries), so a reader of a drift sees at once whether the machines differ.
+    sides = (("reference", ref.get("provenance")), ("this run", fresh.get("provenance")))
+    where = [f"{side} ran on: {str(p).removeprefix('Ran on: ')}" for side, p in sides if p]
+    return passed, "\n".join([text, *where])

@@ -23,6 +23,7 @@ import platform
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,7 +70,25 @@ def describe(device: torch.device | str) -> dict[str, Any]:
             "capability": f"{props.major}.{props.minor}",
             "cuda": torch.version.cuda,
         }
-    return {"device": f"cpu ({platform.processor() or platform.machine()})"}
+    # The kernels' instruction set (ATen's dispatch: AVX2, AVX512, ...; ATEN_CPU_CAPABILITY
+    # overrides it) and the CPU's model: the same single-threaded run gives different numbers on
+    # different CPUs, so a record says which CPU and which kernels produced it.
+    return {
+        "device": f"cpu ({platform.processor() or platform.machine()})",
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name as the kernel reports it (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 class Stopwatch:

@@ -217,7 +217,7 @@ def provenance_note(records: list[Record]) -> str:
     """Where the numbers were measured: device, threads, torch and invbench commit."""
     prov = {
         (
-            r.provenance.get("device"),
+            _device(r.provenance),
             r.provenance.get("threads"),
             r.provenance.get("torch"),
             r.provenance.get("git"),
@@ -226,6 +226,15 @@ def provenance_note(records: list[Record]) -> str:
     }
     parts = [f"{d}, {t} threads, torch {v}, invbench {g}" for d, t, v, g in sorted(prov, key=str)]
     return "Ran on: " + "; ".join(parts)
+
+
+def _device(prov: dict[str, Any]) -> str | None:
+    """The device, with the CPU kernels' instruction set where the record has it ("cpu (x86_64,
+    AVX512 kernels)"; records made before it was recorded say "cpu (x86_64)")."""
+    device, isa = prov.get("device"), prov.get("cpu_capability")
+    if isa and isinstance(device, str) and device.startswith("cpu (") and device.endswith(")"):
+        return f"{device[:-1]}, {isa} kernels)"
+    return device
 
 
 class PaperNumbers:

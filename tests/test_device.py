@@ -8,7 +8,10 @@ runs on a GPU runs here unchanged.
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,3 +143,26 @@ def test_device_cuda_without_a_gpu_exits_2_naming_the_fix(args, tmp_path, capsys
     err = capsys.readouterr().err
     assert "no CUDA device is visible" in err and "--device cpu" in err
     assert not any(tmp_path.iterdir())  # it stopped before training or writing anything
+
+
+@pytest.mark.parametrize("forced", ["default", "avx2"])
+def test_a_record_names_the_cpu_kernels_instruction_set_torch_dispatched_to(forced):
+    """ATen picks its CPU kernels by instruction set (AVX2, AVX512, ...); ``ATEN_CPU_CAPABILITY``
+    (torch's documented override) forces a lower one. The provenance names what was used and the
+    tables' "Ran on" line shows it."""
+    import subprocess
+    import sys
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if forced == "avx2" and " avx2" not in flags:
+        pytest.skip("this CPU has no AVX2 (the x86 kernels torch falls back to: DEFAULT)")
+    code = (
+        "import json; from invbench.device import describe; from invbench.tables import _device;"
+        "d = describe('cpu'); print(json.dumps([d, _device(d)]))"
+    )
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": forced}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    d, shown = json.loads(out.stdout)
+    assert d["cpu_capability"] == forced.upper()
+    assert shown == d["device"][:-1] + f", {forced.upper()} kernels)"
+    assert d["cpu"] and (not flags or d["cpu"] in flags)

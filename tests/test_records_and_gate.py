@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from invbench import check
 from invbench.cli import main
@@ -79,6 +80,24 @@ def test_an_invalid_record_is_skipped_by_table_fatal_to_check_recomputed_by_suit
     assert code == 0 and "not a valid record; computing it again" in err
     assert Record.read(victim).seed in (0, 1)  # valid again
     assert _cli(capsys, "check", "--against", str(ref), "--results", str(results))[0] == 0
+
+
+def test_the_gate_says_where_the_reference_and_the_fresh_run_ran(suite_results, tmp_path, capsys):
+    """Single-threaded numbers move between CPUs, so the gate's report ends with both sides'
+    "Ran on" (device with the kernels' instruction set, threads, torch, commit)."""
+    suite, results, ref = _copy(suite_results, tmp_path)
+    code, out, _ = _cli(capsys, "check", "--against", str(ref), "--results", str(results))
+    isa = torch.backends.cpu.get_cpu_capability()
+    assert code == 0 and out.splitlines()[-2] == out.splitlines()[-1].replace(
+        "this run", "reference"
+    )
+    assert out.splitlines()[-1].startswith("this run ran on: cpu (") and f", {isa} kernels)" in out
+    older = json.loads(ref.read_text()) | {"provenance": "Ran on: cpu (x86_64), 1 threads"}
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    code, out, _ = _cli(
+        capsys, "check", "--against", str(tmp_path / "old.json"), "--results", str(results)
+    )
+    assert code == 0 and out.splitlines()[-2] == "reference ran on: cpu (x86_64), 1 threads"
 
 
 def _bad_reference(ref: Path, tmp_path: Path, edit) -> Path:
