@@ -320,6 +320,7 @@ def run_edit(
     from invbench.metrics.perceptual import Unavailable, load_lpips
     from invbench.metrics.reference import reference
     from invbench.registry import DIRECTIONS
+    from invbench.runner import where_measured
 
     run_sets, dir_sets, edit_sets = split_sets(sets or [])
     ecfg = build(EditConfig, ("--set edit.", edit_sets))
@@ -376,7 +377,7 @@ def run_edit(
                 "directions_info": d.info,
                 "inverter_flavor": prep.inverter.flavor(),
                 "inverter_diagnostics": prep.inverter.diagnostics(),  # closed-form's residual
-                "provenance": provenance(prep),
+                "provenance": where_measured(prep),
                 "config": {
                     "directions": {"name": name, **as_dict(dcfg)},
                     "edit": as_dict(ecfg),
@@ -392,24 +393,6 @@ def run_edit(
     if len(everything) > 1:
         artifacts.atomic_write_text(out / "editing.md", table(everything))
     return records
-
-
-def provenance(prep: Any) -> dict[str, Any]:
-    """Where an editing score was measured, as a run's record says it (``runner.make_record``):
-    the commit, torch, device, threads, and the keys of the models it edited."""
-    import invbench
-    from invbench.device import describe
-    from invbench.runner import _git_rev
-
-    return {
-        "invbench": invbench.__version__,
-        "git": _git_rev(),
-        "torch": torch.__version__,
-        **describe(prep.device),
-        "threads": torch.get_num_threads(),
-        "generator_key": (prep.generator_info or {}).get("key"),
-        "model_key": prep.model_key,
-    }
 
 
 def load_records(folder: Path) -> list[dict[str, Any]]:

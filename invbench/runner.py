@@ -883,6 +883,21 @@ def record_name(res: Resolved, config_hash: str) -> str:
     return f"{res.spec.method}__{res.spec.dataset}__{gen}__s{res.spec.seed}__{config_hash}"
 
 
+def where_measured(prep: Prepared) -> dict[str, Any]:
+    """The provenance every record starts with (a run's, an editing score's): the code, torch,
+    the device, threads, and the keys of the models it used."""
+    gen_info = prep.generator_info
+    return {
+        "invbench": invbench.__version__,
+        "git": _git_rev(),
+        "torch": torch.__version__,
+        **describe(prep.device),  # "device": its name (+ memory, capability, CUDA on a GPU)
+        "threads": torch.get_num_threads(),  # per process
+        "generator_key": gen_info["key"] if gen_info else None,
+        "model_key": prep.model_key,  # pairs rows over seeds (invbench.suites)
+    }
+
+
 def make_record(prep: Prepared, scores: Scores) -> Record:
     """Stage 3: the typed record of a prepared, evaluated run (nothing written yet)."""
     res, ev, inv = prep.resolved, prep.eval_cfg, prep.inverter
@@ -892,17 +907,11 @@ def make_record(prep: Prepared, scores: Scores) -> Record:
     flavors = dict(r.flavors)
     flavors.update({f"method.{k}": str(v) for k, v in inv.flavor().items()})
     provenance = {
-        "invbench": invbench.__version__,
-        "git": _git_rev(),
-        "torch": torch.__version__,
-        **describe(prep.device),  # "device": its name (+ memory, capability, CUDA on a GPU)
-        "threads": torch.get_num_threads(),  # per process
+        **where_measured(prep),
         "world_size": distributed.world_size(),  # processes that evaluated it (torchrun)
         "host_cpus": os.cpu_count(),
         "started": prep.started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - prep.t_start, 2),
-        "generator_key": gen_info["key"] if gen_info else None,
-        "model_key": prep.model_key,  # pairs rows over seeds (invbench.suites)
         "generator_sha256": gen_info.get("checkpoint_sha256") if gen_info else None,
         "generator_train_seconds": gen_info["train_seconds"] if gen_info else None,
         "generator_train_threads": gen_info.get("train_threads") if gen_info else None,

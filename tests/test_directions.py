@@ -194,6 +194,11 @@ def test_edit_cli_writes_strip_scores_and_claim(tmp_path, digits, tiny_dcgan, ca
     from invbench.summary import summarise
 
     assert all(r["provenance"]["git"] == _git_rev() for r in records)
+    # the same provenance a run's record starts with (runner.where_measured)
+    assert all(
+        {"device", "cpu_capability", "threads", "model_key"} <= set(r["provenance"])
+        for r in records
+    )
     summary = summarise(out / "editing.md")  # the README's block counts the editing table too
     assert summary.verdicts == {"INCONCLUSIVE": 1} and summary.commits == [_git_rev()]
     with pytest.raises(SystemExit) as bad:  # refused while parsing, before any work
