@@ -416,13 +416,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from invbench import suites
     from invbench.plots import plot
     from invbench.record import load_records
+    from invbench.tables import suite_records
 
     labels = None
     if args.suite:
         suite = suites.load(args.suite)
-        results = _suite_results(suite.name, args.results)
-        labels = suites.labels_by_setting(suite, results)
-        records = [r for r in load_records(results) if r.setting in labels]
+        records, labels = suite_records(suite, _suite_results(suite.name, args.results))
     else:
         records = load_records(args.results or Path("results"))
     series = [s for s in args.series.split(",") if s]

@@ -393,6 +393,22 @@ def table(records: list[Record], fmt: str = "md", **options: Any) -> str:
     return render(records, fmt, notes=notes, **options)
 
 
+def suite_records(
+    suite: Any, results: Path, strict: bool = False
+) -> tuple[list[Record], dict[str, str]]:
+    """The records of a suite's cells in ``results`` (in file order) and each setting's row label.
+    Only the suite's own cells: a record left by an earlier definition of a row (before a
+    "generator.seed={seed}", say) has the row's setting and one of its seeds but another config
+    hash; averaged in, the row would count that seed twice and disagree with its verdicts."""
+    from invbench import suites
+
+    rows = suites.rows(suite, results)
+    labels = {rec.setting: label for label, row in rows.items() for rec in row.records.values()}
+    cells = {(rec.config_hash, rec.seed) for row in rows.values() for rec in row.records.values()}
+    records = [r for r in load_records(results, strict) if (r.config_hash, r.seed) in cells]
+    return records, labels
+
+
 def suite_parts(
     suite: Any, results: Path, strict: bool = False
 ) -> tuple[list[Record], dict[str, str], list[str]]:
@@ -400,8 +416,7 @@ def suite_parts(
     suite's notes, claim verdicts, provenance): what its table and its report page show."""
     from invbench import suites
 
-    labels = suites.labels_by_setting(suite, results)
-    records = [r for r in load_records(results, strict) if r.setting in labels]
+    records, labels = suite_records(suite, results, strict)
     notes = list(suite.notes) + suites.report(suite, results)  # FAILED rows, claim verdicts
     notes.append(provenance_note(records))
     return records, labels, notes

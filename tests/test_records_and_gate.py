@@ -7,7 +7,9 @@ or profile are never averaged nor compared; "worse" follows each metric's direct
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import shutil
 from pathlib import Path
@@ -80,6 +82,29 @@ def test_an_invalid_record_is_skipped_by_table_fatal_to_check_recomputed_by_suit
     assert code == 0 and "not a valid record; computing it again" in err
     assert Record.read(victim).seed in (0, 1)  # valid again
     assert _cli(capsys, "check", "--against", str(ref), "--results", str(results))[0] == 0
+
+
+def test_a_record_of_an_earlier_definition_of_a_row_is_not_averaged_into_the_suites_table(
+    suite_results, tmp_path, capsys
+):
+    """A row redefined so that its cells' config hashes change (here: a generator seed per suite
+    seed) leaves the old records in the folder with the row's setting and seeds. The suite's table
+    and plot show the suite's cells only, as its verdicts do; a loose-records table still shows
+    every record."""
+    suite, results, ref = _copy(suite_results, tmp_path)
+    args = ["table", "--suite", str(suite), "--results", str(results), "--format", "csv"]
+    before = _cli(capsys, *args)[1]
+    rec = Record.read(sorted(results.glob("*__s1__*.json"))[0])
+    config = json.loads(json.dumps(rec.config))
+    config["generator"]["seed"] = 7  # not part of the setting, part of the config hash
+    old = dataclasses.replace(rec, config=config, config_hash="0123456789abcdef",
+                              metrics={**rec.metrics, "mse": 9.0})  # fmt: skip
+    assert old.setting == rec.setting and old.seed == rec.seed
+    old.write(results / "creswell__digits__dcgan__s1__0123456789abcdef.json")
+    assert _cli(capsys, *args)[1] == before
+    loose = _cli(capsys, "table", "--results", str(results), "--format", "csv")[1]
+    row = next(csv.DictReader(io.StringIO(loose)))
+    assert row["seeds"] == "3" and float(row["mse"]) > 9.0 / 3  # the old record counted in
 
 
 def test_the_gate_says_where_the_reference_and_the_fresh_run_ran(suite_results, tmp_path, capsys):
