@@ -488,15 +488,6 @@ def read_record(path: Path) -> Record | None:
         return None
 
 
-def labels_by_setting(suite: Suite, out: Path) -> dict[str, str]:
-    """Map each cell's setting id (configuration minus seed) to its run label."""
-    return {
-        rec.setting: label
-        for label, row in rows(suite, out).items()
-        for rec in row.records.values()
-    }
-
-
 # -- verdicts --------------------------------------------------------------------------------------
 HELD, NOT_HELD, INCONCLUSIVE, INVALID = "HELD", "DID NOT HOLD", "INCONCLUSIVE", "INVALID"
 NOT_MEASURED = "NOT MEASURED"

@@ -645,8 +645,9 @@ def test_the_papers_suites_produce_their_columns(name, tmp_path, monkeypatch):
     ]
     tiny = dataclasses.replace(suite, seeds=[0], runs=runs)
     assert suites.run_suite(tiny, tmp_path) == (len(runs), 0)
-    records = load_records(tmp_path)
-    df, order = tables.frame(records, tiny.metrics, suites.labels_by_setting(tiny, tmp_path))
+    records, labels = tables.suite_records(tiny, tmp_path)
+    assert len(records) == len(load_records(tmp_path))
+    df, order = tables.frame(records, tiny.metrics, labels)
     assert order == tiny.metrics and len(df) == len(runs)
     assert not df[order].isna().any().any(), df[order]
     for rec in records:
