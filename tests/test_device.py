@@ -162,6 +162,7 @@ def test_a_record_names_the_cpu_kernels_instruction_set_torch_dispatched_to(forc
     )
     env = {**os.environ, "ATEN_CPU_CAPABILITY": forced}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]  # a failing child shows its traceback
     d, shown = json.loads(out.stdout)
     assert d["cpu_capability"] == forced.upper()
     assert shown == d["device"][:-1] + f", {forced.upper()} kernels)"
