@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import datetime
+import importlib
 import os
 import pickle
 from collections.abc import Callable, Iterable
@@ -56,6 +57,14 @@ def init() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        # torch._dynamo imported after the group exists keeps a reference to it (torch 2.14.1;
+        # the first optimiser step imports it), so destroy_process_group() left gloo's worker
+        # threads running into interpreter teardown, where one releasing a finished all_reduce
+        # needs the GIL and aborts the process (SIGABRT, "terminate called without an active
+        # exception": 4 of 20 two-rank runs of tests/scale_ddp.py grad). Imported first, it
+        # holds nothing and shutdown() joins the threads.
+        importlib.import_module("torch._dynamo")
+
         # One backend per device type: gloo moves CPU tensors, NCCL CUDA ones.
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
