@@ -58,7 +58,7 @@ from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
 from invbench.generators.stylegan_lite import MappingNetwork
-from invbench.generators.train import Checkpointer, TrainingLoop
+from invbench.generators.train import Checkpointer, TrainingLoop, ema_update, keep_average
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import (
     OptimConfig,
@@ -383,6 +383,10 @@ class LIA(Inverter):
         adam_beta2: float = bounded(0.99, ge=0, lt=1)
         # R1 on real images in stage 1 (r1_gamma 10 x 0.5)
         gamma_r1_stage1: float = bounded(5.0, ge=0, le=MAX_WEIGHT)
+        # > 0: the decoder kept after stage 1 is the moving average of the trained one with this
+        # decay (the zoo's ``ema``, warm-up included; StyleGAN's G_ema, which backbone=stylegan2
+        # keeps by ``ema_kimg``); 0 keeps the last iterate, as every table before it was made
+        ema_stage1: float = bounded(0.0, ge=0, lt=1, since=3)
         # backbone=stylegan2: StyleGAN2's stage-1 recipe (App. B; StyleGAN2Recipe's values)
         r1_every_stage1: int = bounded(16, ge=1, le=MAX_STEPS, since="paper")  # lazy R1 interval
         # path-length regularisation (§3.2), every pl_every steps
@@ -575,11 +579,19 @@ class LIA(Inverter):
         artifacts.drop_checkpoint(ARTIFACT_KIND, key)
 
     def _checkpointer(
-        self, key: str, stage: int, rng: torch.Generator, **opts: torch.optim.Optimizer
+        self,
+        key: str,
+        stage: int,
+        rng: torch.Generator,
+        ema: nn.Module | None = None,
+        **opts: torch.optim.Optimizer,
     ) -> Checkpointer:
-        """The resumable state of ``stage``: the three networks, its optimisers and ``rng``."""
+        """The resumable state of ``stage``: the three networks (and the decoder's moving
+        average while stage 1 keeps one), its optimisers and ``rng``."""
         assert self.generator is not None
         nets = {"gen": self.generator, "disc": self.disc, "enc": self.encoder}
+        if ema is not None:
+            nets["ema"] = ema
         return Checkpointer(
             key,
             nets,
@@ -617,7 +629,8 @@ class LIA(Inverter):
         opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas)
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas)
         rng = torch.Generator().manual_seed(self.seed)
-        ckpt = self._checkpointer(key, 1, rng, opt_g=opt_g, opt_d=opt_d)
+        ema = copy.deepcopy(gen).requires_grad_(False) if cfg.ema_stage1 > 0 else None
+        ckpt = self._checkpointer(key, 1, rng, ema, opt_g=opt_g, opt_d=opt_d)
         start = ckpt.resume_from(state)
         gen.train().requires_grad_(True)
         disc.train().requires_grad_(True)
@@ -642,7 +655,11 @@ class LIA(Inverter):
             loss_g.backward()
             opt_g.step()
             disc.requires_grad_(True)
+            if ema is not None:
+                ema_update(ema, gen, cfg.ema_stage1, step)
             loop.report(step, loss_d=loss_d, loss_g=loss_g)
+        if ema is not None:
+            keep_average(gen, ema, cfg.batch_size, rng)
         # Stage 1 done: an interruption from here resumes stage 2 with fresh optimisers.
         self._checkpointer(key, 2, rng).save(0)
 

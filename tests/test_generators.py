@@ -11,7 +11,7 @@ from invbench import artifacts
 from invbench.config import build
 from invbench.errors import TrainingDiverged, UsageError
 from invbench.generators.stylegan_lite import MappingNetwork, StyleSynthesis
-from invbench.generators.train import _ema_update, _standing_batchnorm, obtain
+from invbench.generators.train import ema_update, obtain, standing_batchnorm
 from invbench.registry import GENERATORS, METHODS
 
 TINY = {"steps": "4", "batch_size": "8"}
@@ -162,7 +162,7 @@ def test_training_is_seeded(digits, tmp_path, monkeypatch):
 def test_ema_first_step_and_the_kept_generator_is_the_average(digits, tmp_path, monkeypatch):
     ema, live = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     e0 = ema.weight.detach().clone()
-    _ema_update(ema, live, 0.999, 0)  # step 0: d = min(0.999, 1/10) = 0.1
+    ema_update(ema, live, 0.999, 0)  # step 0: d = min(0.999, 1/10) = 0.1
     torch.testing.assert_close(ema.weight, 0.1 * e0 + 0.9 * live.weight)
     ds, splits = digits
     weights = {}
@@ -179,18 +179,18 @@ def test_ema_converges_geometrically_to_a_fixed_target():
     start = [q.detach().clone() for q in ema.parameters()]
     factor = 1.0
     for step in range(50):
-        _ema_update(ema, live, 0.999, step)
+        ema_update(ema, live, 0.999, step)
         factor *= min(0.999, (1.0 + step) / (10.0 + step))
     for e, e0, p in zip(ema.parameters(), start, live.parameters(), strict=True):
         torch.testing.assert_close(e - p, factor * (e0 - p))
 
 
-def test_standing_batchnorm_statistics_are_the_averaged_generators_own():
+def teststanding_batchnorm_statistics_are_the_averaged_generators_own():
     gen = GENERATORS.get("dcgan")(GENERATORS.get("dcgan").Config(), 1, 32)
     bn = gen.net.body[0]  # the BatchNorm after the projection of z
     seen: list[torch.Tensor] = []
     hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].mean((0, 2, 3))))
-    _standing_batchnorm(gen, 16, torch.Generator().manual_seed(3))
+    standing_batchnorm(gen, 16, torch.Generator().manual_seed(3))
     hook.remove()
     # momentum=None: the running mean is the plain average of the 32 calibration batches' means
     torch.testing.assert_close(bn.running_mean, torch.stack(seen).mean(0))

@@ -225,19 +225,21 @@ def test_invert_decode_spaces_and_refinement(trained):
     assert s.space == "y" and torch.isfinite(inv.decode(s)).all()
 
 
-def test_stage1_resumes_from_checkpoint_to_identical_weights(digits, monkeypatch):
+@pytest.mark.parametrize("ema", ["0", "0.9"])
+def test_stage1_resumes_from_checkpoint_to_identical_weights(digits, monkeypatch, ema):
+    """Also with the moving average (``ema_stage1``): the checkpoint carries it."""
     import invbench.methods.lia as lia_mod
 
     _, splits = digits
     ctx = ctx_of(splits, 64)
 
     def decoder_after(key: str, interrupt_at: int | None) -> dict[str, torch.Tensor]:
-        inv = make(steps="8", batch_size="4", ckpt_every="4")
+        inv = make(steps="8", batch_size="4", ckpt_every="4", ema_stage1=ema)
         inv.build(splits.channels, splits.resolution)
         inv.train_decoder(ctx, key, artifacts.load_checkpoint(lia_mod.ARTIFACT_KIND, key))
         return inv.generator.state_dict()
 
-    straight = decoder_after("resume-a", None)
+    straight = decoder_after(f"resume-a{ema}", None)
     import invbench.generators.train as train_mod  # the shared training loop draws the bar
 
     real_bar = train_mod.bar
@@ -257,13 +259,57 @@ def test_stage1_resumes_from_checkpoint_to_identical_weights(digits, monkeypatch
 
     monkeypatch.setattr(train_mod, "bar", Interrupting)
     with pytest.raises(KeyboardInterrupt):
-        decoder_after("resume-b", None)
+        decoder_after(f"resume-b{ema}", None)
     monkeypatch.setattr(train_mod, "bar", real_bar)
-    state = artifacts.load_checkpoint(lia_mod.ARTIFACT_KIND, "resume-b")
+    state = artifacts.load_checkpoint(lia_mod.ARTIFACT_KIND, f"resume-b{ema}")
     assert state is not None and state["step"] == 4
-    resumed = decoder_after("resume-b", None)
+    resumed = decoder_after(f"resume-b{ema}", None)
     for k, v in straight.items():
         assert torch.equal(resumed[k], v), k
+
+
+def test_stage1_keeps_the_moving_average_of_the_decoders_iterates(digits, monkeypatch):
+    """ema_stage1 = d: the decoder stage 1 hands on is e_T, e_0 = the initial weights and
+    e_t = d_t e_(t-1) + (1 - d_t) p_t with d_t = min(d, (1+t)/(10+t)) over the live iterates p_t
+    (recorded here as training makes them); 0 hands on the last iterate p_T."""
+    import invbench.methods.lia as lia_mod
+
+    _, splits = digits
+    ctx = ctx_of(splits, 64)
+    real_update, real_keep = lia_mod.ema_update, lia_mod.keep_average
+    seen: dict[str, list[dict[str, torch.Tensor]]] = {"iterates": [], "last": []}
+
+    def spy_update(ema, gen, d, step):
+        seen["iterates"].append(params(gen))
+        real_update(ema, gen, d, step)
+
+    def spy_keep(gen, ema, *a):
+        seen["last"].append(params(gen))  # the live weights after the last step
+        real_keep(gen, ema, *a)
+
+    monkeypatch.setattr(lia_mod, "ema_update", spy_update)
+    monkeypatch.setattr(lia_mod, "keep_average", spy_keep)
+    kept = {}
+    for decay in ("0", "0.5"):
+        seen["iterates"], seen["last"] = [], []
+        inv = make(steps="6", batch_size="4", ema_stage1=decay, backbone="stylegan-lite")
+        inv.build(splits.channels, splits.resolution)
+        start = params(inv.generator)
+        inv.train_decoder(ctx, f"ema{decay}")
+        kept[decay] = (start, seen["iterates"], seen["last"], params(inv.generator))
+    start, iterates, last, got = kept["0.5"]
+    assert len(iterates) == 6 and len(last) == 1
+    for k in start:
+        e = start[k]
+        for t, p in enumerate(iterates):
+            d = min(0.5, (1.0 + t) / (10.0 + t))
+            e = d * e + (1 - d) * p[k]
+        torch.testing.assert_close(got[k], e)
+        torch.testing.assert_close(iterates[-1][k], last[0][k])
+    assert not all(torch.equal(got[k], last[0][k]) for k in got)  # not the last iterate
+    _, iterates0, last0, got0 = kept["0"]
+    assert iterates0 == [] and last0 == []  # no average kept: the last iterate is handed on
+    assert not all(torch.equal(got0[k], got[k]) for k in got)
 
 
 def test_fit_caches_by_training_settings_only(digits):

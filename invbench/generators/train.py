@@ -458,18 +458,16 @@ def train_gan(
     for step in loop:
         loss_d, loss_g = train_step(step)
         if ema is not None:
-            _ema_update(ema, gen, cfg.ema, step)
+            ema_update(ema, gen, cfg.ema, step)
         loop.report(step, loss_d=loss_d.detach(), loss_g=loss_g.detach())
-    if ema is not None:  # keep the averaged weights; buffers stay the live model's
-        with torch.no_grad():
-            for p, pe in zip(gen.parameters(), ema.parameters(), strict=True):
-                p.copy_(pe)
-        _standing_batchnorm(gen, train_step.cfg.batch_size, train_step.rng)
+    if ema is not None:
+        keep_average(gen, ema, train_step.cfg.batch_size, train_step.rng)
     gen.eval()
     return ckpt.elapsed()
 
 
-def _ema_update(ema: nn.Module, gen: nn.Module, decay: float, step: int) -> None:
+def ema_update(ema: nn.Module, gen: nn.Module, decay: float, step: int) -> None:
+    """One step of the generator's moving average (the zoo's ``ema``; LIA's ``ema_stage1``)."""
     # theta_ema <- d * theta_ema + (1 - d) * theta, with the warm-up d_t = min(d, (1+t)/(10+t))
     # so the average forgets the random initial weights quickly.
     d = min(decay, (1.0 + step) / (10.0 + step))
@@ -478,8 +476,17 @@ def _ema_update(ema: nn.Module, gen: nn.Module, decay: float, step: int) -> None
             pe.lerp_(p, 1.0 - d)
 
 
+def keep_average(gen: Generator, ema: nn.Module, batch_size: int, rng: torch.Generator) -> None:
+    """Make ``gen`` the averaged generator ``ema``: its parameters, and BatchNorm statistics
+    measured for them (the live model's buffers belong to other weights)."""
+    with torch.no_grad():
+        for p, pe in zip(gen.parameters(), ema.parameters(), strict=True):
+            p.copy_(pe)
+    standing_batchnorm(gen, batch_size, rng)
+
+
 @torch.no_grad()
-def _standing_batchnorm(gen: Generator, batch_size: int, rng: torch.Generator) -> None:
+def standing_batchnorm(gen: Generator, batch_size: int, rng: torch.Generator) -> None:
     """Re-estimate BatchNorm running statistics for the averaged weights ("standing statistics",
     Brock et al. 2019, BigGAN §C.1): the live generator's statistics belong to other weights."""
     bns = [m for m in gen.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
