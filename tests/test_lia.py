@@ -701,3 +701,24 @@ def test_the_papers_suites_produce_their_columns(name, tmp_path, monkeypatch):
             assert rec.metric_flavors[metric].startswith("lenet-digits-e3-"), metric
     out = tables.render_suite(tiny, tmp_path, "md")
     assert out.count("Claim — ") == len(tiny.claims) and "not measured" not in out
+
+
+def test_lia_stylegans_stage1_is_the_zoos_stylegan_lite_recipe():
+    """configs/methods/lia-stylegan.yaml says its stage 1 is the zoo's stylegan-lite recipe: the
+    same optimiser, batch, steps, R1 (LIA weighs it by gamma, the zoo by gamma / 2) and the same
+    moving average of the generator (its absence let seed 1 of lia-table4 leave the bar)."""
+    from invbench.config import resolve
+    from invbench.registry import GENERATORS
+
+    lia = resolve(METHODS.get("lia").Config, "method", "lia-stylegan")
+    zoo = resolve(GENERATORS.get("stylegan-lite").Config, "generator", "stylegan-lite")
+    assert lia.backbone == "stylegan-lite"
+    assert (lia.lr_g, lia.lr_d, lia.adam_beta1, lia.adam_beta2) == (
+        zoo.lr_g,
+        zoo.lr_d,
+        zoo.beta1,
+        zoo.beta2,
+    )
+    assert (lia.batch_size, lia.steps) == (zoo.batch_size, zoo.steps)
+    assert lia.gamma_r1_stage1 == zoo.r1_gamma / 2
+    assert lia.ema_stage1 == zoo.ema > 0
