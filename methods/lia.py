@@ -57,7 +57,7 @@ from invbench.encoders import Encoder
 from invbench.errors import UsageError
 from invbench.generators.base import Generator
 from invbench.generators.dcgan import DCGANDecoder, DCGANDiscriminator
-from invbench.generators.stylegan_lite import MappingNetwork
+from invbench.generators.stylegan_lite import MappingNetwork, mix_at_random
 from invbench.generators.train import Checkpointer, TrainingLoop, ema_update, keep_average
 from invbench.inverter import FitContext, Inverter, Latents
 from invbench.latent_opt import (
@@ -167,6 +167,18 @@ class LIADecoder(Generator):
         if self.backbone == "dcgan":
             return self.net(y)
         return self.net(y[:, None, :].expand(-1, self.num_ws, -1))  # the same y at every layer
+
+    def training_forward(self, z: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """Stage 1's forward pass: z -> y -> g, with style mixing of y codes on the style-based
+        backbone when ``mixing_stage1`` > 0 (no draw from ``rng`` otherwise)."""
+        if self.backbone != "stylegan-lite" or self.cfg.mixing_stage1 <= 0:
+            return self.synthesize(z)
+
+        def second() -> torch.Tensor:
+            return self.to_space(self.sample_z(len(z), rng), "y+")
+
+        ys = mix_at_random(self.to_space(z, "y+"), second, self.cfg.mixing_stage1, rng)
+        return self.synthesize(ys, "y+")
 
     def make_discriminator(self) -> nn.Module:
         if self.backbone == "stylegan2":
@@ -387,6 +399,10 @@ class LIA(Inverter):
         # decay (the zoo's ``ema``, warm-up included; StyleGAN's G_ema, which backbone=stylegan2
         # keeps by ``ema_kimg``); 0 keeps the last iterate, as every table before it was made
         ema_stage1: float = bounded(0.0, ge=0, lt=1, since=3)
+        # backbone=stylegan-lite: style-mixing regularisation in stage 1 (StyleGAN §3.1) with this
+        # probability, of y codes across synthesis layers, as the zoo's stylegan-lite trains
+        # (``mixing_prob``) and backbone=stylegan2 does; 0 (before it existed) mixes nothing
+        mixing_stage1: float = bounded(0.0, ge=0, le=1, since=3)
         # backbone=stylegan2: StyleGAN2's stage-1 recipe (App. B; StyleGAN2Recipe's values)
         r1_every_stage1: int = bounded(16, ge=1, le=MAX_STEPS, since="paper")  # lazy R1 interval
         # path-length regularisation (§3.2), every pl_every steps
@@ -639,7 +655,7 @@ class LIA(Inverter):
         for step in loop:
             real = self._batch(data, cfg.batch_size, rng)
             with torch.no_grad():
-                fake = gen.synthesize(gen.sample_z(cfg.batch_size, rng))
+                fake = gen.training_forward(gen.sample_z(cfg.batch_size, rng), rng)
             lazy = cfg.gamma_r1_stage1 > 0 and step % cfg.r1_every == 0
             real.requires_grad_(lazy)
             logit_real = disc(real)
@@ -650,7 +666,7 @@ class LIA(Inverter):
             loss_d.backward()
             opt_d.step()
             disc.requires_grad_(False)  # the generator's step needs no gradients in c
-            loss_g = gan_g_loss(disc(gen.synthesize(gen.sample_z(cfg.batch_size, rng))))
+            loss_g = gan_g_loss(disc(gen.training_forward(gen.sample_z(cfg.batch_size, rng), rng)))
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()

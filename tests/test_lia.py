@@ -705,8 +705,8 @@ def test_the_papers_suites_produce_their_columns(name, tmp_path, monkeypatch):
 
 def test_lia_stylegans_stage1_is_the_zoos_stylegan_lite_recipe():
     """configs/methods/lia-stylegan.yaml says its stage 1 is the zoo's stylegan-lite recipe: the
-    same optimiser, batch, steps, R1 (LIA weighs it by gamma, the zoo by gamma / 2) and the same
-    moving average of the generator (its absence let seed 1 of lia-table4 leave the bar)."""
+    same optimiser, batch, steps, R1 (LIA weighs it by gamma, the zoo by gamma / 2), the same
+    moving average of the generator and the same style-mixing probability."""
     from invbench.config import resolve
     from invbench.registry import GENERATORS
 
@@ -722,3 +722,48 @@ def test_lia_stylegans_stage1_is_the_zoos_stylegan_lite_recipe():
     assert (lia.batch_size, lia.steps) == (zoo.batch_size, zoo.steps)
     assert lia.gamma_r1_stage1 == zoo.r1_gamma / 2
     assert lia.ema_stage1 == zoo.ema > 0
+    assert lia.mixing_stage1 == zoo.mixing_prob > 0
+
+
+def test_style_mixing_takes_the_layers_from_the_cutoff_on_from_the_second_code():
+    from invbench.generators.stylegan_lite import mix_at_random
+
+    ws, ws2 = torch.zeros(64, 6, 3), torch.ones(64, 6, 3)
+    rng = torch.Generator().manual_seed(1)
+    out = mix_at_random(ws, lambda: ws2, 1.0, rng)
+    per_layer = out[:, :, 0]
+    cutoff = (per_layer == 0).sum(1)  # layers [0, cutoff) from ws, [cutoff, 6) from ws2
+    assert torch.equal(per_layer, (torch.arange(6)[None, :] >= cutoff[:, None]).float())
+    assert cutoff.min() >= 1 and cutoff.max() <= 5 and len(set(cutoff.tolist())) == 5
+    half = mix_at_random(ws, lambda: ws2, 0.5, torch.Generator().manual_seed(1))
+    assert 0.3 < (half.sum((1, 2)) > 0).float().mean() < 0.7  # about half the batch mixes
+    state = rng.get_state()
+    assert mix_at_random(ws, lambda: ws2, 0.0, rng) is ws
+    assert torch.equal(rng.get_state(), state)  # nothing drawn without mixing
+
+
+def test_lia_stage1_mixes_y_codes_across_layers_on_the_style_based_backbone(digits):
+    """mixing_stage1 = 1: each generated image is g of a y+ code whose first layers hold y(z)
+    and the rest y(z2), z2 the next draw of the training generator; 0: g(y(z)), nothing drawn."""
+    _, splits = digits
+    inv = make(backbone="stylegan-lite", mixing_stage1="1")
+    inv.build(splits.channels, splits.resolution)
+    gen = inv.generator
+    z = gen.sample_z(8, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = gen.training_forward(z, torch.Generator().manual_seed(5))
+        replay = torch.Generator().manual_seed(5)
+        torch.rand(8, generator=replay)  # every sample mixes at probability 1
+        cutoff = torch.randint(1, gen.num_ws, (8,), generator=replay)
+        y1, y2 = gen.y_from_z(z), gen.y_from_z(gen.sample_z(8, replay))
+        layer = torch.arange(gen.num_ws)[None, :, None]
+        ys = torch.where(layer < cutoff[:, None, None], y1[:, None], y2[:, None])
+        torch.testing.assert_close(got, gen.synthesize(ys, "y+"))
+        assert not torch.allclose(got, gen.synthesize(z))
+        plain = make(backbone="stylegan-lite")
+        plain.build(splits.channels, splits.resolution)
+        plain.generator.load_state_dict(gen.state_dict())
+        rng = torch.Generator().manual_seed(5)
+        state = rng.get_state()
+        torch.testing.assert_close(plain.generator.training_forward(z, rng), gen.synthesize(z))
+        assert torch.equal(rng.get_state(), state)

@@ -26,6 +26,7 @@ is deterministic (``noise_mode`` chooses "random", "const" or "none").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -309,17 +310,10 @@ class StyleGANLite(Generator):
         return mean + psi * (latent - mean)
 
     def training_forward(self, z: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        ws = self.to_ws(z, "z")
-        if self.cfg.mixing_prob > 0:
-            # Style-mixing regularisation (StyleGAN §3.1): for a fraction of the batch, layers
-            # from a random cutoff on take the w of a second latent. Every draw comes from rng.
-            n = len(z)
-            mixed = torch.rand(n, generator=rng) < self.cfg.mixing_prob
-            cutoff = torch.randint(1, self.num_ws, (n,), generator=rng)
-            ws2 = self.to_ws(self.sample_z(n, rng), "z")
-            layer = torch.arange(self.num_ws)[None, :]
-            take2 = ((layer >= cutoff[:, None]) & mixed[:, None]).to(z.device)
-            ws = torch.where(take2[:, :, None], ws2, ws)
+        def second() -> torch.Tensor:
+            return self.to_ws(self.sample_z(len(z), rng), "z")
+
+        ws = mix_at_random(self.to_ws(z, "z"), second, self.cfg.mixing_prob, rng)
         return self.synthesis(ws, "random" if self.cfg.noise else "none", rng)
 
     def make_discriminator(self) -> nn.Module:
@@ -327,3 +321,22 @@ class StyleGANLite(Generator):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "w_dim": self.cfg.w_dim, "num_ws": self.num_ws}
+
+
+def mix_at_random(
+    ws: torch.Tensor, second: Callable[[], torch.Tensor], prob: float, rng: torch.Generator
+) -> torch.Tensor:
+    """Style-mixing regularisation (StyleGAN §3.1) of a batch of per-layer codes ``ws``
+    (batch, layers, dim): for a fraction ``prob`` of the batch, the layers from a random cutoff
+    in [1, layers) on take the code of a second latent (``second()``, drawn only when
+    ``prob`` > 0). Every draw comes from ``rng``, in this order: which samples mix, their
+    cutoffs, the second latents."""
+    if prob <= 0:
+        return ws
+    n, layers = ws.shape[:2]
+    mixed = torch.rand(n, generator=rng) < prob
+    cutoff = torch.randint(1, layers, (n,), generator=rng)
+    ws2 = second()
+    layer = torch.arange(layers)[None, :]
+    take2 = ((layer >= cutoff[:, None]) & mixed[:, None]).to(ws.device)
+    return torch.where(take2[:, :, None], ws2, ws)
