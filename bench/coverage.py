@@ -2,11 +2,14 @@
 
 For each seed it trains the method's generator (``lia`` / ``lia-mlp`` / ``lia-stylegan``:
 stage 1 only, the decoder GAN of §5.1; ``invgan``: the whole model, whose generator is trained
-jointly) with the method's configuration as the runner resolves it (defaults <- YAML <- --set),
+jointly), or with ``--generator NAME`` a zoo generator (``dcgan``: the suites' baselines, its
+``generator.seed`` set to the seed; cached in INVBENCH_HOME like the runner's), with the
+configuration as the runner resolves it (defaults <- YAML <- --set),
 draws ``--n`` random samples, labels them with the dataset's domain classifier (the runner's
 ``class_share_min`` / ``class_share_max`` metric) and prints one JSON line per seed:
 
     python bench/coverage.py --method lia --seeds 0 1 2 3 4 5 [--set key=value ...]
+    python bench/coverage.py --generator dcgan --seeds 0 1 2 --set batch_size=32 --set ema=0
 
 The zoo's bar is every class between 4% and 20% of the samples (10 classes: 10% is balanced).
 Each seed trains from scratch (checkpoints are dropped; use a fresh INVBENCH_HOME). Run it at
@@ -25,6 +28,7 @@ import torch
 
 from invbench import artifacts
 from invbench.config import resolve
+from invbench.generators.train import obtain
 from invbench.inverter import FitContext
 from invbench.metrics import METRICS, Batch, EvalContext
 from invbench.metrics.features import domain_network
@@ -39,6 +43,15 @@ def coverage(method: str, seed: int, sets: dict[str, str], n: int, grid: str) ->
     ds = dataset(dataset.Config())
     splits = ds.load()
     net = domain_network(splits, ds.train_fingerprint())
+    if method.startswith("generator:"):  # a zoo generator, as a suite's `generator:` row has it
+        t0 = time.perf_counter()
+        gen, _ = obtain(method.split(":", 1)[1], splits, ds.train_fingerprint(),
+                        {**sets, "seed": str(seed)})  # fmt: skip
+        seconds = time.perf_counter() - t0
+        g = torch.Generator().manual_seed(10_000 + seed)
+        with torch.no_grad():
+            images = gen.synthesize(gen.sample_z(n, generator=g))
+        return _shares(method, seed, sets, images, net, grid, seconds)
     cls = METHODS.get(method)
     cfg = resolve(cls.Config, "method", method, sets)
     inv = cls(cfg, None, "cpu", seed)
@@ -57,6 +70,19 @@ def coverage(method: str, seed: int, sets: dict[str, str], n: int, grid: str) ->
     with torch.no_grad():
         lat = inv.sample(n, generator=g)
         images = inv.decode(lat)
+    return _shares(method, seed, sets, images, net, grid, seconds)
+
+
+def _shares(
+    method: str,
+    seed: int,
+    sets: dict[str, str],
+    images: torch.Tensor,
+    net: torch.nn.Module,
+    grid: str,
+    seconds: float,
+) -> dict:
+    n = len(images)
     # The runner's own metric (class_share_min / max), fed the samples as its rand track.
     spec = METRICS.get("class_share_min")
     make = METRICS.factory(spec.name)
@@ -67,7 +93,8 @@ def coverage(method: str, seed: int, sets: dict[str, str], n: int, grid: str) ->
     if grid:
         from torchvision.utils import save_image
 
-        save_image(images[:64] * 0.5 + 0.5, f"{grid}/{method}-seed{seed}.png", nrow=8)
+        name = method.replace(":", "-")
+        save_image(images[:64] * 0.5 + 0.5, f"{grid}/{name}-seed{seed}.png", nrow=8)
     return {
         "method": method,
         "seed": seed,
@@ -84,15 +111,18 @@ def coverage(method: str, seed: int, sets: dict[str, str], n: int, grid: str) ->
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     methods = ["lia", "lia-mlp", "lia-stylegan", "invgan"]
-    p.add_argument("--method", required=True, choices=methods)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--method", choices=methods)
+    who.add_argument("--generator", help="a zoo generator (e.g. dcgan), seeded by each seed")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--grid", default="", help="folder for a PNG of samples per seed")
     args = p.parse_args(argv)
     sets = dict(s.split("=", 1) for s in args.set)
+    who = args.method or f"generator:{args.generator}"
     for seed in args.seeds:
-        print(json.dumps(coverage(args.method, seed, sets, args.n, args.grid)), flush=True)
+        print(json.dumps(coverage(who, seed, sets, args.n, args.grid)), flush=True)
     return 0
 
 
