@@ -284,12 +284,18 @@ def test_a_process_that_never_calls_shutdown_leaves_the_group_at_exit(tmp_path):
     """A script (or a Python API caller) under torchrun that never calls ``shutdown()``: its
     exit handlers leave the process group, so gloo's threads are joined before interpreter
     teardown (left running, they aborted rank 1 with SIGABRT in about 1 run of 15)."""
-    (tmp_path / "leave.py").write_text(LEAVE_SCRIPT)
+    logs = _two_ranks_run(tmp_path, "leave.py", LEAVE_SCRIPT)
+    assert _rank_stdout(logs, 0) == _rank_stdout(logs, 1) == "False\n"
+
+
+def _two_ranks_run(tmp_path: Path, name: str, script: str) -> Path:
+    """``script`` under torchrun on two ranks, which must exit 0; the folder of their logs."""
+    (tmp_path / name).write_text(script)
     logs = tmp_path / "logs"
     env = _env(tmp_path, tmp_path / "home", [tmp_path / "home"])
-    p = _torchrun([str(tmp_path / "leave.py")], env, logs, timeout=300)
+    p = _torchrun([str(tmp_path / name)], env, logs, timeout=300)
     assert p.returncode == 0, p.stderr[-4000:]
-    assert _rank_stdout(logs, 0) == _rank_stdout(logs, 1) == "False\n"
+    return logs
 
 
 THREADS_SCRIPT = """
@@ -313,9 +319,5 @@ def test_shutdown_after_a_data_parallel_step_joins_gloos_threads(tmp_path):
     (torch._dynamo, first imported by an optimiser step, held a reference) let a worker thread
     release a finished all_reduce during interpreter teardown and abort the rank (SIGABRT in
     4 of 20 runs of the gradient test; this test printed the three threads on every run)."""
-    (tmp_path / "threads.py").write_text(THREADS_SCRIPT)
-    logs = tmp_path / "logs"
-    env = _env(tmp_path, tmp_path / "home", [tmp_path / "home"])
-    p = _torchrun([str(tmp_path / "threads.py")], env, logs, timeout=300)
-    assert p.returncode == 0, p.stderr[-4000:]
+    logs = _two_ranks_run(tmp_path, "threads.py", THREADS_SCRIPT)
     assert _rank_stdout(logs, 0) == _rank_stdout(logs, 1) == "[]\n"
