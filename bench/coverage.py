@@ -28,30 +28,39 @@ import torch
 
 from invbench import artifacts
 from invbench.config import resolve
+from invbench.errors import UsageError
 from invbench.generators.train import obtain
 from invbench.inverter import FitContext
 from invbench.metrics import METRICS, Batch, EvalContext
 from invbench.metrics.features import domain_network
-from invbench.registry import DATASETS, METHODS
+from invbench.registry import DATASETS, GENERATORS, METHODS
 from invbench.runner import EvalConfig
 
 LOW, HIGH = 0.04, 0.20  # the zoo's coverage bar
 
 
-def coverage(method: str, seed: int, sets: dict[str, str], n: int, grid: str) -> dict:
+def _digits() -> tuple:
+    """The digits splits and the domain classifier that labels samples."""
     dataset = DATASETS.get("digits")
     ds = dataset(dataset.Config())
     splits = ds.load()
-    net = domain_network(splits, ds.train_fingerprint())
-    if method.startswith("generator:"):  # a zoo generator, as a suite's `generator:` row has it
-        t0 = time.perf_counter()
-        gen, _ = obtain(method.split(":", 1)[1], splits, ds.train_fingerprint(),
-                        {**sets, "seed": str(seed)})  # fmt: skip
-        seconds = time.perf_counter() - t0
-        g = torch.Generator().manual_seed(10_000 + seed)
-        with torch.no_grad():
-            images = gen.synthesize(gen.sample_z(n, generator=g))
-        return _shares(method, seed, sets, images, net, grid, seconds)
+    return splits, ds.train_fingerprint(), domain_network(splits, ds.train_fingerprint())
+
+
+def generator_coverage(name: str, seed: int, sets: dict[str, str], n: int, grid: str) -> dict:
+    """A zoo generator as a suite's `generator:` row trains it, seeded by ``seed``."""
+    splits, fingerprint, net = _digits()
+    t0 = time.perf_counter()
+    gen, _ = obtain(name, splits, fingerprint, {**sets, "seed": str(seed)})
+    seconds = time.perf_counter() - t0
+    g = torch.Generator().manual_seed(10_000 + seed)
+    with torch.no_grad():
+        images = gen.synthesize(gen.sample_z(n, generator=g))
+    return _shares(f"generator:{name}", seed, sets, images, net, grid, seconds)
+
+
+def coverage(method: str, seed: int, sets: dict[str, str], n: int, grid: str) -> dict:
+    splits, _, net = _digits()
     cls = METHODS.get(method)
     cfg = resolve(cls.Config, "method", method, sets)
     inv = cls(cfg, None, "cpu", seed)
@@ -119,10 +128,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--grid", default="", help="folder for a PNG of samples per seed")
     args = p.parse_args(argv)
+    if bad := [s for s in args.set if "=" not in s]:
+        p.error(f"--set takes KEY=VALUE, got {bad[0]!r}")  # exit 2
     sets = dict(s.split("=", 1) for s in args.set)
-    who = args.method or f"generator:{args.generator}"
+    try:  # names and --set values, before anything trains
+        if args.generator:
+            resolve(GENERATORS.get(args.generator).Config, "generator", args.generator, sets)
+        else:
+            resolve(METHODS.get(args.method).Config, "method", args.method, sets)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for seed in args.seeds:
-        print(json.dumps(coverage(who, seed, sets, args.n, args.grid)), flush=True)
+        if args.generator:
+            row = generator_coverage(args.generator, seed, sets, args.n, args.grid)
+        else:
+            row = coverage(args.method, seed, sets, args.n, args.grid)
+        print(json.dumps(row), flush=True)
     return 0
 
 
